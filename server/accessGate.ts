@@ -1,0 +1,76 @@
+/**
+ * Who may say hello: the token check and the lock-out of addresses that keep
+ * guessing. Loopback is never locked out, so a local user cannot be shut out
+ * by their own mistakes (nor by another local process).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
+
+export interface AccessGateOptions {
+  token: string | undefined;
+  /** Failed hellos from one address within the window before it is locked out. */
+  maxFailures: number;
+  failureWindowMs: number;
+  lockoutMs: number;
+  now?: () => number;
+}
+
+export type AccessVerdict = 'allowed' | 'unauthorized' | 'locked_out';
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}
+
+export function isLoopbackAddress(address: string | undefined): boolean {
+  if (!address) return false;
+  const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (plain === '::1') return true;
+  return isIP(plain) === 4 && plain.startsWith('127.');
+}
+
+export class AccessGate {
+  private readonly tokenDigest: Buffer | undefined;
+  private readonly failures = new Map<string, number[]>();
+  private readonly lockedUntil = new Map<string, number>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: AccessGateOptions) {
+    this.tokenDigest = options.token === undefined ? undefined : digest(options.token);
+    this.now = options.now ?? Date.now;
+  }
+
+  get requiresToken(): boolean {
+    return this.tokenDigest !== undefined;
+  }
+
+  isLockedOut(address: string | undefined): boolean {
+    if (!address || isLoopbackAddress(address)) return false;
+    const until = this.lockedUntil.get(address);
+    if (until === undefined) return false;
+    if (until > this.now()) return true;
+    this.lockedUntil.delete(address);
+    return false;
+  }
+
+  /** Checks a hello's token; comparing digests keeps the time the same whatever the token's length. */
+  check(token: string | undefined, address: string | undefined): AccessVerdict {
+    if (this.isLockedOut(address)) return 'locked_out';
+    if (this.tokenDigest === undefined) return 'allowed';
+    if (token !== undefined && timingSafeEqual(digest(token), this.tokenDigest)) return 'allowed';
+    this.noteFailure(address);
+    return 'unauthorized';
+  }
+
+  private noteFailure(address: string | undefined): void {
+    if (!address || isLoopbackAddress(address)) return;
+    const now = this.now();
+    const recent = (this.failures.get(address) ?? []).filter((at) => now - at < this.options.failureWindowMs);
+    recent.push(now);
+    if (recent.length >= this.options.maxFailures) {
+      this.lockedUntil.set(address, now + this.options.lockoutMs);
+      this.failures.delete(address);
+    } else {
+      this.failures.set(address, recent);
+    }
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The chat server: its listeners, its connections and its rooms. It can be
+ * embedded (tests, benchmarks) or run from the command line (cli.ts).
+ */
+import { once } from 'node:events';
+import { createServer, type Server, type Socket } from 'node:net';
+import { Disposable, toDisposable } from '../shared/disposable';
+import { encodeFrame } from '../shared/framing';
+import type { Limits } from '../shared/protocol';
+import { AccessGate, isLoopbackAddress } from './accessGate';
+import { ClassicConnection } from './classicConnection';
+import type { Connection, ConnectionHost } from './connection';
+import type { Logger } from './log';
+import { NdjsonConnection } from './ndjsonConnection';
+import { Room } from './room';
+import { RoomLog } from './roomLog';
+import { WriteBatcher } from './writeBatcher';
+
+export interface ChatServerOptions {
+  host: string;
+  port: number;
+  /** A second listener for the seed's plain-text protocol. */
+  classicPort?: number;
+  /** Where room logs live; undefined keeps history in memory only. */
+  dataDir: string | undefined;
+  token: string | undefined;
+  limits: Limits;
+  logger: Logger;
+  /** How long a classic client's unterminated input may rest before it counts as a message. */
+  classicPauseMs: number;
+}
+
+export interface ListeningAddresses {
+  port: number;
+  classicPort?: number;
+}
+
+export class ChatServer extends Disposable implements ConnectionHost {
+  readonly limits: Limits;
+  readonly logger: Logger;
+  readonly batcher = new WriteBatcher();
+  readonly accessGate: AccessGate;
+  private readonly connections = new Set<Connection>();
+  private readonly rooms = new Map<string, Promise<Room>>();
+  private readonly listeners: Server[] = [];
+  private shuttingDown: Promise<void> | undefined;
+
+  constructor(private readonly options: ChatServerOptions) {
+    super();
+    this.limits = options.limits;
+    this.logger = options.logger;
+    this.accessGate = new AccessGate({ token: options.token, maxFailures: 3, failureWindowMs: 60_000, lockoutMs: 60_000 });
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  async listen(): Promise<ListeningAddresses> {
+    const port = await this.startListener(this.options.port, (socket) => new NdjsonConnection(socket, this));
+    const addresses: ListeningAddresses = { port };
+    if (this.options.classicPort !== undefined) {
+      addresses.classicPort = await this.startListener(this.options.classicPort, (socket) => {
+        if (this.options.token !== undefined && !isLoopbackAddress(socket.remoteAddress)) {
+          // The seed protocol has no way to present a token, so it is for this machine only on a guarded server.
+          socket.end('This server needs a token; the classic protocol cannot send one.\n');
+          return undefined;
+        }
+        return new ClassicConnection(socket, this, this.options.classicPauseMs);
+      });
+    }
+    this.startIdleSweep();
+    return addresses;
+  }
+
+  private async startListener(port: number, accept: (socket: Socket) => Connection | undefined): Promise<number> {
+    const listener = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.onConnection(socket, accept));
+    this.listeners.push(listener);
+    this.register(toDisposable(() => listener.close()));
+    listener.maxConnections = this.limits.maxClients > 0 ? this.limits.maxClients * 2 : Infinity;
+    listener.listen({ host: this.options.host, port, backlog: 1024 });
+    await Promise.race([once(listener, 'listening'), once(listener, 'error').then(([error]) => Promise.reject(error))]);
+    const address = listener.address();
+    return typeof address === 'object' && address ? address.port : port;
+  }
+
+  private onConnection(socket: Socket, accept: (socket: Socket) => Connection | undefined): void {
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    if (this.shuttingDown) {
+      socket.destroy();
+      return;
+    }
+    if (this.limits.maxClients > 0 && this.connections.size >= this.limits.maxClients) {
+      socket.on('error', () => undefined);
+      socket.end(encodeFrame({ type: 'error', code: 'server_full', message: `The server is full (${this.limits.maxClients} connections).` }));
+      this.logger.warn(`${peer} refused: server full`);
+      return;
+    }
+    const connection = accept(socket);
+    if (!connection) return;
+    this.connections.add(connection);
+    this.logger.info(`${peer} has connected.`);
+  }
+
+  forget(connection: Connection): void {
+    this.connections.delete(connection);
+  }
+
+  openRoom(name: string): Promise<Room> {
+    let room = this.rooms.get(name);
+    if (!room) {
+      room = this.loadRoom(name);
+      this.rooms.set(name, room);
+      // A room that failed to load may be tried again by the next hello.
+      room.catch(() => this.rooms.delete(name));
+    }
+    return room;
+  }
+
+  private async loadRoom(name: string): Promise<Room> {
+    const retain = this.limits.retainEvents;
+    if (this.options.dataDir === undefined) return new Room(name, RoomLog.inMemory(retain, this.logger), [], retain, this.logger);
+    const { log, records } = await RoomLog.open(this.options.dataDir, name, retain, this.logger);
+    return new Room(name, log, records, retain, this.logger);
+  }
+
+  /** Pings clients that fell silent, and closes those that did not answer in time. */
+  private startIdleSweep(): void {
+    const { idlePingMs, idleCloseMs } = this.limits;
+    const every = Math.max(10, Math.min(1000, Math.floor(Math.min(idlePingMs, idleCloseMs) / 4)));
+    const sweep = setInterval(() => {
+      const now = Date.now();
+      for (const connection of this.connections) {
+        if (!connection.answersPings || !(connection instanceof NdjsonConnection)) continue;
+        if (connection.pingedAt !== undefined) {
+          if (now - connection.pingedAt >= idleCloseMs) connection.fail('idle_timeout', `No answer to a ping within ${idleCloseMs} ms.`);
+        } else if (now - connection.lastHeardAt >= idlePingMs) {
+          connection.pingedAt = now;
+          connection.ping();
+        }
+      }
+    }, every);
+    sweep.unref();
+    this.register(toDisposable(() => clearInterval(sweep)));
+  }
+
+  /**
+   * Stops accepting, tells every member the room is closing (a stored `left`
+   * with reason `shutdown`), waits for storage, then closes everything.
+   */
+  shutdown(): Promise<void> {
+    this.shuttingDown ??= this.closeEverything();
+    return this.shuttingDown;
+  }
+
+  private async closeEverything(): Promise<void> {
+    for (const listener of this.listeners) listener.close();
+    const goodbye = encodeFrame({ type: 'error', code: 'shutdown', message: 'The server is shutting down.' });
+    const departures = [...this.connections].map(async (connection) => {
+      await connection.leaveRoom('shutdown');
+      if (connection instanceof NdjsonConnection) connection.socket.end(goodbye);
+      else connection.socket.end();
+    });
+    await Promise.all(departures);
+    const rooms = await Promise.allSettled(this.rooms.values());
+    await Promise.all(rooms.map((room) => (room.status === 'fulfilled' ? room.value.close() : undefined)));
+    for (const connection of [...this.connections]) connection.dispose();
+    this.dispose();
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * `node dist/server.js`: the companion chat server as a command-line program.
+ * "Start Chat Server" in the extension runs this same file as a child process.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../shared/protocol';
+import { isLoopbackAddress } from './accessGate';
+import { ChatServer } from './chatServer';
+import { createLogger, type LogFormat } from './log';
+
+const DEFAULT_DATA_DIR = '.chat-room-data';
+
+/** Each limit's flag, with the text `--help` shows for it. */
+const LIMIT_FLAGS: Record<string, [keyof Limits, string]> = {
+  'max-clients': ['maxClients', 'connections accepted at once (0: no limit)'],
+  'max-frame-bytes': ['maxFrameBytes', 'longest frame in bytes; past it: error too_long, then close'],
+  'max-text-bytes': ['maxTextBytes', 'longest message text in bytes; past it: error too_long'],
+  'hello-timeout-ms': ['helloTimeoutMs', 'close a connection that has not said hello by then'],
+  'rate-burst': ['rateBurst', 'frames a client may send at once'],
+  'rate-per-second': ['ratePerSecond', 'frames a second after the burst (reading pauses, nothing is dropped)'],
+  'max-pending-write-bytes': ['maxPendingWriteBytes', 'unsent bytes after which a client that does not read is cut off'],
+  'idle-ping-ms': ['idlePingMs', 'silence after which the server pings a client'],
+  'idle-close-ms': ['idleCloseMs', 'time after a ping within which the client must answer'],
+  'replay-events': ['replayEvents', 'events replayed on join when the client gives no lastSeq'],
+  'retain-events': ['retainEvents', 'events each room keeps at least'],
+};
+
+function usage(): string {
+  const limits = Object.entries(LIMIT_FLAGS)
+    .map(([flag, [key, text]]) => `  --${flag} N`.padEnd(32) + `${text} (default ${DEFAULT_LIMITS[key]})`)
+    .join('\n');
+  return `Chat Room server
+
+Usage: node dist/server.js [options]
+
+  --host ADDRESS                address to bind (default ${DEFAULT_HOST}, this machine only);
+                                anything else needs a token, and one is made if none is given
+  --port N                      port for the NDJSON protocol (default ${DEFAULT_PORT}; 0 picks a free one)
+  --classic-port N              also serve the seed's plain-text protocol (for its client and nc)
+  --data DIR                    keep room history in DIR (default ./${DEFAULT_DATA_DIR})
+  --memory                      keep no history on disk
+  --token T                     clients must send this token in their hello
+  --log-format text|json        log as plain lines (default) or one JSON object a line
+  --classic-pause-ms N          a classic client's unterminated input counts as a message
+                                after this pause (default 80)
+${limits}
+  --help                        show this text
+
+When ready it prints "listening on HOST:PORT". SIGINT or SIGTERM tells every
+member the server is shutting down, stores everything, and exits with code 0.
+`;
+}
+
+function wholeNumber(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`--${flag} needs a whole number, not "${text}"`);
+  return value;
+}
+
+async function main(): Promise<void> {
+  const limitOptions = Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: 'string' as const }]));
+  const { values } = parseArgs({
+    options: {
+      host: { type: 'string', default: DEFAULT_HOST },
+      port: { type: 'string', default: String(DEFAULT_PORT) },
+      'classic-port': { type: 'string' },
+      data: { type: 'string' },
+      memory: { type: 'boolean', default: false },
+      token: { type: 'string' },
+      'log-format': { type: 'string', default: 'text' },
+      'classic-pause-ms': { type: 'string', default: '80' },
+      help: { type: 'boolean', default: false },
+      ...limitOptions,
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stdout.write(usage());
+    return;
+  }
+  const logFormat = values['log-format'] as string;
+  if (logFormat !== 'text' && logFormat !== 'json') throw new Error('--log-format is text or json');
+  const logger = createLogger(logFormat as LogFormat);
+  if (values.memory && values.data !== undefined) throw new Error('--data and --memory cannot be used together');
+
+  const limits: Limits = { ...DEFAULT_LIMITS };
+  for (const [flag, [key]] of Object.entries(LIMIT_FLAGS)) {
+    const text = (values as Record<string, unknown>)[flag];
+    if (typeof text === 'string') limits[key] = wholeNumber(flag, text);
+  }
+  if (limits.ratePerSecond === 0 || limits.rateBurst === 0) throw new Error('the rate limit needs a burst and a rate above 0');
+
+  const host = values.host as string;
+  const dataDir = values.memory ? undefined : resolve((values.data as string | undefined) ?? DEFAULT_DATA_DIR);
+  let token = values.token as string | undefined;
+  if (!isLoopbackAddress(host) && host !== 'localhost' && token === undefined) {
+    if (dataDir === undefined) throw new Error(`binding ${host} opens the server to other machines: give it a --token`);
+    // A server others can reach must not be open to anyone who finds the port.
+    token = randomBytes(32).toString('base64url');
+    mkdirSync(dataDir, { recursive: true });
+    const tokenFile = join(dataDir, 'token');
+    writeFileSync(tokenFile, token + '\n', { mode: 0o600 });
+    logger.warn(`binding ${host} makes the server reachable from other machines, so it requires a token; one was generated into ${tokenFile}`);
+  }
+
+  const server = new ChatServer({
+    host,
+    port: wholeNumber('port', values.port as string),
+    classicPort: values['classic-port'] === undefined ? undefined : wholeNumber('classic-port', values['classic-port'] as string),
+    dataDir,
+    token,
+    limits,
+    logger,
+    classicPauseMs: wholeNumber('classic-pause-ms', values['classic-pause-ms'] as string),
+  });
+
+  let stopping = false;
+  const stop = (why: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info(`${why}: shutting down`);
+    server.shutdown().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error(`shutdown failed: ${String(error)}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  // Started by the extension with an IPC channel: if the editor goes away, so does the server.
+  process.on('disconnect', () => stop('parent gone'));
+
+  const addresses = await server.listen();
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  logger.info(`listening on ${shownHost}:${addresses.port}` + (addresses.classicPort !== undefined ? ` (classic protocol on port ${addresses.classicPort})` : ''), {
+    host,
+    port: addresses.port,
+    classicPort: addresses.classicPort,
+    history: dataDir ?? 'memory',
+  });
+  if (typeof process.send === 'function') process.send({ type: 'listening', host, port: addresses.port, classicPort: addresses.classicPort });
+}
+
+main().catch((error: unknown) => {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`chat server: ${message}\n`);
+  process.exit((error as NodeJS.ErrnoException)?.code === 'EADDRINUSE' ? 3 : 2);
+});
