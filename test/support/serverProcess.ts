@@ -1,0 +1,117 @@
+/**
+ * Starts the real, built server (`dist/server.js`) as its own process on a
+ * free loopback port, and stops it by its PID. Used by socket, fault and
+ * extension-independent tests alike.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const SERVER_SCRIPT = resolve(__dirname, '../../../dist/server.js');
+
+export interface ServerProcessOptions {
+  /** Extra command-line flags. */
+  args?: string[];
+  /** Keep history in this folder; a fresh temporary one is made when neither this nor `memory` is given. */
+  dataDir?: string;
+  memory?: boolean;
+  /** Serve the classic protocol too. */
+  classic?: boolean;
+  startTimeoutMs?: number;
+}
+
+export class ServerProcess {
+  private output = '';
+  private exitWaiters: ((code: number | null) => void)[] = [];
+  exitCode: number | null | undefined;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly port: number,
+    readonly classicPort: number | undefined,
+    readonly dataDir: string | undefined,
+    private readonly ownsDataDir: boolean,
+    initialOutput: string,
+  ) {
+    this.output = initialOutput;
+    child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
+    child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
+  }
+
+  /** Everything the server printed so far. */
+  get log(): string {
+    return this.output;
+  }
+
+  get pid(): number {
+    return this.child.pid as number;
+  }
+
+  static async start(options: ServerProcessOptions = {}): Promise<ServerProcess> {
+    const ownsDataDir = !options.memory && options.dataDir === undefined;
+    const dataDir = options.memory ? undefined : (options.dataDir ?? mkdtempSync(join(tmpdir(), 'chat-room-test-')));
+    const args = [SERVER_SCRIPT, '--port', '0', ...(dataDir ? ['--data', dataDir] : ['--memory'])];
+    if (options.classic) args.push('--classic-port', '0');
+    args.push(...(options.args ?? []));
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const ready = await new Promise<{ port: number; classicPort?: number }>((resolveReady, rejectReady) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        rejectReady(new Error(`server did not start within ${options.startTimeoutMs ?? 10_000} ms:\n${output}`));
+      }, options.startTimeoutMs ?? 10_000);
+      const onData = (chunk: Buffer): void => {
+        output += chunk.toString('utf8');
+        const match = /listening on \S+:(\d+)(?: \(classic protocol on port (\d+)\))?/.exec(output);
+        if (match) {
+          clearTimeout(timer);
+          child.stdout?.off('data', onData);
+          child.stderr?.off('data', onData);
+          resolveReady({ port: Number(match[1]), classicPort: match[2] ? Number(match[2]) : undefined });
+        }
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', onData);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        rejectReady(new Error(`server exited with ${code} before listening:\n${output}`));
+      });
+    });
+    const server = new ServerProcess(child, ready.port, ready.classicPort, dataDir, ownsDataDir, output);
+    child.once('exit', (code) => {
+      server.exitCode = code;
+      for (const waiter of server.exitWaiters.splice(0)) waiter(code);
+    });
+    return server;
+  }
+
+  /** Resolves with the exit code once the process has ended (or rejects after `timeoutMs`). */
+  waitForExit(timeoutMs = 10_000): Promise<number | null> {
+    if (this.exitCode !== undefined) return Promise.resolve(this.exitCode);
+    return new Promise((resolveExit, rejectExit) => {
+      const timer = setTimeout(() => rejectExit(new Error(`server ${this.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
+      this.exitWaiters.push((code) => {
+        clearTimeout(timer);
+        resolveExit(code);
+      });
+    });
+  }
+
+  /** Sends a signal to this server's own PID and waits for it to end. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<number | null> {
+    if (this.exitCode === undefined) this.child.kill(signal);
+    try {
+      return await this.waitForExit(timeoutMs);
+    } catch (error) {
+      this.child.kill('SIGKILL');
+      throw error;
+    }
+  }
+
+  /** Stops the process (forcefully if need be) and removes a data folder it made. */
+  async dispose(): Promise<void> {
+    if (this.exitCode === undefined) await this.stop('SIGKILL').catch(() => undefined);
+    if (this.ownsDataDir && this.dataDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
