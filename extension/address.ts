@@ -1,0 +1,31 @@
+/** Reading and writing `host:port` addresses as people type them. */
+import { DEFAULT_PORT } from '../shared/protocol';
+
+export interface ServerAddress {
+  host: string;
+  port: number;
+}
+
+/** Parses `host`, `host:port` or `[ipv6]:port`; undefined when it is not an address. */
+export function parseAddress(text: string): ServerAddress | undefined {
+  const trimmed = text.trim();
+  if (!trimmed || /\s/.test(trimmed)) return undefined;
+  const bracketed = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(trimmed);
+  if (bracketed) return withPort(bracketed[1], bracketed[2]);
+  const colons = trimmed.split(':').length - 1;
+  if (colons > 1) return withPort(trimmed, undefined); // a bare IPv6 address
+  const [host, port] = trimmed.split(':');
+  if (!host || !/^[A-Za-z0-9.-]+$/.test(host)) return undefined;
+  return withPort(host, port);
+}
+
+function withPort(host: string, portText: string | undefined): ServerAddress | undefined {
+  if (portText === undefined) return { host, port: DEFAULT_PORT };
+  if (!/^\d{1,5}$/.test(portText)) return undefined;
+  const port = Number(portText);
+  return port > 0 && port <= 65535 ? { host, port } : undefined;
+}
+
+export function formatAddress({ host, port }: ServerAddress): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}

@@ -1,0 +1,183 @@
+/**
+ * The chat panel's host side: owns one webview panel, gives it a strict CSP
+ * page, and relays typed messages both ways (shared/webviewMessages.ts).
+ */
+import { randomBytes } from 'node:crypto';
+import * as vscode from 'vscode';
+import { Disposable, toDisposable } from '../shared/disposable';
+import { asWebviewMessage, type HostToWebview, type PanelView, type WebviewToHost } from '../shared/webviewMessages';
+
+export const PANEL_VIEW_TYPE = 'chatRoom.panel';
+const PROBE_TIMEOUT_MS = 5_000;
+
+/** What the panel needs from whoever owns the room. */
+export interface PanelHost {
+  /** Called after each `ready`, to draw the panel from nothing. */
+  snapshotFor(panel: ChatPanel): void;
+  /** A message from the webview that is not part of the panel's own plumbing. */
+  handleMessage(message: WebviewToHost, panel: ChatPanel): void;
+}
+
+export class ChatPanel extends Disposable {
+  private ready = false;
+  private nextProbeId = 1;
+  private readonly probes = new Map<number, (view: PanelView) => void>();
+  private readonly disposeEmitter = this.register(new vscode.EventEmitter<void>());
+  private readonly visibilityEmitter = this.register(new vscode.EventEmitter<boolean>());
+  readonly onDidDispose = this.disposeEmitter.event;
+  readonly onDidChangeVisibility = this.visibilityEmitter.event;
+
+  /** Options every chat panel is created with (and restored panels are given again). */
+  static webviewOptions(extensionUri: vscode.Uri): vscode.WebviewPanelOptions & vscode.WebviewOptions {
+    return {
+      enableScripts: true,
+      // Keeping a hidden panel's DOM alive would be simpler but costs memory for every
+      // hidden chat; the webview redraws from a snapshot instead when it comes back.
+      retainContextWhenHidden: false,
+      enableFindWidget: true,
+      localResourceRoots: [vscode.Uri.joinPath(extensionUri, 'media'), vscode.Uri.joinPath(extensionUri, 'dist')],
+    };
+  }
+
+  static create(extensionUri: vscode.Uri, host: PanelHost, title: string): ChatPanel {
+    const panel = vscode.window.createWebviewPanel(PANEL_VIEW_TYPE, title, { viewColumn: vscode.ViewColumn.Beside, preserveFocus: false }, ChatPanel.webviewOptions(extensionUri));
+    return new ChatPanel(panel, extensionUri, host);
+  }
+
+  constructor(
+    readonly panel: vscode.WebviewPanel,
+    private readonly extensionUri: vscode.Uri,
+    private readonly host: PanelHost,
+  ) {
+    super();
+    panel.webview.options = ChatPanel.webviewOptions(extensionUri);
+    panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'chat.svg');
+    panel.webview.html = this.html();
+    this.register(panel.webview.onDidReceiveMessage((raw: unknown) => this.receive(raw)));
+    this.register(
+      panel.onDidChangeViewState(() => {
+        // A hidden webview without retained context is torn down; it says `ready` again when shown.
+        if (!panel.visible) this.ready = false;
+        this.visibilityEmitter.fire(panel.visible);
+      }),
+    );
+    this.register(
+      panel.onDidDispose(() => {
+        this.disposeEmitter.fire();
+        this.dispose();
+      }),
+    );
+    this.register(toDisposable(() => this.probes.forEach((resolve) => resolve(emptyView()))));
+    this.register(toDisposable(() => panel.dispose()));
+  }
+
+  get visible(): boolean {
+    return this.panel.visible;
+  }
+
+  get isReady(): boolean {
+    return this.ready;
+  }
+
+  set title(title: string) {
+    this.panel.title = title;
+  }
+
+  reveal(): void {
+    this.panel.reveal(undefined, false);
+  }
+
+  /** Posts to the webview once it has said `ready`; earlier messages are covered by the snapshot. */
+  post(message: HostToWebview): void {
+    if (!this.ready || this.isDisposed) return;
+    void this.panel.webview.postMessage(message);
+  }
+
+  /** Asks the webview what it shows. Resolves with an empty view if it does not answer in time. */
+  probe(): Promise<PanelView> {
+    const requestId = this.nextProbeId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.probes.delete(requestId);
+        resolve(emptyView());
+      }, PROBE_TIMEOUT_MS);
+      this.probes.set(requestId, (view) => {
+        clearTimeout(timer);
+        this.probes.delete(requestId);
+        resolve(view);
+      });
+      this.post({ type: 'probe', requestId });
+    });
+  }
+
+  private receive(raw: unknown): void {
+    const message = asWebviewMessage(raw);
+    if (!message) return; // Unknown or malformed: ignored on purpose.
+    if (message.type === 'ready') {
+      this.ready = true;
+      this.host.snapshotFor(this);
+      return;
+    }
+    if (message.type === 'probeResult') {
+      this.probes.get(message.requestId)?.(message.view);
+      return;
+    }
+    this.host.handleMessage(message, this);
+  }
+
+  private html(): string {
+    const webview = this.panel.webview;
+    const nonce = randomBytes(18).toString('base64');
+    const script = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview.js'));
+    const style = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'chat.css'));
+    const csp = [
+      "default-src 'none'",
+      `style-src ${webview.cspSource}`,
+      `img-src ${webview.cspSource}`,
+      `font-src ${webview.cspSource}`,
+      `script-src 'nonce-${nonce}'`,
+      "connect-src 'none'",
+      "form-action 'none'",
+      "base-uri 'none'",
+    ].join('; ');
+    return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="UTF-8">
+<meta http-equiv="Content-Security-Policy" content="${csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="stylesheet" href="${style}">
+<title>Chat Room</title>
+</head>
+<body>
+<div id="app" class="app">
+  <header class="topbar">
+    <h1 id="room-title" class="room-title">Chat</h1>
+    <div id="connection" class="connection" role="status" aria-live="polite"></div>
+  </header>
+  <div class="main">
+    <section class="conversation" aria-label="Conversation">
+      <ol id="messages" class="messages" role="log" aria-live="polite" aria-relevant="additions" aria-label="Messages" tabindex="0"></ol>
+      <button id="new-messages" class="new-messages" type="button" hidden>New messages ↓</button>
+    </section>
+    <aside class="members" aria-labelledby="members-heading">
+      <h2 id="members-heading" class="members-heading">Members</h2>
+      <ul id="member-list" class="member-list"></ul>
+    </aside>
+  </div>
+  <form id="composer" class="composer">
+    <label for="input" class="visually-hidden">Message</label>
+    <textarea id="input" class="input" rows="2" placeholder="Message (Enter to send, Shift+Enter for a new line)" aria-describedby="composer-hint"></textarea>
+    <button id="send" class="send" type="submit" aria-label="Send message">Send</button>
+    <p id="composer-hint" class="visually-hidden">Enter sends. Shift and Enter adds a new line.</p>
+  </form>
+</div>
+<script nonce="${nonce}" src="${script}"></script>
+</body>
+</html>`;
+  }
+}
+
+function emptyView(): PanelView {
+  return { messages: [], systemLines: [], members: [], memberCountLabel: '', connectionText: '', pendingTexts: [], newMessagesMarkerVisible: false, draft: '' };
+}

@@ -1,0 +1,535 @@
+/**
+ * The extension's one controller: it owns the server child, the joined room,
+ * the panel and the status bar, and carries out every command.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { Disposable, type IDisposable, toDisposable } from '../shared/disposable';
+import { DEFAULT_LIMITS } from '../shared/protocol';
+import type { PanelView, WebviewToHost } from '../shared/webviewMessages';
+import { formatAddress } from './address';
+import { textBytes } from './chatClient';
+import { ChatPanel, type PanelHost } from './chatPanel';
+import { ChatSession, type JoinParams } from './chatSession';
+import { type JoinArgs, type JoinResult, LAST_JOIN_KEY, type RememberedJoin, runJoinFlow } from './joinFlow';
+import { findFreePort, PortBusyError, ServerController, type ServerState } from './serverController';
+import { isLoopback, readSettings } from './settings';
+
+const CLIENT_ID_KEY = 'chatRoom.clientId';
+const SERVER_TOKEN_KEY = 'chatRoom.serverToken';
+
+export interface StartServerArgs {
+  port?: number;
+  host?: string;
+  /** Join the room once started (overrides the setting). */
+  join?: boolean;
+}
+
+export type StartServerResult = { started: true; host: string; port: number } | { started: false; reason: string; code?: 'port_busy' | 'already_running' | 'failed'; suggestedPort?: number };
+
+export class ChatRoomController extends Disposable implements PanelHost {
+  readonly server: ServerController;
+  private session: ChatSession | undefined;
+  private sessionListeners: IDisposable[] = [];
+  private chatPanel: ChatPanel | undefined;
+  private unreadCount = 0;
+  private readonly serverItem: vscode.StatusBarItem;
+  private readonly chatItem: vscode.StatusBarItem;
+  private readonly clientId: string;
+  /** The last invite link made, for tests. */
+  lastInvite: string | undefined;
+
+  constructor(
+    private readonly context: vscode.ExtensionContext,
+    private readonly log: vscode.LogOutputChannel,
+    readonly serverLog: vscode.LogOutputChannel,
+  ) {
+    super();
+    let clientId = context.globalState.get<string>(CLIENT_ID_KEY);
+    if (!clientId) {
+      clientId = randomUUID();
+      void context.globalState.update(CLIENT_ID_KEY, clientId);
+    }
+    this.clientId = clientId;
+    this.server = this.register(new ServerController(vscode.Uri.joinPath(context.extensionUri, 'dist', 'server.js').fsPath, serverLog));
+    this.register(this.server.onDidChangeState((state) => this.onServerState(state)));
+    this.serverItem = this.register(vscode.window.createStatusBarItem('chatRoom.server', vscode.StatusBarAlignment.Left, 50));
+    this.serverItem.name = 'Chat Room Server';
+    this.serverItem.command = 'chatRoom.showServerLog';
+    this.chatItem = this.register(vscode.window.createStatusBarItem('chatRoom.chat', vscode.StatusBarAlignment.Left, 49));
+    this.chatItem.name = 'Chat Room';
+    this.chatItem.command = 'chatRoom.openPanel';
+    this.register(toDisposable(() => this.endSession()));
+    this.register(toDisposable(() => this.chatPanel?.dispose()));
+  }
+
+  get currentSession(): ChatSession | undefined {
+    return this.session;
+  }
+
+  get panel(): ChatPanel | undefined {
+    return this.chatPanel;
+  }
+
+  get unread(): number {
+    return this.unreadCount;
+  }
+
+  get installationClientId(): string {
+    return this.clientId;
+  }
+
+  // ------------------------------------------------------------ server
+
+  async startServer(args?: StartServerArgs): Promise<StartServerResult> {
+    const interactive = args === undefined;
+    const settings = readSettings();
+    if (this.server.state.kind === 'running' || this.server.state.kind === 'starting') {
+      const where = this.server.state.kind === 'running' ? ` on ${formatAddress(this.server.state)}` : '';
+      if (interactive) void vscode.window.showInformationMessage(`The chat server is already running${where}.`);
+      return { started: false, reason: 'already running', code: 'already_running' };
+    }
+    const host = args?.host ?? settings.bindAddress;
+    let port = args?.port ?? settings.serverPort;
+    const dataDir = path.join(this.context.globalStorageUri.fsPath, 'server-data');
+    await fs.mkdir(dataDir, { recursive: true });
+    const token = isLoopback(host) ? undefined : await this.serverToken();
+
+    for (let tries = 0; tries < 2; tries++) {
+      try {
+        const running = await vscode.window.withProgress(
+          { location: vscode.ProgressLocation.Window, title: `Starting chat server on ${formatAddress({ host, port })}` },
+          () => this.server.start({ host, port, dataDir, ...(token ? { token } : {}) }),
+        );
+        this.log.info(`Chat server running on ${formatAddress(running)}`);
+        const joinNow = args?.join ?? settings.joinOnStart;
+        const joinAddress = formatAddress({ host: isLoopback(host) || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host, port: running.port });
+        if (joinNow) {
+          await this.joinFlow(interactive ? { address: joinAddress } : { address: joinAddress, name: readSettings().defaultName || 'host' });
+        } else if (interactive) {
+          void vscode.window.showInformationMessage(`Chat server running on ${formatAddress(running)}.`, 'Join', 'Copy Invite').then((choice) => {
+            if (choice === 'Join') void this.joinFlow({ address: joinAddress, confirm: true });
+            if (choice === 'Copy Invite') void this.copyInvite();
+          });
+        }
+        return { started: true, host, port: running.port };
+      } catch (error) {
+        if (error instanceof PortBusyError) {
+          const suggestedPort = await findFreePort(host);
+          if (!interactive) return { started: false, reason: error.message, code: 'port_busy', suggestedPort };
+          const useOther = `Use Port ${suggestedPort}`;
+          const choice = await vscode.window.showWarningMessage(
+            `${error.message} Another program, or another chat server, is using it.`,
+            useOther,
+            'Join the Server There',
+          );
+          if (choice === useOther) {
+            port = suggestedPort;
+            continue;
+          }
+          if (choice === 'Join the Server There') void this.joinFlow({ address: formatAddress({ host: isLoopback(host) ? host : '127.0.0.1', port }), confirm: true });
+          return { started: false, reason: error.message, code: 'port_busy', suggestedPort };
+        }
+        const reason = error instanceof Error ? error.message : String(error);
+        this.log.error(`Could not start the chat server: ${reason}`);
+        if (interactive) {
+          void vscode.window.showErrorMessage(`Could not start the chat server: ${reason}`, 'Show Server Log').then((choice) => {
+            if (choice) this.serverLog.show(true);
+          });
+        }
+        return { started: false, reason, code: 'failed' };
+      }
+    }
+    return { started: false, reason: 'gave up', code: 'failed' };
+  }
+
+  async stopServer(): Promise<boolean> {
+    if (this.server.state.kind === 'stopped' || this.server.state.kind === 'crashed') {
+      void vscode.window.showInformationMessage('The chat server is not running.');
+      return false;
+    }
+    await this.server.stop();
+    void vscode.window.showInformationMessage('The chat server has stopped.');
+    return true;
+  }
+
+  private async serverToken(): Promise<string> {
+    let token = await this.context.secrets.get(SERVER_TOKEN_KEY);
+    if (!token) {
+      token = randomBytes(32).toString('base64url');
+      await this.context.secrets.store(SERVER_TOKEN_KEY, token);
+    }
+    return token;
+  }
+
+  private onServerState(state: ServerState): void {
+    if (state.kind === 'crashed') {
+      void vscode.window.showErrorMessage(state.reason, 'Show Server Log', 'Restart').then((choice) => {
+        if (choice === 'Show Server Log') this.serverLog.show(true);
+        if (choice === 'Restart') void this.startServer();
+      });
+    }
+    this.updateStatusBar();
+  }
+
+  // ------------------------------------------------------------ room
+
+  joinFlow(args?: JoinArgs): Promise<JoinResult> {
+    return runJoinFlow({ globalState: this.context.globalState, secrets: this.context.secrets, join: (params) => this.join(params) }, args);
+  }
+
+  /** Connects to a room (leaving any other); the panel opens once welcomed. */
+  async join(params: JoinParams, keepTrying = false): ReturnType<ChatSession['start']> {
+    this.endSession();
+    const session = new ChatSession(params, this.clientId, this.context.globalState, readSettings().historyLength, this.log);
+    this.session = session;
+    this.unreadCount = 0;
+    this.sessionListeners = [
+      session.onAppend(({ entries, live }) => {
+        this.chatPanel?.post({ type: 'append', entries });
+        if (live) for (const entry of entries) if (entry.kind === 'message' && !entry.mine) this.onLiveMessage(entry.from, entry.text);
+      }),
+      session.onStatus((status) => {
+        this.chatPanel?.post({ type: 'status', status });
+        this.updateStatusBar();
+      }),
+      session.onOutbox((pending) => this.chatPanel?.post({ type: 'outbox', pending })),
+      session.onSendFailure((failure) => {
+        this.chatPanel?.post({ type: 'sendFailed', id: failure.id, text: failure.text, reason: failure.reason });
+        void vscode.window.showWarningMessage(`A message was not sent: ${failure.reason}`);
+      }),
+    ];
+    this.redrawPanel();
+    const outcome = await session.start();
+    if (this.session !== session) return outcome;
+    if (outcome.kind === 'welcome') {
+      this.openPanel();
+    } else if (!keepTrying) {
+      this.endSession();
+    }
+    this.updateStatusBar();
+    return outcome;
+  }
+
+  leave(): boolean {
+    if (!this.session) {
+      void vscode.window.showInformationMessage('You are not in a chat room.');
+      return false;
+    }
+    this.session.leave();
+    this.log.info(`Left ${this.session.room}`);
+    this.redrawPanel();
+    this.endSession(true);
+    return true;
+  }
+
+  /** Stops listening to the session; `keepPanel` leaves its last state on screen. */
+  private endSession(keepPanel = false): void {
+    const session = this.session;
+    if (!session) return;
+    this.session = undefined;
+    for (const listener of this.sessionListeners.splice(0)) listener.dispose();
+    session.dispose();
+    this.unreadCount = 0;
+    if (!keepPanel) this.redrawPanel();
+    this.updateStatusBar();
+  }
+
+  private onLiveMessage(from: string, text: string): void {
+    const panelVisible = this.chatPanel?.visible === true;
+    if (panelVisible) return;
+    this.unreadCount += 1;
+    this.updateTitle();
+    this.updateStatusBar();
+    const mode = readSettings().notifications;
+    const mentioned = this.session?.mentionsMe(text) === true;
+    if (mode === 'off' || (mode === 'mentions' && !mentioned)) return;
+    const preview = plainPreview(text);
+    const headline = mentioned ? `${plainPreview(from)} mentioned you: ${preview}` : `${plainPreview(from)}: ${preview}`;
+    void vscode.window.showInformationMessage(headline, 'Open Chat').then((choice) => {
+      if (choice) this.openPanel();
+    });
+  }
+
+  // ------------------------------------------------------------ panel
+
+  openPanel(): ChatPanel {
+    if (this.chatPanel) {
+      this.chatPanel.reveal();
+      return this.chatPanel;
+    }
+    return this.adoptPanel(ChatPanel.create(this.context.extensionUri, this, this.panelTitle()));
+  }
+
+  /** A panel brought back after a window reload: show it again and rejoin the room it showed. */
+  restorePanel(webviewPanel: vscode.WebviewPanel): void {
+    this.chatPanel?.dispose();
+    this.adoptPanel(new ChatPanel(webviewPanel, this.context.extensionUri, this));
+    const remembered = this.context.globalState.get<RememberedJoin>(LAST_JOIN_KEY);
+    if (!this.session && remembered) {
+      void this.join({ host: remembered.host, port: remembered.port, name: remembered.name, room: remembered.room }, true);
+    }
+  }
+
+  private adoptPanel(panel: ChatPanel): ChatPanel {
+    this.chatPanel = panel;
+    panel.title = this.panelTitle();
+    panel.onDidDispose(() => {
+      if (this.chatPanel === panel) this.chatPanel = undefined;
+    });
+    panel.onDidChangeVisibility((visible) => {
+      if (visible) {
+        this.unreadCount = 0;
+        this.updateTitle();
+        this.updateStatusBar();
+      }
+    });
+    if (panel.visible) this.unreadCount = 0;
+    this.updateStatusBar();
+    return panel;
+  }
+
+  /** Redraws the panel from a fresh snapshot (after joining or leaving). */
+  private redrawPanel(): void {
+    if (this.chatPanel?.isReady) this.snapshotFor(this.chatPanel);
+    this.updateTitle();
+  }
+
+  snapshotFor(panel: ChatPanel): void {
+    const session = this.session;
+    panel.post({
+      type: 'snapshot',
+      status: session ? session.status() : { connection: { kind: 'disconnected', reason: 'You are not in a room.' }, members: [] },
+      entries: session ? [...session.entries] : [],
+      pending: session ? [...session.pending] : [],
+      historyLimit: readSettings().historyLength,
+    });
+  }
+
+  handleMessage(message: WebviewToHost): void {
+    switch (message.type) {
+      case 'send':
+        this.sendText(message.text);
+        return;
+      case 'openLink':
+        void openLink(message.href);
+        return;
+      case 'openPath':
+        void openWorkspacePath(message.path, message.line);
+        return;
+      case 'copy':
+        void vscode.env.clipboard.writeText(message.text);
+        return;
+      case 'reconnect':
+        this.session?.client.reconnectNow();
+        return;
+      case 'join':
+        void this.joinFlow();
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Sends text to the room; false (with a message to the person) when it cannot. */
+  sendText(text: string): boolean {
+    if (!text.trim()) return false;
+    if (!this.session) {
+      void vscode.window.showWarningMessage('Join a chat room first.', 'Join Room').then((choice) => {
+        if (choice) void this.joinFlow();
+      });
+      return false;
+    }
+    const bytes = textBytes(text);
+    if (bytes > DEFAULT_LIMITS.maxTextBytes) {
+      void vscode.window.showWarningMessage(`That message is ${bytes} bytes; a message may be at most ${DEFAULT_LIMITS.maxTextBytes}.`);
+      return false;
+    }
+    this.session.say(text);
+    return true;
+  }
+
+  async probePanel(): Promise<PanelView | undefined> {
+    return this.chatPanel ? this.chatPanel.probe() : undefined;
+  }
+
+  /** Acts as if the webview had posted `message` (tests use it to drive the host). */
+  receiveFromPanel(message: WebviewToHost): void {
+    this.handleMessage(message);
+  }
+
+  // ------------------------------------------------------------ selection and invites
+
+  sendSelection(): boolean {
+    const editor = vscode.window.activeTextEditor;
+    if (!editor) {
+      void vscode.window.showInformationMessage('Open a file and select some code to send.');
+      return false;
+    }
+    const selection = editor.selection;
+    const range = selection.isEmpty ? editor.document.lineAt(selection.active.line).range : selection;
+    const code = editor.document.getText(range).replace(/\s+$/, '');
+    if (!code) return false;
+    const where = `${vscode.workspace.asRelativePath(editor.document.uri, false)}:${range.start.line + 1}`;
+    // The fence must be longer than any run of backticks inside the code.
+    const longestRun = Math.max(2, ...(code.match(/`+/g) ?? []).map((run) => run.length));
+    const fence = '`'.repeat(longestRun + 1);
+    const text = `${where}\n${fence}${editor.document.languageId}\n${code}\n${fence}`;
+    return this.sendText(text);
+  }
+
+  async copyInvite(): Promise<string | undefined> {
+    const state = this.server.state;
+    let host: string;
+    let port: number;
+    let room = 'lobby';
+    let token: string | undefined;
+    if (this.session) {
+      ({ host, port } = this.session.params);
+      room = this.session.room;
+      token = this.session.params.token;
+    } else if (state.kind === 'running') {
+      ({ host, port } = state);
+      token = state.token;
+    } else {
+      void vscode.window.showInformationMessage('Start a chat server or join a room first; the invite points to it.');
+      return undefined;
+    }
+    // A server this window runs on all interfaces is reached by teammates through a LAN address.
+    if (state.kind === 'running' && port === state.port && (isLoopback(host) || host === '0.0.0.0' || host === '::') && !isLoopback(state.host)) {
+      host = lanAddress() ?? host;
+      token = token ?? state.token;
+    }
+    if (host === '0.0.0.0' || host === '::') host = '127.0.0.1';
+    const query = new URLSearchParams({ host, port: String(port), room });
+    if (token) query.set('token', token);
+    const link = `${vscode.env.uriScheme}://${this.context.extension.id}/join?${query.toString()}`;
+    await vscode.env.clipboard.writeText(link);
+    this.lastInvite = link;
+    void vscode.window.showInformationMessage(`Invite to ${room} on ${formatAddress({ host, port })} copied${token ? ' (it carries the token; share it privately)' : ''}.`);
+    return link;
+  }
+
+  /** vscode://chat-room.chat-room/join?host=…&port=…&room=… lands in the Join flow with the values filled in. */
+  handleUri(uri: vscode.Uri): void {
+    if (uri.path !== '/join') {
+      void vscode.window.showWarningMessage(`Chat Room does not know the link ${uri.path}.`);
+      return;
+    }
+    const query = new URLSearchParams(uri.query);
+    const host = query.get('host') ?? undefined;
+    const port = query.get('port') ?? undefined;
+    const args: JoinArgs = { confirm: true };
+    if (host) args.address = formatAddress({ host, port: Number(port) || 33000 });
+    const room = query.get('room');
+    if (room) args.room = room;
+    const token = query.get('token');
+    if (token) args.token = token;
+    void this.joinFlow(args);
+  }
+
+  // ------------------------------------------------------------ status bar and title
+
+  private panelTitle(): string {
+    const room = this.session?.room;
+    const base = room ? `Chat: ${room}` : 'Chat Room';
+    return this.unreadCount > 0 ? `${base} (${this.unreadCount})` : base;
+  }
+
+  private updateTitle(): void {
+    if (this.chatPanel) this.chatPanel.title = this.panelTitle();
+  }
+
+  private updateStatusBar(): void {
+    const state = this.server.state;
+    const session = this.session;
+    if (state.kind === 'stopped') {
+      this.serverItem.hide();
+    } else {
+      const members = session && state.kind === 'running' && session.params.port === state.port && session.isConnected ? ` · ${session.members.length} in ${session.room}` : '';
+      switch (state.kind) {
+        case 'starting':
+          this.serverItem.text = `$(loading~spin) Chat server ${formatAddress(state)}`;
+          break;
+        case 'running':
+          this.serverItem.text = `$(radio-tower) Chat server ${formatAddress(state)}${members}`;
+          break;
+        case 'stopping':
+          this.serverItem.text = '$(loading~spin) Chat server stopping';
+          break;
+        case 'crashed':
+          this.serverItem.text = '$(error) Chat server stopped';
+          break;
+      }
+      this.serverItem.tooltip = state.kind === 'crashed' ? `${state.reason}\nClick to show the server log.` : 'Chat Room server. Click to show its log.';
+      this.serverItem.backgroundColor = state.kind === 'crashed' ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
+      this.serverItem.show();
+    }
+
+    if (!session) {
+      this.chatItem.hide();
+      return;
+    }
+    const connection = session.client.state.kind;
+    const icon = connection === 'connected' ? '$(comment-discussion)' : connection === 'closed' ? '$(debug-disconnect)' : '$(sync~spin)';
+    const unread = this.unreadCount > 0 ? ` · ${this.unreadCount} unread` : '';
+    this.chatItem.text = `${icon} ${session.room}${unread}`;
+    this.chatItem.tooltip = `Chat Room: ${session.room} on ${session.address} (${connection}). Click to open the chat.`;
+    this.chatItem.backgroundColor = connection === 'connected' ? undefined : new vscode.ThemeColor('statusBarItem.warningBackground');
+    this.chatItem.show();
+  }
+}
+
+/** Text safe to put in a notification: no control or bidi characters, and short. */
+function plainPreview(text: string): string {
+  const flat = text.replace(/[\p{Cc}\p{Cf}]+/gu, ' ').replace(/\s+/g, ' ').trim();
+  return flat.length > 120 ? `${flat.slice(0, 119)}…` : flat;
+}
+
+async function openLink(href: string): Promise<void> {
+  let url: URL;
+  try {
+    url = new URL(href);
+  } catch {
+    return;
+  }
+  // Only the web: never command:, file:, javascript: or any other scheme a stranger could use.
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return;
+  await vscode.env.openExternal(vscode.Uri.parse(url.toString(), true));
+}
+
+/** Opens a workspace-relative `path` at `line`, if some workspace folder has that file. */
+async function openWorkspacePath(relative: string, line: number): Promise<boolean> {
+  const parts = relative.replace(/\\/g, '/').split('/').filter(Boolean);
+  // Only files inside the workspace: no absolute paths, no climbing out with `..`.
+  if (parts.length === 0 || parts.includes('..') || relative.startsWith('/') || /^[A-Za-z]:/.test(relative)) return false;
+  for (const folder of vscode.workspace.workspaceFolders ?? []) {
+    const candidates = [vscode.Uri.joinPath(folder.uri, ...parts)];
+    // asRelativePath prefixes the folder name in multi-root workspaces.
+    if (parts[0] === folder.name && parts.length > 1) candidates.push(vscode.Uri.joinPath(folder.uri, ...parts.slice(1)));
+    for (const uri of candidates) {
+      try {
+        const stat = await vscode.workspace.fs.stat(uri);
+        if (stat.type & vscode.FileType.File) {
+          const position = new vscode.Position(Math.max(0, line - 1), 0);
+          await vscode.window.showTextDocument(uri, { selection: new vscode.Range(position, position), preview: true, viewColumn: vscode.ViewColumn.One });
+          return true;
+        }
+      } catch {
+        // Not in this folder; try the next.
+      }
+    }
+  }
+  void vscode.window.showInformationMessage(`${relative} is not in this workspace.`);
+  return false;
+}
+
+function lanAddress(): string | undefined {
+  for (const addresses of Object.values(os.networkInterfaces())) {
+    for (const address of addresses ?? []) if (address.family === 'IPv4' && !address.internal) return address.address;
+  }
+  return undefined;
+}

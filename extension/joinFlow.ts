@@ -1,0 +1,160 @@
+/**
+ * "Join Room": asks for the address, the name and the room (each remembered),
+ * asks for a token only when the server wants one, and asks for the name again
+ * when the server refuses it. Given every value as an argument it asks nothing,
+ * which is how tests and invite links drive it.
+ */
+import { execFile } from 'node:child_process';
+import * as os from 'node:os';
+import * as vscode from 'vscode';
+import { nameProblem, roomProblem } from '../shared/names';
+import { DEFAULT_PORT, DEFAULT_ROOM } from '../shared/protocol';
+import { formatAddress, parseAddress } from './address';
+import type { JoinParams } from './chatSession';
+import type { FirstOutcome } from './chatClient';
+import { readSettings } from './settings';
+
+/** Arguments `chatRoom.join` accepts; any value given is not asked for. */
+export interface JoinArgs {
+  address?: string;
+  name?: string;
+  room?: string;
+  token?: string;
+  /** Ask anyway, with the given values filled in (an invite link). */
+  confirm?: boolean;
+}
+
+export type JoinResult =
+  | { joined: true; name: string; room: string; address: string }
+  | { joined: false; reason: string; code?: string };
+
+export const LAST_JOIN_KEY = 'chatRoom.lastJoin';
+
+export interface RememberedJoin {
+  host: string;
+  port: number;
+  name: string;
+  room: string;
+}
+
+/** What the flow needs from the rest of the extension. */
+export interface JoinDeps {
+  globalState: vscode.Memento;
+  secrets: vscode.SecretStorage;
+  /** Connects and reports how the first attempt went; on success the panel opens. */
+  join(params: JoinParams): Promise<FirstOutcome>;
+}
+
+export function tokenSecretKey(host: string, port: number): string {
+  return `chatRoom.token:${formatAddress({ host, port })}`;
+}
+
+export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<JoinResult> {
+  const settings = readSettings();
+  const remembered = deps.globalState.get<RememberedJoin>(LAST_JOIN_KEY);
+  const interactive = args.confirm === true || args.address === undefined || args.name === undefined;
+
+  const addressDefault = args.address ?? (remembered ? formatAddress(remembered) : settings.defaultAddress || `localhost:${DEFAULT_PORT}`);
+  const addressText =
+    interactive && (args.confirm || args.address === undefined)
+      ? await vscode.window.showInputBox({
+          title: 'Join Room (1/3): server address',
+          prompt: 'The chat server to join, as host:port',
+          value: addressDefault,
+          ignoreFocusOut: true,
+          validateInput: (text) => (parseAddress(text) ? undefined : 'Type an address such as localhost:33000 or 192.168.1.20:33000.'),
+        })
+      : addressDefault;
+  if (addressText === undefined) return { joined: false, reason: 'cancelled' };
+  const address = parseAddress(addressText);
+  if (!address) return { joined: false, reason: `"${addressText}" is not an address.`, code: 'bad_address' };
+
+  let name = args.name ?? (remembered?.name || settings.defaultName || (await gitUserName()) || osUserName());
+  if (interactive && (args.confirm || args.name === undefined)) {
+    const asked = await askName(name, undefined);
+    if (asked === undefined) return { joined: false, reason: 'cancelled' };
+    name = asked;
+  }
+
+  let room = args.room ?? remembered?.room ?? DEFAULT_ROOM;
+  if (interactive && (args.confirm || args.room === undefined)) {
+    const asked = await vscode.window.showInputBox({
+      title: 'Join Room (3/3): room',
+      prompt: 'The room to join; rooms are created when someone joins them',
+      value: room,
+      ignoreFocusOut: true,
+      validateInput: (text) => roomProblem(text),
+    });
+    if (asked === undefined) return { joined: false, reason: 'cancelled' };
+    room = asked;
+  }
+
+  const secretKey = tokenSecretKey(address.host, address.port);
+  let token = args.token ?? (await deps.secrets.get(secretKey));
+  if (args.token) await deps.secrets.store(secretKey, args.token);
+
+  // Each refusal asks again for what was refused; a person can always cancel.
+  for (let round = 0; round < 10; round++) {
+    const outcome = await deps.join({ host: address.host, port: address.port, name, room, ...(token ? { token } : {}) });
+    if (outcome.kind === 'welcome') {
+      await deps.globalState.update(LAST_JOIN_KEY, { host: address.host, port: address.port, name, room } satisfies RememberedJoin);
+      return { joined: true, name: outcome.welcome.you, room: outcome.welcome.room, address: formatAddress(address) };
+    }
+    if (outcome.kind === 'unreachable') {
+      if (interactive) void vscode.window.showErrorMessage(`Could not join ${formatAddress(address)}: ${outcome.reason}`);
+      return { joined: false, reason: outcome.reason, code: 'unreachable' };
+    }
+    if (!interactive) return { joined: false, reason: outcome.message, code: outcome.code };
+    if (outcome.code === 'name_taken' || outcome.code === 'bad_name') {
+      const asked = await askName(name, outcome.code === 'name_taken' ? `"${name}" is already in this room. Pick another name.` : `The server refused "${name}": ${outcome.message}`);
+      if (asked === undefined) return { joined: false, reason: 'cancelled', code: outcome.code };
+      name = asked;
+      continue;
+    }
+    if (outcome.code === 'unauthorized') {
+      const asked = await vscode.window.showInputBox({
+        title: 'Join Room: token',
+        prompt: token ? 'The server refused that token. Type the token from your invite.' : 'This server needs a token. Type the token from your invite.',
+        password: true,
+        ignoreFocusOut: true,
+      });
+      if (!asked) return { joined: false, reason: 'cancelled', code: outcome.code };
+      token = asked;
+      await deps.secrets.store(secretKey, token);
+      continue;
+    }
+    void vscode.window.showErrorMessage(`Could not join ${room}: ${outcome.message}`);
+    return { joined: false, reason: outcome.message, code: outcome.code };
+  }
+  return { joined: false, reason: 'Too many attempts.' };
+}
+
+function askName(value: string, why: string | undefined): Thenable<string | undefined> {
+  return vscode.window.showInputBox({
+    title: 'Join Room (2/3): your name',
+    prompt: why ?? 'The name others see, 1 to 32 characters',
+    value,
+    ignoreFocusOut: true,
+    validateInput: (text) => nameProblem(text),
+  });
+}
+
+/** git's user.name, if git is installed and has one; never waits long. */
+function gitUserName(): Promise<string | undefined> {
+  const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.scheme === 'file' ? vscode.workspace.workspaceFolders[0].uri.fsPath : os.homedir();
+  return new Promise((resolve) => {
+    execFile('git', ['config', '--get', 'user.name'], { cwd, timeout: 2_000, windowsHide: true }, (error, stdout) => {
+      const name = error ? '' : stdout.trim();
+      resolve(name && !nameProblem(name) ? name : undefined);
+    });
+  });
+}
+
+function osUserName(): string {
+  try {
+    const name = os.userInfo().username;
+    return name && !nameProblem(name) ? name : 'guest';
+  } catch {
+    return 'guest';
+  }
+}

@@ -1,0 +1,45 @@
+/** The extension's settings, read in one place with their defaults. */
+import * as vscode from 'vscode';
+import { DEFAULT_HOST, DEFAULT_PORT } from '../shared/protocol';
+
+export type NotificationMode = 'mentions' | 'all' | 'off';
+
+export interface Settings {
+  /** Port "Start Chat Server" listens on. */
+  serverPort: number;
+  /** Address "Start Chat Server" binds; anything but loopback opens the server to the network. */
+  bindAddress: string;
+  /** Whether "Start Chat Server" joins the room right away. */
+  joinOnStart: boolean;
+  /** Address offered first by "Join Room" when none was used before. */
+  defaultAddress: string;
+  /** Name offered first by "Join Room" when none was used before. */
+  defaultName: string;
+  notifications: NotificationMode;
+  /** How many messages and announcements the panel keeps. */
+  historyLength: number;
+}
+
+export function readSettings(): Settings {
+  const config = vscode.workspace.getConfiguration('chatRoom');
+  const notifications = config.get<string>('notifications', 'mentions');
+  return {
+    serverPort: clampInteger(config.get<number>('server.port', DEFAULT_PORT), 0, 65535, DEFAULT_PORT),
+    bindAddress: config.get<string>('server.bindAddress', DEFAULT_HOST).trim() || DEFAULT_HOST,
+    joinOnStart: config.get<boolean>('server.joinOnStart', false),
+    defaultAddress: config.get<string>('defaultAddress', '').trim(),
+    defaultName: config.get<string>('defaultName', '').trim(),
+    notifications: notifications === 'all' || notifications === 'off' ? notifications : 'mentions',
+    historyLength: clampInteger(config.get<number>('historyLength', 500), 20, 10_000, 500),
+  };
+}
+
+function clampInteger(value: number, min: number, max: number, fallback: number): number {
+  if (!Number.isFinite(value)) return fallback;
+  return Math.min(max, Math.max(min, Math.round(value)));
+}
+
+/** Loopback addresses: a server bound there is reachable only from this machine. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}

@@ -1,0 +1,226 @@
+/**
+ * The typed message protocol between the chat panel's webview and the
+ * extension host. Both sides import this file, so a renamed field is a compile
+ * error on both. It never imports `vscode` or the DOM.
+ *
+ * Handshake: the webview posts `ready` once its script has run and its
+ * listeners are attached; only then does the host post a `snapshot`. Posting
+ * earlier would race the script's start-up and the first messages would be
+ * lost, because a webview drops messages that arrive before it listens.
+ * A webview that is hidden and shown again (or restored after a reload) starts
+ * over with a fresh `ready`.
+ */
+import type { LeaveReason } from './protocol';
+
+// ---------------------------------------------------------------- views of the room
+
+/** A chat message as the panel shows it. */
+export interface MessageEntry {
+  kind: 'message';
+  seq: number;
+  from: string;
+  text: string;
+  ts: number;
+  /** The sender's message id, when the sender gave one. */
+  id?: string;
+  /** Written by the person using this panel. */
+  mine: boolean;
+}
+
+/** A join or leave announcement, shown as a quiet system line. */
+export interface PresenceEntry {
+  kind: 'joined' | 'left';
+  seq: number;
+  name: string;
+  ts: number;
+  reason?: LeaveReason;
+}
+
+export type ChatEntry = MessageEntry | PresenceEntry;
+
+/** Where the connection stands, as the panel shows it. */
+export type ConnectionView =
+  | { kind: 'idle' }
+  | { kind: 'connecting'; address: string }
+  | { kind: 'connected'; address: string }
+  /** `retryAt` is an epoch time in ms, so the webview can count down on its own. */
+  | { kind: 'reconnecting'; address: string; retryAt: number; attempt: number; reason: string }
+  | { kind: 'disconnected'; reason: string };
+
+/** A message written here that the server has not acknowledged yet. */
+export interface PendingView {
+  id: string;
+  text: string;
+  /** When the person pressed Enter (epoch ms). */
+  createdAt: number;
+}
+
+export interface StatusView {
+  connection: ConnectionView;
+  /** The name the server gave us, once welcomed. */
+  me?: string;
+  room?: string;
+  members: string[];
+}
+
+// ---------------------------------------------------------------- host → webview
+
+/** Everything the panel needs to draw itself from nothing. */
+export interface SnapshotMessage {
+  type: 'snapshot';
+  status: StatusView;
+  entries: ChatEntry[];
+  pending: PendingView[];
+  /** How many entries the panel keeps; older ones are dropped from the top. */
+  historyLimit: number;
+}
+
+/** New room events, oldest first. */
+export interface AppendMessage {
+  type: 'append';
+  entries: ChatEntry[];
+}
+
+export interface StatusMessage {
+  type: 'status';
+  status: StatusView;
+}
+
+/** The whole outbox, each time it changes (it is small). */
+export interface OutboxMessage {
+  type: 'outbox';
+  pending: PendingView[];
+}
+
+/** A message the server refused for good (too long, for instance). */
+export interface SendFailedMessage {
+  type: 'sendFailed';
+  id: string;
+  text: string;
+  reason: string;
+}
+
+/** Put the keyboard focus in the message box. */
+export interface FocusInputMessage {
+  type: 'focusInput';
+}
+
+/** Asks the webview to describe what it shows (used by tests and diagnostics). */
+export interface ProbeMessage {
+  type: 'probe';
+  requestId: number;
+}
+
+export type HostToWebview =
+  | SnapshotMessage
+  | AppendMessage
+  | StatusMessage
+  | OutboxMessage
+  | SendFailedMessage
+  | FocusInputMessage
+  | ProbeMessage;
+
+// ---------------------------------------------------------------- webview → host
+
+export interface ReadyMessage {
+  type: 'ready';
+}
+
+export interface SendMessage {
+  type: 'send';
+  text: string;
+}
+
+/** A link was clicked; the host opens it only if it is http(s). */
+export interface OpenLinkMessage {
+  type: 'openLink';
+  href: string;
+}
+
+/** A `path:line` reference was clicked; the host opens it if the workspace has it. */
+export interface OpenPathMessage {
+  type: 'openPath';
+  path: string;
+  line: number;
+}
+
+/** Copy text (a code block) to the clipboard through the host. */
+export interface CopyMessage {
+  type: 'copy';
+  text: string;
+}
+
+/** Buttons in the connection bar. */
+export interface ReconnectMessage {
+  type: 'reconnect';
+}
+export interface JoinMessage {
+  type: 'join';
+}
+
+/** What the webview shows, in answer to a `probe`. */
+export interface PanelView {
+  messages: { from: string; text: string; mine: boolean; state: 'sent' | 'pending' | 'received'; html: string }[];
+  /** The text of each system line (a collapsed run counts once). */
+  systemLines: string[];
+  members: string[];
+  memberCountLabel: string;
+  connectionText: string;
+  pendingTexts: string[];
+  newMessagesMarkerVisible: boolean;
+  draft: string;
+}
+
+export interface ProbeResultMessage {
+  type: 'probeResult';
+  requestId: number;
+  view: PanelView;
+}
+
+export type WebviewToHost =
+  | ReadyMessage
+  | SendMessage
+  | OpenLinkMessage
+  | OpenPathMessage
+  | CopyMessage
+  | ReconnectMessage
+  | JoinMessage
+  | ProbeResultMessage;
+
+const WEBVIEW_MESSAGE_TYPES: ReadonlySet<string> = new Set<WebviewToHost['type']>([
+  'ready',
+  'send',
+  'openLink',
+  'openPath',
+  'copy',
+  'reconnect',
+  'join',
+  'probeResult',
+]);
+
+/**
+ * Narrows whatever the webview posted to a message the host knows, checking
+ * the fields it will read. Anything else is ignored by the host: a webview is
+ * rendering text from strangers, so its messages are input, not trusted calls.
+ */
+export function asWebviewMessage(value: unknown): WebviewToHost | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const record = value as Record<string, unknown>;
+  const type = record.type;
+  if (typeof type !== 'string' || !WEBVIEW_MESSAGE_TYPES.has(type)) return undefined;
+  switch (type as WebviewToHost['type']) {
+    case 'send':
+    case 'copy':
+      return typeof record.text === 'string' ? (record as unknown as WebviewToHost) : undefined;
+    case 'openLink':
+      return typeof record.href === 'string' ? (record as unknown as WebviewToHost) : undefined;
+    case 'openPath':
+      return typeof record.path === 'string' && Number.isSafeInteger(record.line) ? (record as unknown as WebviewToHost) : undefined;
+    case 'probeResult':
+      return typeof record.requestId === 'number' && typeof record.view === 'object' && record.view !== null
+        ? (record as unknown as WebviewToHost)
+        : undefined;
+    default:
+      return { type } as WebviewToHost;
+  }
+}
