@@ -1,0 +1,233 @@
+// Helpers for UI tests: each "person" is a code-server instance of their own
+// (own user data, own extensions folder with the packaged chat-room.vsix
+// installed as a user would) viewed in their own Chromium browser context.
+// Tests drive the workbench through the command palette and read webviews by
+// searching every frame on the page.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Frame, Page } from 'playwright-core';
+import { closeChromium, launchChromium } from '../support/browser';
+import { repoRoot, startCodeServer, type CodeServerHost } from '../support/codeServerHost';
+
+export { launchChromium, closeChromium };
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function packagedVsixPath(): string {
+  const vsix = join(repoRoot(), 'chat-room.vsix');
+  if (!existsSync(vsix)) throw new Error(`${vsix} is missing: run \`npm run package\` first`);
+  return vsix;
+}
+
+export function artifactsDir(): string {
+  const dir = join(repoRoot(), 'artifacts', 'ui');
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+export interface Person {
+  readonly name: string;
+  readonly host: CodeServerHost;
+  readonly context: BrowserContext;
+  readonly page: Page;
+  /** Messages the workbench logged as errors, for failure reports. */
+  readonly consoleErrors: string[];
+  stop(): Promise<void>;
+}
+
+export interface PersonOptions {
+  /** Extra user settings for this person's VS Code. */
+  settings?: Record<string, unknown>;
+  /** Extra environment for this person's code-server and extension host. */
+  env?: Record<string, string>;
+  /** Install the packaged extension (default true). */
+  installExtension?: boolean;
+}
+
+/**
+ * Starts a code-server for one person with the packaged extension installed,
+ * opens the workbench in a fresh browser context and waits until it is usable.
+ */
+export async function startPerson(browser: Browser, name: string, options: PersonOptions = {}): Promise<Person> {
+  const host = await startCodeServer({
+    label: name,
+    ...(options.installExtension === false ? {} : { vsixPath: packagedVsixPath() }),
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.settings ? { settings: options.settings } : {}),
+  });
+  let context: BrowserContext | undefined;
+  try {
+    context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const page = await context.newPage();
+    const consoleErrors: string[] = [];
+    page.on('console', (message) => {
+      if (message.type() === 'error') consoleErrors.push(message.text());
+    });
+    page.on('pageerror', (error) => consoleErrors.push(error.message));
+    await openWorkbench(page, host);
+    const openedContext = context;
+    let stopped: Promise<void> | undefined;
+    return {
+      name,
+      host,
+      context,
+      page,
+      consoleErrors,
+      stop() {
+        stopped ??= (async () => {
+          await openedContext.close().catch(() => undefined);
+          await host.stop();
+        })();
+        return stopped;
+      },
+    };
+  } catch (error) {
+    await context?.close().catch(() => undefined);
+    await host.stop();
+    throw error;
+  }
+}
+
+/** Opens the workbench for the host's workspace and waits until it takes input. */
+export async function openWorkbench(page: Page, host: CodeServerHost, timeoutMs = 90_000): Promise<void> {
+  await page.goto(host.workbenchUrl(), { timeout: timeoutMs });
+  await page.waitForSelector('.monaco-workbench', { timeout: timeoutMs });
+  await page.waitForSelector('.part.statusbar', { timeout: timeoutMs });
+  // The extension host registers contributions a moment after the workbench
+  // paints; commands typed before that find nothing.
+  await delay(3_000);
+}
+
+const paletteInput = '.quick-input-widget input.input';
+const paletteRows = '.quick-input-widget .quick-input-list .monaco-list-row';
+
+async function openPalette(page: Page, query: string): Promise<void> {
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('F1');
+  const input = page.locator(paletteInput);
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  // F1 opens the palette in command mode, with ">" already typed.
+  await input.fill(`>${query}`);
+}
+
+async function visibleRowLabels(page: Page): Promise<string[]> {
+  return page.locator(paletteRows).evaluateAll((rows) =>
+    rows.map((row) => (row.getAttribute('aria-label') ?? row.textContent ?? '').trim()),
+  );
+}
+
+/**
+ * Lists the command palette entries matching `query`. Retries for a while,
+ * because commands appear only once the extension host has registered them.
+ */
+export async function paletteEntries(page: Page, query: string, expectAtLeast = 1, timeoutMs = 20_000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let labels: string[] = [];
+  try {
+    while (Date.now() < deadline) {
+      await openPalette(page, query);
+      await delay(500);
+      labels = await visibleRowLabels(page);
+      if (labels.length >= expectAtLeast) break;
+      await delay(1_000);
+    }
+  } finally {
+    await page.keyboard.press('Escape');
+  }
+  return labels;
+}
+
+/**
+ * Runs a command as a person would: F1, type its full title
+ * ("Chat Room: Open Chat Panel"), wait for the matching entry, press Enter.
+ */
+export async function runCommand(page: Page, title: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    await openPalette(page, title);
+    const match = page.locator(paletteRows).filter({ hasText: title }).first();
+    try {
+      await match.waitFor({ state: 'visible', timeout: 3_000 });
+    } catch {
+      continue;
+    }
+    const focusedLabel = (await page.locator(`${paletteRows}.focused`).first().getAttribute('aria-label')) ?? '';
+    if (focusedLabel.startsWith(title)) await page.keyboard.press('Enter');
+    else await match.click();
+    await page.locator(paletteInput).waitFor({ state: 'hidden', timeout: 5_000 }).catch(() => undefined);
+    return;
+  }
+  await page.keyboard.press('Escape');
+  throw new Error(`command "${title}" did not appear in the command palette within ${timeoutMs}ms`);
+}
+
+/**
+ * Finds the frame that holds `selector`. A webview's document sits two iframes
+ * deep (iframe.webview, then its active frame), so every frame on the page is
+ * searched until one matches or the time limit passes.
+ */
+export async function findFrameWith(page: Page, selector: string, timeoutMs = 20_000): Promise<Frame> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    for (const frame of page.frames()) {
+      try {
+        if (await frame.$(selector)) return frame;
+      } catch {
+        // the frame navigated or detached while we looked; try the others
+      }
+    }
+    await delay(250);
+  }
+  throw new Error(`no frame holds "${selector}" after ${timeoutMs}ms`);
+}
+
+/**
+ * Frames that render a webview's own document: the inner frame of each
+ * webview (its URL is the host shell's fake.html), not the workbench and not
+ * the webview's outer index.html.
+ */
+export function webviewContentFrames(page: Page): Frame[] {
+  return page.frames().filter((frame) => /\/webview\/browser\/pre\/fake\.html/.test(frame.url()));
+}
+
+/** Waits for a webview whose document has rendered something, and returns its frame. */
+export async function waitForWebviewContent(page: Page, timeoutMs = 20_000): Promise<Frame> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    for (const frame of webviewContentFrames(page)) {
+      try {
+        if (await frame.evaluate(() => (document.body?.children.length ?? 0) > 0)) return frame;
+      } catch {
+        // the frame was replaced while loading; look again
+      }
+    }
+    await delay(250);
+  }
+  throw new Error(`no webview rendered content within ${timeoutMs}ms`);
+}
+
+/**
+ * The text of a modal dialog if one appears within `waitMs` (a command that
+ * throws is reported this way), or undefined.
+ */
+export async function dialogText(page: Page, waitMs = 1_000): Promise<string | undefined> {
+  const dialog = page.locator('.monaco-dialog-box');
+  try {
+    await dialog.first().waitFor({ state: 'visible', timeout: waitMs });
+  } catch {
+    return undefined;
+  }
+  return (await dialog.first().innerText()).replace(/\s+/g, ' ').trim();
+}
+
+/** Text of the workbench's notification toasts, e.g. to read a command's error. */
+export async function notificationTexts(page: Page): Promise<string[]> {
+  return page.locator('.notifications-toasts .notification-list-item-message').allInnerTexts();
+}
+
+/** Saves a PNG of the whole page under artifacts/ui/ and returns its path. */
+export async function saveScreenshot(page: Page, name: string): Promise<string> {
+  const path = join(artifactsDir(), `${name.replace(/[^\w.-]+/g, '-')}.png`);
+  await page.screenshot({ path, timeout: 30_000 });
+  return path;
+}
