@@ -11,6 +11,10 @@ import { repoRoot, startCodeServer, type CodeServerHost } from '../support/codeS
 
 export { launchChromium, closeChromium };
 
+// Callbacks passed to frame.evaluate() run in the browser; the node tsconfig
+// has no DOM types, so the little of the page they touch is named here.
+declare const document: { body: { children: { length: number }; innerText: string } | null };
+
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function packagedVsixPath(): string {
@@ -204,6 +208,11 @@ export async function waitForWebviewContent(page: Page, timeoutMs = 20_000): Pro
     await delay(250);
   }
   throw new Error(`no webview rendered content within ${timeoutMs}ms`);
+}
+
+/** The visible text of a frame's document, trimmed. */
+export async function frameText(frame: Frame): Promise<string> {
+  return frame.evaluate(() => (document.body?.innerText ?? '').trim());
 }
 
 /**

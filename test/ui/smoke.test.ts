@@ -7,6 +7,7 @@ import type { Browser } from 'playwright-core';
 import {
   closeChromium,
   dialogText,
+  frameText,
   launchChromium,
   paletteEntries,
   runCommand,
@@ -49,7 +50,7 @@ describe('UI pipeline (code-server + Chromium + packaged extension)', function (
     const error = await dialogText(page, 1_500);
     assert.equal(error, undefined, `the command reported: ${error}`);
     const frame = await waitForWebviewContent(page);
-    const shown = await frame.evaluate(() => document.body.innerText.trim());
+    const shown = await frameText(frame);
     assert.ok(shown.length > 0, 'the chat panel shows no text');
     const screenshot = await saveScreenshot(page, 'smoke-chat-panel');
     assert.ok(existsSync(screenshot) && statSync(screenshot).size > 10_000, `screenshot ${screenshot} is missing or empty`);
