@@ -58,7 +58,7 @@ describe('faults: kill -9 while 20 clients send', function () {
     for (let crash = 0; crash < CRASHES; crash++) {
       await sleep(150 + Math.random() * 650);
       pendingAtCrashes += clients.reduce((sum, client) => sum + client.outbox.length, 0);
-      const status = await server.stop('SIGKILL');
+      const status: number | null = await server.stop('SIGKILL');
       assert.equal(status, null, 'the server was killed by the signal, not exited on its own');
       await sleep(Math.random() * 150);
       server = await startServerOnPort(port, { dataDir, args: SERVER_ARGS });

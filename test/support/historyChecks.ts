@@ -86,7 +86,8 @@ export function checkHistory(history: StoredEvent[], clients: ResumingClient[]):
         note(`${client.name}/${message.id} is neither stored nor pending`);
       }
       if (stored) {
-        if (stored[0].text !== message.text) note(`${client.name}/${message.id} is stored with different text`);
+        const first = stored[0];
+        if (first.type === 'message' && first.text !== message.text) note(`${client.name}/${message.id} is stored with different text`);
         if (stored[0].seq <= previousSeq) {
           misordered += 1;
           note(`${client.name}/${message.id} (seq ${stored[0].seq}) is stored before an earlier message of the same sender (seq ${previousSeq})`);
