@@ -102,6 +102,10 @@ export async function openWorkbench(page: Page, host: CodeServerHost, timeoutMs 
   await delay(3_000);
 }
 
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 const paletteInput = '.quick-input-widget input.input';
 const paletteRows = '.quick-input-widget .quick-input-list .monaco-list-row';
 
@@ -149,14 +153,16 @@ export async function runCommand(page: Page, title: string, timeoutMs = 20_000):
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     await openPalette(page, title);
-    const match = page.locator(paletteRows).filter({ hasText: title }).first();
+    // Exactly this title, so "Join Room" never picks a longer "Join Room …" entry.
+    const exactLabel = page.locator('.label-name', { hasText: new RegExp(`^${escapeRegExp(title)}$`) });
+    const match = page.locator(paletteRows).filter({ has: exactLabel }).first();
     try {
       await match.waitFor({ state: 'visible', timeout: 3_000 });
     } catch {
       continue;
     }
-    const focusedLabel = (await page.locator(`${paletteRows}.focused`).first().getAttribute('aria-label')) ?? '';
-    if (focusedLabel.startsWith(title)) await page.keyboard.press('Enter');
+    const focusedIsMatch = (await page.locator(`${paletteRows}.focused`).filter({ has: exactLabel }).count()) > 0;
+    if (focusedIsMatch) await page.keyboard.press('Enter');
     else await match.click();
     await page.locator(paletteInput).waitFor({ state: 'hidden', timeout: 5_000 }).catch(() => undefined);
     return;
