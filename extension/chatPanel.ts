@@ -96,6 +96,8 @@ export class ChatPanel extends Disposable {
   /** Asks the webview what it shows. Resolves with an empty view if it does not answer in time. */
   probe(): Promise<PanelView> {
     const requestId = this.nextProbeId++;
+    // Before `ready` nothing can answer; the caller polls again.
+    if (!this.ready) return Promise.resolve(emptyView());
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.probes.delete(requestId);

@@ -42,6 +42,8 @@ export interface ChatRoomApi {
   lastInvite(): string | undefined;
   /** The stable per-installation client id sent in every hello. */
   clientId(): string;
+  /** The serializer VS Code calls to restore a chat panel after a window reload (the registered one). */
+  panelSerializer: vscode.WebviewPanelSerializer;
 }
 
 let controller: ChatRoomController | undefined;
@@ -71,10 +73,11 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
     return true;
   });
 
+  const panelSerializer: vscode.WebviewPanelSerializer = {
+    deserializeWebviewPanel: async (panel) => room.restorePanel(panel),
+  };
   context.subscriptions.push(
-    vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
-      deserializeWebviewPanel: async (panel) => room.restorePanel(panel),
-    }),
+    vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, panelSerializer),
     vscode.window.registerUriHandler({ handleUri: (uri) => room.handleUri(uri) }),
   );
 
@@ -106,6 +109,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
     unread: () => room.unread,
     lastInvite: () => room.lastInvite,
     clientId: () => room.installationClientId,
+    panelSerializer,
   };
 }
 

@@ -1,0 +1,296 @@
+// The Chat Room features, inside a real extension host, against the real
+// bundled server. Commands are driven through `executeCommand`; the
+// extension's test API is only used to look at what happened.
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { ChatRoomApi } from '../../extension/extension';
+import type { MessageEvent as RoomMessage } from '../../shared/protocol';
+import { ServerProcess } from '../support/serverProcess';
+import { TestClient } from '../support/testClient';
+import { chatRoomApi, countOf, messageTexts, waitFor } from './chatRoomHelpers';
+
+type JoinResult = { joined: boolean; code?: string; name?: string; reason?: string };
+type StartResult = { started: boolean; port?: number; code?: string; suggestedPort?: number };
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(address.port));
+    });
+  });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function join(port: number, name: string, room: string): Thenable<JoinResult> {
+  return vscode.commands.executeCommand<JoinResult>('chatRoom.join', { address: `127.0.0.1:${port}`, name, room });
+}
+
+async function sendFromPanel(api: ChatRoomApi, text: string): Promise<void> {
+  api.postFromPanel({ type: 'send', text });
+  await waitFor(`"${text}" to be acknowledged`, () => api.session()?.pending.length === 0 && messageTexts(api).includes(text));
+}
+
+describe('Chat Room commands', function () {
+  this.timeout(60_000);
+  let api: ChatRoomApi;
+  const cleanups: (() => unknown)[] = [];
+
+  before(async () => {
+    api = await chatRoomApi();
+  });
+
+  afterEach(async () => {
+    if (api.session()) await vscode.commands.executeCommand('chatRoom.leave');
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('declares lazy activation only (never "*")', () => {
+    const manifest = vscode.extensions.getExtension('chat-room.chat-room')!.packageJSON as { activationEvents: string[] };
+    assert.ok(!manifest.activationEvents.includes('*'));
+    assert.ok(manifest.activationEvents.includes('onWebviewPanel:chatRoom.panel'));
+    assert.ok(manifest.activationEvents.includes('onUri'));
+  });
+
+  it('starts the server as a child process, serves TCP, and stops it', async () => {
+    const port = await freePort();
+    const result = await vscode.commands.executeCommand<StartResult>('chatRoom.startServer', { port });
+    cleanups.push(() => vscode.commands.executeCommand('chatRoom.stopServer'));
+    assert.equal(result.started, true, JSON.stringify(result));
+    const state = api.serverState();
+    assert.equal(state.kind, 'running');
+    const pid = state.kind === 'running' ? state.pid : 0;
+    assert.ok(pid > 0 && pid !== process.pid && processAlive(pid), 'the server runs in its own process');
+
+    const raw = await TestClient.join(port, 'prober');
+    raw.close();
+
+    const again = await vscode.commands.executeCommand<StartResult>('chatRoom.startServer', { port });
+    assert.equal(again.code, 'already_running');
+
+    assert.equal(await vscode.commands.executeCommand('chatRoom.stopServer'), true);
+    assert.equal(api.serverState().kind, 'stopped');
+    await waitFor('the server process to be gone', () => !processAlive(pid), 5_000);
+    assert.equal(await vscode.commands.executeCommand('chatRoom.showServerLog'), true);
+  });
+
+  it('says the port is busy and suggests another', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => blocker.close(resolve)));
+    const busyPort = (blocker.address() as net.AddressInfo).port;
+    const result = await vscode.commands.executeCommand<StartResult>('chatRoom.startServer', { port: busyPort });
+    assert.equal(result.started, false);
+    assert.equal(result.code, 'port_busy');
+    assert.ok(result.suggestedPort && result.suggestedPort !== busyPort);
+    assert.equal(api.serverState().kind, 'stopped');
+  });
+
+  it('reports a server that crashes', async () => {
+    const port = await freePort();
+    const result = await vscode.commands.executeCommand<StartResult>('chatRoom.startServer', { port });
+    assert.equal(result.started, true);
+    const state = api.serverState();
+    assert.ok(state.kind === 'running');
+    process.kill(state.pid, 'SIGKILL');
+    await waitFor('the crash to be noticed', () => api.serverState().kind === 'crashed', 5_000);
+  });
+
+  describe('with a server', () => {
+    let server: ServerProcess;
+    beforeEach(async () => {
+      server = await ServerProcess.start();
+      cleanups.push(() => server.dispose());
+    });
+
+    it('joins, opens the panel, and exchanges messages with a raw client', async () => {
+      const raw = await TestClient.join(server.port, 'rawbob', { room: 'talk' });
+      cleanups.push(() => raw.close());
+      const result = await join(server.port, 'alice', 'talk');
+      assert.deepEqual({ joined: result.joined, name: result.name }, { joined: true, name: 'alice' });
+      const session = api.session()!;
+      assert.equal(session.me, 'alice');
+      assert.deepEqual([...session.members].sort(), ['alice', 'rawbob']);
+      await waitFor('the panel to be ready', () => api.panel()?.ready);
+      assert.match(api.panel()!.title, /talk/);
+
+      await raw.nextFrame((frame) => frame.type === 'joined' && frame.name === 'alice');
+      await sendFromPanel(api, 'hello from the panel');
+      const heard = await raw.nextFrame<RoomMessage>((frame) => frame.type === 'message');
+      assert.equal(heard.text, 'hello from the panel');
+      assert.equal(heard.from, 'alice');
+
+      raw.send({ type: 'say', id: 'r1', text: 'hi **alice**, see src/app.ts:3' });
+      await waitFor('the raw message in the panel', async () => (await api.probePanel())?.messages.some((message) => message.from === 'rawbob'));
+      const view = (await api.probePanel())!;
+      const mine = view.messages.find((message) => message.text === 'hello from the panel')!;
+      assert.equal(mine.mine, true);
+      assert.equal(mine.state, 'sent');
+      const theirs = view.messages.find((message) => message.from === 'rawbob')!;
+      assert.equal(theirs.mine, false);
+      assert.match(theirs.html, /<strong>alice<\/strong>/);
+      assert.match(theirs.html, /class="path-link"[^>]*data-path="src\/app.ts"/);
+      assert.equal(view.memberCountLabel, 'Members (2)');
+      assert.match(view.connectionText, /Connected to 127\.0\.0\.1:\d+ as alice/);
+      assert.ok(view.systemLines.some((line) => line.includes('alice joined')));
+
+      assert.equal(await vscode.commands.executeCommand('chatRoom.leave'), true);
+      const left = await raw.nextFrame((frame) => frame.type === 'left' && frame.name === 'alice');
+      assert.equal(left.type === 'left' && left.reason, 'quit');
+      assert.equal(api.session(), undefined);
+    });
+
+    it('reports a refused name instead of joining', async () => {
+      const raw = await TestClient.join(server.port, 'taken');
+      cleanups.push(() => raw.close());
+      const result = await join(server.port, 'TAKEN', 'lobby');
+      assert.equal(result.joined, false);
+      assert.equal(result.code, 'name_taken');
+      assert.equal(api.session(), undefined);
+      const reserved = await join(server.port, 'server', 'lobby');
+      assert.equal(reserved.code, 'bad_name');
+    });
+
+    it('renders hostile text inert', async () => {
+      const raw = await TestClient.join(server.port, 'mallory', { room: 'hostile' });
+      cleanups.push(() => raw.close());
+      assert.equal((await join(server.port, 'victim', 'hostile')).joined, true);
+      const corpus = [
+        '<script>window.__pwned = 1</script>',
+        '<img src=x onerror="window.__pwned = 2">',
+        '[click me](javascript:alert(1))',
+        '[run](command:workbench.action.quit)',
+        '<a href="javascript:alert(1)">x</a>',
+        'evil \u202Egnp.exe\u202C name',
+        '![tracker](https://example.invalid/pixel.png)',
+      ];
+      corpus.forEach((text, index) => raw.send({ type: 'say', id: `h${index}`, text }));
+      await waitFor('the hostile corpus in the panel', async () => (await api.probePanel())?.messages.filter((message) => message.from === 'mallory').length === corpus.length);
+      const rendered = (await api.probePanel())!.messages.filter((message) => message.from === 'mallory');
+      for (const message of rendered) {
+        assert.doesNotMatch(message.html, /<script|<img|<iframe/i, message.html);
+        assert.doesNotMatch(message.html, /<[^>]*\son\w+\s*=/i, message.html);
+        assert.doesNotMatch(message.html, /<a [^>]*href="(?!https?:|#)/i, message.html);
+        assert.doesNotMatch(message.html, /[\u202A-\u202E\u2066-\u2069]/, 'bidi controls are neutralised');
+      }
+      assert.match(rendered[0].html, /&lt;script&gt;/);
+      assert.match(rendered[5].html, /⟨U\+202E⟩/);
+    });
+
+    it('reconnects after the server is killed and restarted, losing and repeating nothing', async function () {
+      this.timeout(90_000);
+      assert.equal((await join(server.port, 'rita', 'resume')).joined, true);
+      await sendFromPanel(api, 'before the crash');
+      await server.stop('SIGKILL');
+      await waitFor('the client to notice', () => api.session()?.connection.kind === 'reconnecting');
+      api.postFromPanel({ type: 'send', text: 'while down 1' });
+      api.postFromPanel({ type: 'send', text: 'while down 2' });
+      assert.equal(api.session()!.pending.length, 2);
+      await waitFor('pending messages in the panel', async () => (await api.probePanel())?.pendingTexts.length === 2);
+
+      const restarted = await ServerProcess.start({ dataDir: server.dataDir, args: ['--port', String(server.port)] });
+      cleanups.push(() => restarted.dispose());
+      await waitFor('reconnection and an empty outbox', () => api.session()?.connection.kind === 'connected' && api.session()?.pending.length === 0, 45_000);
+      await sendFromPanel(api, 'after the restart');
+
+      const expected = ['before the crash', 'while down 1', 'while down 2', 'after the restart'];
+      const texts = messageTexts(api);
+      for (const text of expected) assert.equal(countOf(texts, text), 1, `"${text}" shown once in ${JSON.stringify(texts)}`);
+      const seqs = api.session()!.entries.map((entry) => entry.seq);
+      assert.deepEqual(seqs, [...new Set(seqs)].sort((a, b) => a - b), 'events in order, none twice');
+
+      const verifier = await TestClient.join(restarted.port, 'verifier', { room: 'resume' });
+      cleanups.push(() => verifier.close());
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const stored = verifier.frames().flatMap((frame) => (frame.type === 'message' ? [frame.text] : []));
+      for (const text of expected) assert.equal(countOf(stored, text), 1, `"${text}" stored once in ${JSON.stringify(stored)}`);
+      const view = (await api.probePanel())!;
+      for (const text of expected) assert.equal(countOf(view.messages.map((message) => message.text), text), 1);
+    });
+
+    it('keeps the outbox across sessions and sends it once when back', async function () {
+      this.timeout(60_000);
+      assert.equal((await join(server.port, 'olga', 'outbox')).joined, true);
+      await server.stop('SIGKILL');
+      await waitFor('the client to notice', () => api.session()?.connection.kind === 'reconnecting');
+      api.postFromPanel({ type: 'send', text: 'written offline' });
+      assert.equal(api.session()!.pending.length, 1);
+      // Leaving ends the client; the outbox lives on in global state, as across a window reload.
+      await vscode.commands.executeCommand('chatRoom.leave');
+      const restarted = await ServerProcess.start({ dataDir: server.dataDir, args: ['--port', String(server.port)] });
+      cleanups.push(() => restarted.dispose());
+      assert.equal((await join(server.port, 'olga', 'outbox')).joined, true);
+      await waitFor('the stored message to be acknowledged', () => api.session()?.pending.length === 0 && messageTexts(api).includes('written offline'));
+      assert.equal(countOf(messageTexts(api), 'written offline'), 1);
+    });
+
+    it('restores a panel through the serializer and rejoins the room', async () => {
+      assert.equal((await join(server.port, 'sara', 'restore')).joined, true);
+      await sendFromPanel(api, 'said before the reload');
+      await vscode.commands.executeCommand('chatRoom.leave');
+      assert.equal(api.session(), undefined);
+
+      const panel = vscode.window.createWebviewPanel('chatRoom.panel', 'Chat', vscode.ViewColumn.One, { enableScripts: true });
+      await api.panelSerializer.deserializeWebviewPanel(panel, {});
+      await waitFor('the room to be rejoined', () => api.session()?.connection.kind === 'connected');
+      assert.equal(api.session()!.me, 'sara');
+      await waitFor('history in the restored panel', async () => (await api.probePanel())?.messages.some((message) => message.text === 'said before the reload'));
+    });
+
+    it('sends the editor selection as a fenced code block with path:line', async () => {
+      const raw = await TestClient.join(server.port, 'reader', { room: 'code' });
+      cleanups.push(() => raw.close());
+      assert.equal((await join(server.port, 'writer', 'code')).joined, true);
+      const folder = vscode.workspace.workspaceFolders?.[0];
+      assert.ok(folder, 'the test host opens a workspace folder');
+      const file = path.join(folder.uri.fsPath, 'chat-selection-sample.ts');
+      fs.writeFileSync(file, 'const a = 1;\nconst b = 2;\nconst c = 3;\n');
+      cleanups.push(() => fs.rmSync(file, { force: true }));
+      const editor = await vscode.window.showTextDocument(vscode.Uri.file(file));
+      editor.selection = new vscode.Selection(1, 0, 2, 12);
+      assert.equal(await vscode.commands.executeCommand('chatRoom.sendSelection'), true);
+      const message = await raw.nextFrame<RoomMessage>((frame) => frame.type === 'message');
+      assert.equal(message.text, 'chat-selection-sample.ts:2\n```typescript\nconst b = 2;\nconst c = 3;\n```');
+    });
+
+    it('copies an invite link naming the room', async () => {
+      assert.equal((await join(server.port, 'ivan', 'invites')).joined, true);
+      const link = await vscode.commands.executeCommand<string>('chatRoom.copyInvite');
+      const url = new URL(link);
+      assert.equal(url.host, 'chat-room.chat-room');
+      assert.equal(url.pathname, '/join');
+      assert.equal(url.searchParams.get('port'), String(server.port));
+      assert.equal(url.searchParams.get('room'), 'invites');
+      assert.equal(await vscode.env.clipboard.readText(), link);
+    });
+
+    it('counts unread messages while the panel is hidden', async () => {
+      const raw = await TestClient.join(server.port, 'chatty', { room: 'unread' });
+      cleanups.push(() => raw.close());
+      assert.equal((await join(server.port, 'quiet', 'unread')).joined, true);
+      await waitFor('the panel', () => api.panel()?.visible);
+      // Another editor opened in the panel's own group hides the panel.
+      await vscode.commands.executeCommand('workbench.action.files.newUntitledFile');
+      await waitFor('the panel to be hidden', () => api.panel()?.visible === false, 5_000);
+      raw.send({ type: 'say', id: 'u1', text: 'are you there @quiet?' });
+      await waitFor('an unread count', () => api.unread() === 1);
+      assert.match(api.panel()!.title, /\(1\)/);
+      await vscode.commands.executeCommand('chatRoom.openPanel');
+      await waitFor('the count to clear', () => api.unread() === 0);
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+    });
+  });
+});

@@ -1,0 +1,39 @@
+// Shared by the Chat Room feature tests that run inside the extension host:
+// the extension's test API, and bounded waiting.
+import * as assert from 'node:assert/strict';
+import * as vscode from 'vscode';
+import type { ChatRoomApi } from '../../extension/extension';
+
+export const EXTENSION_ID = 'chat-room.chat-room';
+
+export async function chatRoomApi(): Promise<ChatRoomApi> {
+  const extension = vscode.extensions.getExtension<ChatRoomApi>(EXTENSION_ID);
+  assert.ok(extension, `${EXTENSION_ID} is not loaded`);
+  return extension.isActive ? extension.exports : extension.activate();
+}
+
+/** Polls `probe` until it returns something truthy, or fails with `what` after `timeoutMs`. */
+export async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value;
+      last = value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Texts of the chat messages the extension holds for the current room. */
+export function messageTexts(api: ChatRoomApi): string[] {
+  return (api.session()?.entries ?? []).flatMap((entry) => (entry.kind === 'message' ? [entry.text] : []));
+}
+
+export function countOf<T>(items: T[], item: T): number {
+  return items.filter((candidate) => candidate === item).length;
+}
