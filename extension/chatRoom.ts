@@ -102,7 +102,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
       try {
         const running = await vscode.window.withProgress(
           { location: vscode.ProgressLocation.Window, title: `Starting chat server on ${formatAddress({ host, port })}` },
-          () => this.server.start({ host, port, dataDir, ...(token ? { token } : {}) }),
+          () => this.server.start({ host, port, dataDir, ...(settings.classicPort ? { classicPort: settings.classicPort } : {}), ...(token ? { token } : {}) }),
         );
         this.log.info(`Chat server running on ${formatAddress(running)}`);
         const joinNow = args?.join ?? settings.joinOnStart;

@@ -19,6 +19,8 @@ export interface StartOptions {
   host: string;
   port: number;
   dataDir: string;
+  /** Port for the plain-text classic protocol, when wanted. */
+  classicPort?: number;
   /** Required by the server on any address other than loopback. */
   token?: string;
 }
@@ -94,6 +96,7 @@ export class ServerController extends Disposable {
     if (await isPortBusy(options.host, options.port)) throw new PortBusyError(options.host, options.port);
 
     const args = ['--host', options.host, '--port', String(options.port), '--data', options.dataDir];
+    if (options.classicPort) args.push('--classic-port', String(options.classicPort));
     if (options.token) args.push('--token', options.token);
     this.log.info(`Starting ${this.serverScript} on ${options.host}:${options.port}, data in ${options.dataDir}`);
     this.setState({ kind: 'starting', host: options.host, port: options.port });

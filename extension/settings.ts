@@ -9,6 +9,8 @@ export interface Settings {
   serverPort: number;
   /** Address "Start Chat Server" binds; anything but loopback opens the server to the network. */
   bindAddress: string;
+  /** Also serve the seed's plain-text protocol (for `nc` and the old clients) on this port; 0 is off. */
+  classicPort: number;
   /** Whether "Start Chat Server" joins the room right away. */
   joinOnStart: boolean;
   /** Address offered first by "Join Room" when none was used before. */
@@ -26,6 +28,7 @@ export function readSettings(): Settings {
   return {
     serverPort: clampInteger(config.get<number>('server.port', DEFAULT_PORT), 0, 65535, DEFAULT_PORT),
     bindAddress: config.get<string>('server.bindAddress', DEFAULT_HOST).trim() || DEFAULT_HOST,
+    classicPort: clampInteger(config.get<number>('server.classicPort', 0), 0, 65535, 0),
     joinOnStart: config.get<boolean>('server.joinOnStart', false),
     defaultAddress: config.get<string>('defaultAddress', '').trim(),
     defaultName: config.get<string>('defaultName', '').trim(),
