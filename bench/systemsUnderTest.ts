@@ -1,0 +1,178 @@
+/**
+ * The servers the benchmark measures, each started as its own child process
+ * on loopback and stopped by its own PID, and what /proc says about them.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { join } from 'node:path';
+import type { WireProtocol } from './workerMessages';
+
+export const NGIRCD_PATH = '/usr/sbin/ngircd';
+
+export interface RunningServer {
+  pid: number;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export interface SystemUnderTest {
+  label: string;
+  protocol: WireProtocol;
+  /** IRC does not echo a PRIVMSG to its sender; our protocol does (the sender sees its message confirmed in order). */
+  senderReceivesOwnMessage: boolean;
+  /** Starts a fresh instance keeping any files in `workDir`. */
+  start(workDir: string): Promise<RunningServer>;
+}
+
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** User plus system CPU time the process has used, in microseconds. */
+export function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name may hold spaces, so fields are counted after its closing parenthesis; utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** Resident set size in KiB, from /proc/<pid>/status. */
+export function residentKiB(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!match) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(match[1]);
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const force = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(force);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** Starts a process that prints `listening on 127.0.0.1:PORT`, and keeps draining its output (a full pipe would stall it). */
+function startPrintingPort(command: string, args: string[]): Promise<RunningServer> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    let found = false;
+    const timer = setTimeout(() => fail(new Error(`${command} ${args.join(' ')} did not report its port within 10 s: ${seen.slice(-500)}`)), 10_000);
+    const fail = (error: Error): void => {
+      clearTimeout(timer);
+      void stopChild(child);
+      reject(error);
+    };
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (!found) seen += chunk.toString();
+    });
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (found) return;
+      seen += chunk.toString();
+      const match = /listening on 127\.0\.0\.1:(\d+)/.exec(seen);
+      if (!match) return;
+      found = true;
+      clearTimeout(timer);
+      resolve({ pid: child.pid as number, port: Number(match[1]), stop: () => stopChild(child) });
+    });
+    child.once('exit', (code) => {
+      if (!found) fail(new Error(`${command} exited with ${code} before listening: ${seen.slice(-500)}`));
+    });
+  });
+}
+
+export function ourServer(serverScript: string): SystemUnderTest {
+  return {
+    label: 'chat-room server',
+    protocol: 'ndjson',
+    senderReceivesOwnMessage: true,
+    // Persistence on: every message is group-committed and fsynced before its ack.
+    start: (workDir) => startPrintingPort(process.execPath, [serverScript, '--port', '0', '--data', join(workDir, 'data')]),
+  };
+}
+
+export function naiveServer(naiveScript: string): SystemUnderTest {
+  return {
+    label: 'naive baseline',
+    protocol: 'ndjson',
+    senderReceivesOwnMessage: true,
+    start: () => startPrintingPort(process.execPath, [naiveScript, '--port', '0']),
+  };
+}
+
+async function freeLoopbackPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const address = probe.address();
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  if (typeof address !== 'object' || !address) throw new Error('could not find a free port');
+  return address.port;
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * ngircd with a generated config: loopback only; penalties (its flood
+ * throttle) off; no DNS, ident or PAM lookups; no per-address or join limits;
+ * pings far apart so idle clients are not probed during the run.
+ */
+export function ngircdPeer(): SystemUnderTest {
+  return {
+    label: 'ngircd (C, Debian)',
+    protocol: 'irc',
+    senderReceivesOwnMessage: false,
+    start: async (workDir) => {
+      const port = await freeLoopbackPort();
+      const configPath = join(workDir, 'ngircd.conf');
+      writeFileSync(
+        configPath,
+        `[Global]
+Name = bench.localhost
+Info = benchmark peer
+AdminInfo1 = benchmark
+AdminInfo2 = loopback only
+AdminEMail = nobody@localhost
+Listen = 127.0.0.1
+Ports = ${port}
+MotdPhrase = "bench"
+[Limits]
+MaxConnections = 0
+MaxConnectionsIP = 0
+MaxJoins = 0
+MaxNickLength = 30
+MaxPenaltyTime = 0
+PingTimeout = 600
+PongTimeout = 600
+[Options]
+DNS = no
+Ident = no
+PAM = no
+`,
+      );
+      const child = spawn(NGIRCD_PATH, ['--nodaemon', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.resume();
+      child.stderr.resume();
+      const running: RunningServer = { pid: child.pid as number, port, stop: () => stopChild(child) };
+      for (let attempt = 0; attempt < 100; attempt++) {
+        if (child.exitCode !== null) break;
+        if (await canConnect(port)) return running;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await running.stop();
+      throw new Error(`ngircd did not accept connections on port ${port} within 10 s`);
+    },
+  };
+}
