@@ -76,7 +76,8 @@ export class TestClient {
       }
       const left = deadline - Date.now();
       if (left <= 0 || this.closed) {
-        throw new Error(`${this.closed ? 'connection closed' : 'timed out'} waiting for a line; lines so far:\n${this.lines.join('\n')}`);
+        const recent = this.lines.slice(-5).map((text) => (text.length > 200 ? text.slice(0, 200) + '…' : text));
+        throw new Error(`${this.closed ? 'connection closed' : 'timed out'} waiting for a line; ${this.lines.length} lines so far, the last ones:\n${recent.join('\n')}`);
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
