@@ -90,9 +90,11 @@ class BenchClient {
     private readonly protocol: WireProtocol,
     port: number,
     private readonly onSettled: (client: BenchClient, failure: string | undefined) => void,
+    onConnected: () => void,
   ) {
     this.socket = connect({ host: '127.0.0.1', port, noDelay: true });
     this.socket.on('connect', () => {
+      onConnected();
       if (protocol === 'ndjson') {
         this.socket.write(JSON.stringify({ type: 'hello', name: plan.name, room: plan.room, clientId: plan.name }) + '\n');
       } else {
@@ -205,6 +207,7 @@ function openGroup(command: Extract<CoordinatorCommand, { cmd: 'open' }>): void 
   groups.set(command.group, clients);
   const waiting = [...command.clients];
   let inFlight = 0;
+  let connecting = 0;
   let joined = 0;
   let failed = 0;
   let firstError: string | undefined;
@@ -219,8 +222,13 @@ function openGroup(command: Extract<CoordinatorCommand, { cmd: 'open' }>): void 
     reply({ event: 'opened', group: command.group, joined, failed: failed + waiting.length + inFlight, firstConnectMicros, lastJoinedMicros, firstError });
   };
   const deadline = setTimeout(finish, command.timeoutMs);
-  const onSettled = (_client: BenchClient, failure: string | undefined): void => {
+  const onConnected = (): void => {
+    connecting--;
+    startMore();
+  };
+  const onSettled = (client: BenchClient, failure: string | undefined): void => {
     inFlight--;
+    if (client.socket.connecting) connecting--;
     if (failure === undefined) {
       joined++;
       lastJoinedMicros = monotonicMicros();
@@ -232,10 +240,11 @@ function openGroup(command: Extract<CoordinatorCommand, { cmd: 'open' }>): void 
   };
   const startMore = (): void => {
     if (finished) return;
-    while (inFlight < command.maxInFlight && waiting.length > 0) {
+    while (inFlight < command.maxInFlight && connecting < command.maxConnecting && waiting.length > 0) {
       inFlight++;
+      connecting++;
       if (firstConnectMicros === 0) firstConnectMicros = monotonicMicros();
-      clients.push(new BenchClient(waiting.shift() as ClientPlan, command.protocol, command.port, onSettled));
+      clients.push(new BenchClient(waiting.shift() as ClientPlan, command.protocol, command.port, onSettled, onConnected));
     }
     if (inFlight === 0 && waiting.length === 0) finish();
   };

@@ -17,11 +17,20 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LatencyHistogram } from './latencyHistogram';
-import { cpuMicros, naiveServer, ngircdPeer, NGIRCD_PATH, ourServer, residentKiB, type RunningServer, type SystemUnderTest } from './systemsUnderTest';
+import { cpuMicros, machineBusyMicros, naiveServer, ngircdPeer, NGIRCD_PATH, ourServer, residentKiB, type RunningServer, type SystemUnderTest } from './systemsUnderTest';
 import { monotonicMicros, type ClientGroup, type ClientPlan, type CoordinatorCommand, type WorkerReply } from './workerMessages';
 
 const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 const skipNgircd = process.argv.includes('--no-ngircd');
+/** `--systems ours,naive,ngircd` (the default) picks what to measure; `ours-memory` adds the server with --memory, to separate storage from fan-out. */
+const systemsFlag = flagValue('--systems') ?? 'ours,naive,ngircd';
+/** `--phases load,join,idle` (the default) picks what to measure, for a faster look at one figure. */
+const phasesFlag = new Set((flagValue('--phases') ?? 'load,join,idle').split(','));
+
+function flagValue(flag: string): string | undefined {
+  const at = process.argv.indexOf(flag);
+  return at === -1 ? undefined : process.argv[at + 1];
+}
 
 const settings = {
   workerCount: 2,
@@ -78,6 +87,11 @@ class LoadWorkers {
     return this.processes.length;
   }
 
+  /** CPU the load generator used so far, summed over its workers, so a run can show whether the generator kept up. */
+  cpuMicros(): number {
+    return this.processes.reduce((sum, child) => sum + cpuMicros(child.pid as number), 0);
+  }
+
   ask<E extends WorkerReply['event']>(worker: number, command: CoordinatorCommand, event: E, timeoutMs: number): Promise<ReplyOf<E>> {
     return new Promise((resolveReply, reject) => {
       const timer = setTimeout(() => reject(new Error(`worker ${worker} gave no "${event}" within ${timeoutMs} ms`)), timeoutMs);
@@ -117,6 +131,7 @@ async function openClients(workers: LoadWorkers, server: RunningServer, system: 
       port: server.port,
       clients: plans.filter((_, index) => index % workers.count === worker),
       maxInFlight: maxInFlightPerWorker,
+      maxConnecting: system.maxConnectingPerWorker,
       timeoutMs,
     }),
     'opened',
@@ -147,6 +162,11 @@ interface LoadRun {
   p99Ms: number;
   maxMs: number;
   cpuMicrosPerDelivery: number;
+  /** Average cores busy over the run, server and load generator: on 2 cores, their sum near 2 means the machine was saturated. */
+  serverCoresUsed: number;
+  generatorCoresUsed: number;
+  /** Cores busy with anything else on the machine (other people's builds and tests share these 2 cores). */
+  otherCoresUsed: number;
   errors: number;
   firstError?: string;
 }
@@ -154,6 +174,9 @@ interface LoadRun {
 async function loadRun(workers: LoadWorkers, server: RunningServer, system: SystemUnderTest, members: number, run: number, durationMs: number): Promise<LoadRun> {
   const deliveriesPerMessage = system.senderReceivesOwnMessage ? members : members - 1;
   const cpuBefore = cpuMicros(server.pid);
+  const generatorCpuBefore = workers.cpuMicros();
+  const machineBefore = machineBusyMicros();
+  const wallBefore = monotonicMicros();
   // Starting a moment ahead lets every worker receive the command before the first send is due.
   const startMicros = monotonicMicros() + 300_000;
   const sentReplies = await workers.askAll(
@@ -181,6 +204,9 @@ async function loadRun(workers: LoadWorkers, server: RunningServer, system: Syst
     await sleep(100);
   }
   const cpuAfter = cpuMicros(server.pid);
+  const generatorCoresUsed = (workers.cpuMicros() - generatorCpuBefore) / (monotonicMicros() - wallBefore);
+  const serverCoresUsed = (cpuAfter - cpuBefore) / (monotonicMicros() - wallBefore);
+  const otherCoresUsed = Math.max(0, (machineBusyMicros() - machineBefore) / (monotonicMicros() - wallBefore) - serverCoresUsed - generatorCoresUsed);
   const reports = await workers.askAll(() => ({ cmd: 'report', run }), 'report', 10_000);
   const histogram = new LatencyHistogram();
   for (const report of reports) histogram.add(report.histogram);
@@ -199,6 +225,9 @@ async function loadRun(workers: LoadWorkers, server: RunningServer, system: Syst
     p99Ms: histogram.percentileMicros(0.99) / 1000,
     maxMs: histogram.maxMicros / 1000,
     cpuMicrosPerDelivery: received === 0 ? NaN : (cpuAfter - cpuBefore) / received,
+    serverCoresUsed,
+    generatorCoresUsed,
+    otherCoresUsed,
     errors: reports.reduce((sum, report) => sum + report.errors, 0),
     firstError: reports.find((report) => report.firstError)?.firstError,
   };
@@ -222,7 +251,7 @@ function describeRun(run: LoadRun): string {
     `offered ${Math.round(run.offeredPerSecond)}/s, achieved ${Math.round(run.achievedPerSecond)}/s, ` +
     `sent ${run.sent}, delivered ${run.received}/${run.expected}, acks ${run.acks}, ` +
     `p50 ${run.p50Ms.toFixed(2)} ms, p99 ${run.p99Ms.toFixed(2)} ms, max ${run.maxMs.toFixed(1)} ms, ` +
-    `CPU ${run.cpuMicrosPerDelivery.toFixed(2)} µs/delivery` +
+    `CPU ${run.cpuMicrosPerDelivery.toFixed(2)} µs/delivery; cores busy: server ${run.serverCoresUsed.toFixed(2)}, load generator ${run.generatorCoresUsed.toFixed(2)}, other ${run.otherCoresUsed.toFixed(2)}` +
     (run.errors > 0 ? `, ${run.errors} errors (first: ${run.firstError})` : '')
   );
 }
@@ -241,23 +270,27 @@ async function benchSystem(system: SystemUnderTest, workers: LoadWorkers, workDi
 
   // Load, on one server instance: warm-up first, then the measured runs.
   let server = await startServer();
-  const loadPlans = Array.from({ length: settings.loadClients }, (_, index) => ({ name: `load${index}`, room: 'benchload' }));
-  const load = await openClients(workers, server, system, 'load', loadPlans, 100);
-  log(`${load.joined} load clients joined` + (load.failed > 0 ? `, ${load.failed} failed (${load.firstError})` : ''));
-  const warmup = await loadRun(workers, server, system, load.joined, 0, settings.warmupMs);
-  log(`warm-up: ${describeRun(warmup)}`);
   const runs: LoadRun[] = [];
-  for (let run = 1; run <= settings.runs; run++) {
-    runs.push(await loadRun(workers, server, system, load.joined, run, settings.runMs));
-    log(`run ${run}: ${describeRun(runs[runs.length - 1])}`);
+  if (phasesFlag.has('load')) {
+    const loadPlans = Array.from({ length: settings.loadClients }, (_, index) => ({ name: `load${index}`, room: 'benchload' }));
+    const load = await openClients(workers, server, system, 'load', loadPlans, 100);
+    log(`${load.joined} load clients joined` + (load.failed > 0 ? `, ${load.failed} failed (${load.firstError})` : ''));
+    const warmup = await loadRun(workers, server, system, load.joined, 0, settings.warmupMs);
+    log(`warm-up: ${describeRun(warmup)}`);
+    for (let run = 1; run <= settings.runs; run++) {
+      runs.push(await loadRun(workers, server, system, load.joined, run, settings.runMs));
+      log(`run ${run}: ${describeRun(runs[runs.length - 1])}`);
+    }
+    await closeClients(workers, 'load');
+    await sleep(1_000);
   }
-  await closeClients(workers, 'load');
-  await sleep(1_000);
 
   // Join: 1,000 clients at once into a fresh room (a fresh channel for IRC), from the first connect to the last welcome.
   const joinMs: number[] = [];
   let joinFailures = 0;
-  for (let repeat = 1; repeat <= settings.joinRepeats; repeat++) {
+  // ngircd registers clients on its once-a-second loop and accepts slowly (tens a second here), so one repeat of its join keeps the run within minutes.
+  const joinRepeats = system.protocol === 'irc' ? 1 : settings.joinRepeats;
+  for (let repeat = 1; phasesFlag.has('join') && repeat <= joinRepeats; repeat++) {
     const plans = Array.from({ length: settings.joinClients }, (_, index) => ({ name: `join${repeat}x${index}`, room: `benchjoin${repeat}` }));
     const joined = await openClients(workers, server, system, 'join', plans, settings.joinClients);
     joinFailures += joined.failed;
@@ -269,21 +302,26 @@ async function benchSystem(system: SystemUnderTest, workers: LoadWorkers, workDi
   await stopServer(server);
 
   // Idle memory, on a fresh instance so the load's history and buffers do not count. Rooms of 50 keep join announcements from dominating.
-  server = await startServer();
-  await sleep(1_000);
-  const rssBeforeKiB = residentKiB(server.pid);
-  const idlePlans = Array.from({ length: settings.idleClients }, (_, index) => ({ name: `idle${index}`, room: `benchidle${Math.floor(index / settings.idleRoomSize)}` }));
-  const idle = await openClients(workers, server, system, 'idle', idlePlans, 250);
-  await sleep(2_000);
-  const rssAfterKiB = residentKiB(server.pid);
-  const idleBytesPerConnection = ((rssAfterKiB - rssBeforeKiB) * 1024) / Math.max(1, idle.joined);
-  log(
-    `idle: ${idle.joined} joined in ${idle.elapsedMs.toFixed(0)} ms, RSS ${rssBeforeKiB} KiB -> ${rssAfterKiB} KiB, ` +
-      `${(idleBytesPerConnection / 1024).toFixed(2)} KiB per connection` +
-      (idle.failed > 0 ? `, ${idle.failed} failed (${idle.firstError})` : ''),
-  );
-  await closeClients(workers, 'idle');
-  await stopServer(server);
+  let idleBytesPerConnection = NaN;
+  let idleJoined = 0;
+  if (phasesFlag.has('idle')) {
+    server = await startServer();
+    await sleep(1_000);
+    const rssBeforeKiB = residentKiB(server.pid);
+    const idlePlans = Array.from({ length: settings.idleClients }, (_, index) => ({ name: `idle${index}`, room: `benchidle${Math.floor(index / settings.idleRoomSize)}` }));
+    const idle = await openClients(workers, server, system, 'idle', idlePlans, 250);
+    await sleep(2_000);
+    const rssAfterKiB = residentKiB(server.pid);
+    idleBytesPerConnection = ((rssAfterKiB - rssBeforeKiB) * 1024) / Math.max(1, idle.joined);
+    log(
+      `idle: ${idle.joined} joined in ${idle.elapsedMs.toFixed(0)} ms, RSS ${rssBeforeKiB} KiB -> ${rssAfterKiB} KiB, ` +
+        `${(idleBytesPerConnection / 1024).toFixed(2)} KiB per connection` +
+        (idle.failed > 0 ? `, ${idle.failed} failed (${idle.firstError})` : ''),
+    );
+    idleJoined = idle.joined;
+    await closeClients(workers, 'idle');
+    await stopServer(server);
+  }
 
   return {
     label: system.label,
@@ -291,7 +329,7 @@ async function benchSystem(system: SystemUnderTest, workers: LoadWorkers, workDi
     joinMs,
     joinFailures,
     idleBytesPerConnection,
-    idleJoined: idle.joined,
+    idleJoined,
     figures: {
       offered: median(runs.map((run) => run.offeredPerSecond)),
       achieved: median(runs.map((run) => run.achievedPerSecond)),
@@ -352,9 +390,15 @@ async function main(): Promise<void> {
   for (const script of [serverScript, naiveScript, workerScript]) {
     if (!existsSync(script)) throw new Error(`${script} is missing: run "node esbuild.mjs" first`);
   }
-  const systems: SystemUnderTest[] = [ourServer(serverScript), naiveServer(naiveScript)];
-  if (!skipNgircd && existsSync(NGIRCD_PATH)) systems.push(ngircdPeer());
-  else console.log(`ngircd peer skipped (${skipNgircd ? '--no-ngircd' : `${NGIRCD_PATH} not found`})`);
+  const wanted = systemsFlag.split(',');
+  const systems: SystemUnderTest[] = [];
+  if (wanted.includes('ours')) systems.push(ourServer(serverScript, false));
+  if (wanted.includes('ours-memory')) systems.push(ourServer(serverScript, true));
+  if (wanted.includes('naive')) systems.push(naiveServer(naiveScript));
+  if (wanted.includes('ngircd')) {
+    if (!skipNgircd && existsSync(NGIRCD_PATH)) systems.push(ngircdPeer());
+    else console.log(`ngircd peer skipped (${skipNgircd ? '--no-ngircd' : `${NGIRCD_PATH} not found`})`);
+  }
 
   console.log(
     `Fan-out benchmark${quick ? ' (quick)' : ''}: ${settings.loadClients} clients in one room, one message per ${settings.sendIntervalMs} ms each, ` +

@@ -21,6 +21,8 @@ export interface SystemUnderTest {
   protocol: WireProtocol;
   /** IRC does not echo a PRIVMSG to its sender; our protocol does (the sender sees its message confirmed in order). */
   senderReceivesOwnMessage: boolean;
+  /** Most connections that may wait in the TCP handshake at once, per worker: ngircd listens with a backlog of 10 and drops SYNs past it. */
+  maxConnectingPerWorker: number;
   /** Starts a fresh instance keeping any files in `workDir`. */
   start(workDir: string): Promise<RunningServer>;
 }
@@ -34,6 +36,14 @@ export function cpuMicros(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(fields[11]) + Number(fields[12]);
   return (ticks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** CPU time the whole machine has spent busy (all cores, everything but idle and iowait), in microseconds. */
+export function machineBusyMicros(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal …
+  const busyTicks = fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7];
+  return (busyTicks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
 }
 
 /** Resident set size in KiB, from /proc/<pid>/status. */
@@ -85,13 +95,14 @@ function startPrintingPort(command: string, args: string[]): Promise<RunningServ
   });
 }
 
-export function ourServer(serverScript: string): SystemUnderTest {
+/** This project's server; with persistence on, every message is group-committed and fsynced before it is delivered and acked. */
+export function ourServer(serverScript: string, inMemory: boolean): SystemUnderTest {
   return {
-    label: 'chat-room server',
+    label: inMemory ? 'chat-room --memory' : 'chat-room server',
     protocol: 'ndjson',
     senderReceivesOwnMessage: true,
-    // Persistence on: every message is group-committed and fsynced before its ack.
-    start: (workDir) => startPrintingPort(process.execPath, [serverScript, '--port', '0', '--data', join(workDir, 'data')]),
+    maxConnectingPerWorker: 10_000,
+    start: (workDir) => startPrintingPort(process.execPath, [serverScript, '--port', '0', ...(inMemory ? ['--memory'] : ['--data', join(workDir, 'data')])]),
   };
 }
 
@@ -100,6 +111,7 @@ export function naiveServer(naiveScript: string): SystemUnderTest {
     label: 'naive baseline',
     protocol: 'ndjson',
     senderReceivesOwnMessage: true,
+    maxConnectingPerWorker: 10_000,
     start: () => startPrintingPort(process.execPath, [naiveScript, '--port', '0']),
   };
 }
@@ -134,6 +146,7 @@ export function ngircdPeer(): SystemUnderTest {
     label: 'ngircd (C, Debian)',
     protocol: 'irc',
     senderReceivesOwnMessage: false,
+    maxConnectingPerWorker: 4,
     start: async (workDir) => {
       const port = await freeLoopbackPort();
       const configPath = join(workDir, 'ngircd.conf');

@@ -13,7 +13,7 @@ export interface ClientPlan {
 }
 
 export type CoordinatorCommand =
-  | { cmd: 'open'; group: ClientGroup; protocol: WireProtocol; port: number; clients: ClientPlan[]; maxInFlight: number; timeoutMs: number }
+  | { cmd: 'open'; group: ClientGroup; protocol: WireProtocol; port: number; clients: ClientPlan[]; maxInFlight: number; maxConnecting: number; timeoutMs: number }
   | {
       cmd: 'load';
       run: number;
