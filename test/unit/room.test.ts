@@ -1,0 +1,135 @@
+/** A room and its log on their own: sequence numbers, replay, de-duplication, torn records and compaction. */
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RoomEvent } from '../../shared/protocol';
+import { createLogger } from '../../server/log';
+import { type EncodedEvent, Room, type RoomMember } from '../../server/room';
+import { RoomLog, roomLogFileName } from '../../server/roomLog';
+
+class RecordingMember implements RoomMember {
+  readonly received: RoomEvent[] = [];
+  constructor(
+    readonly name: string,
+    readonly clientId: string | undefined = undefined,
+  ) {}
+  deliver(event: EncodedEvent): void {
+    this.received.push(JSON.parse(event.wire.toString('utf8')) as RoomEvent);
+  }
+}
+
+function recordingLogger(): { lines: string[]; logger: ReturnType<typeof createLogger> } {
+  const lines: string[] = [];
+  return { lines, logger: createLogger('text', (line) => lines.push(line)) };
+}
+
+describe('room', () => {
+  let dataDir: string;
+  beforeEach(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'chat-room-unit-'));
+  });
+  afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  async function openRoom(retain = 100): Promise<{ room: Room; lines: string[] }> {
+    const { lines, logger } = recordingLogger();
+    const { log, records } = await RoomLog.open(dataDir, 'lobby', retain, logger);
+    return { room: new Room('lobby', log, records, retain, logger), lines };
+  }
+
+  it('numbers events in order and delivers each only after it is stored', async () => {
+    const { room } = await openRoom();
+    const alice = new RecordingMember('alice', 'c-alice');
+    room.join(alice);
+    const result = await room.say(alice, 'c-alice', 'm1', 'hello');
+    assert.deepEqual(result, { ok: true, seq: 2, duplicate: false });
+    assert.deepEqual(
+      alice.received.map((event) => [event.type, event.seq]),
+      [
+        ['joined', 1],
+        ['message', 2],
+      ],
+    );
+    const onDisk = readFileSync(join(dataDir, roomLogFileName('lobby')), 'utf8').trim().split('\n');
+    assert.equal(onDisk.length, 2);
+    assert.equal(JSON.parse(onDisk[1]).clientId, 'c-alice', 'the client id is stored for de-duplication after a restart');
+    assert.equal('clientId' in alice.received[1], false, 'but never sent to members');
+    await room.close();
+  });
+
+  it('stores a retried message once and answers the retry with the first seq, also while the first is still being stored', async () => {
+    const { room } = await openRoom();
+    const alice = new RecordingMember('alice', 'c-alice');
+    room.join(alice);
+    const [first, concurrentRetry] = await Promise.all([room.say(alice, 'c-alice', 'm1', 'once'), room.say(alice, 'c-alice', 'm1', 'once')]);
+    const laterRetry = await room.say(alice, 'c-alice', 'm1', 'once');
+    assert.equal(first.duplicate, false);
+    assert.deepEqual([concurrentRetry.seq, concurrentRetry.duplicate], [first.seq, true]);
+    assert.deepEqual([laterRetry.seq, laterRetry.duplicate], [first.seq, true]);
+    const otherClient = await room.say(alice, 'c-other', 'm1', 'same id, other client');
+    assert.notEqual(otherClient.seq, first.seq);
+    assert.equal(alice.received.filter((event) => event.type === 'message').length, 2);
+    await room.close();
+  });
+
+  it('continues sequence numbers, replays history and still de-duplicates after a restart', async () => {
+    const first = await openRoom();
+    const alice = new RecordingMember('alice', 'c-alice');
+    first.room.join(alice);
+    for (let i = 0; i < 5; i += 1) await first.room.say(alice, 'c-alice', `m${i}`, `text ${i}`);
+    await first.room.close();
+
+    const second = await openRoom();
+    assert.equal(second.room.latestSeq, 6);
+    assert.deepEqual(
+      second.room.replay(4, 100).map((event) => event.event.seq),
+      [5, 6],
+    );
+    assert.equal(second.room.replay(undefined, 3).length, 3);
+    const retry = await second.room.say(alice, 'c-alice', 'm4', 'text 4');
+    assert.deepEqual([retry.seq, retry.duplicate], [6, true]);
+    const fresh = await second.room.say(alice, 'c-alice', 'm5', 'text 5');
+    assert.equal(fresh.seq, 7);
+    await second.room.close();
+  });
+
+  it('drops a torn last record on start with a log line, and loses nothing else', async () => {
+    const first = await openRoom();
+    const alice = new RecordingMember('alice', 'c-alice');
+    first.room.join(alice);
+    await first.room.say(alice, 'c-alice', 'm1', 'kept');
+    await first.room.close();
+    const path = join(dataDir, roomLogFileName('lobby'));
+    const sizeBefore = statSync(path).size;
+    appendFileSync(path, '{"type":"message","seq":3,"room":"lobby","fr');
+
+    const second = await openRoom();
+    assert.ok(second.lines.some((line) => /torn last record/.test(line)), second.lines.join(''));
+    assert.equal(statSync(path).size, sizeBefore, 'the torn bytes were cut off');
+    assert.equal(second.room.latestSeq, 2);
+    assert.deepEqual(
+      second.room.replay(0, 100).map((event) => event.event.type),
+      ['joined', 'message'],
+    );
+    await second.room.close();
+  });
+
+  it('compacts the log but always keeps at least the retained events', async () => {
+    const retain = 50;
+    const { room } = await openRoom(retain);
+    const alice = new RecordingMember('alice', 'c-alice');
+    room.join(alice);
+    for (let i = 0; i < 240; i += 1) await room.say(alice, 'c-alice', `m${i}`, `text ${i}`);
+    await room.close();
+    const onDisk = readFileSync(join(dataDir, roomLogFileName('lobby')), 'utf8').trim().split('\n');
+    const seqs = onDisk.map((line) => (JSON.parse(line) as RoomEvent).seq);
+    assert.ok(seqs.length >= retain && seqs.length < 240, `kept ${seqs.length} records`);
+    assert.equal(seqs[seqs.length - 1], 241, 'the newest event is there');
+    for (let i = 1; i < seqs.length; i += 1) assert.equal(seqs[i], seqs[i - 1] + 1, 'no gap inside the kept window');
+
+    const reopened = await openRoom(retain);
+    assert.equal(reopened.room.latestSeq, 241);
+    assert.ok(reopened.room.replay(0, 0).length >= retain);
+    await reopened.room.close();
+  });
+});
