@@ -4,6 +4,7 @@
  */
 import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { Disposable, toDisposable } from '../shared/disposable';
 import { encodeFrame } from '../shared/framing';
 import type { Limits } from '../shared/protocol';
@@ -28,6 +29,10 @@ export interface ChatServerOptions {
   logger: Logger;
   /** How long a classic client's unterminated input may rest before it counts as a message. */
   classicPauseMs: number;
+  /** Serve TLS with this certificate on the main port; the classic listener stays plain (its clients cannot speak TLS). */
+  tls?: { cert: string; key: string };
+  /** Test-only: lock out loopback addresses too, since tests can reach the server only through loopback. */
+  lockoutLoopback?: boolean;
 }
 
 export interface ListeningAddresses {
@@ -49,7 +54,13 @@ export class ChatServer extends Disposable implements ConnectionHost {
     super();
     this.limits = options.limits;
     this.logger = options.logger;
-    this.accessGate = new AccessGate({ token: options.token, maxFailures: 3, failureWindowMs: 60_000, lockoutMs: 60_000 });
+    this.accessGate = new AccessGate({
+      token: options.token,
+      maxFailures: 3,
+      failureWindowMs: 60_000,
+      lockoutMs: 60_000,
+      exemptLoopback: options.lockoutLoopback !== true,
+    });
   }
 
   get connectionCount(): number {
@@ -57,7 +68,7 @@ export class ChatServer extends Disposable implements ConnectionHost {
   }
 
   async listen(): Promise<ListeningAddresses> {
-    const port = await this.startListener(this.options.port, (socket) => new NdjsonConnection(socket, this));
+    const port = await this.startListener(this.options.port, (socket) => new NdjsonConnection(socket, this), this.options.tls);
     const addresses: ListeningAddresses = { port };
     if (this.options.classicPort !== undefined) {
       addresses.classicPort = await this.startListener(this.options.classicPort, (socket) => {
@@ -73,8 +84,9 @@ export class ChatServer extends Disposable implements ConnectionHost {
     return addresses;
   }
 
-  private async startListener(port: number, accept: (socket: Socket) => Connection | undefined): Promise<number> {
-    const listener = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.onConnection(socket, accept));
+  private async startListener(port: number, accept: (socket: Socket) => Connection | undefined, tls?: { cert: string; key: string }): Promise<number> {
+    const onSocket = (socket: Socket): void => this.onConnection(socket, accept);
+    const listener = tls ? this.createTlsListener(tls, onSocket) : createServer({ noDelay: true, pauseOnConnect: false }, onSocket);
     this.listeners.push(listener);
     this.register(toDisposable(() => listener.close()));
     listener.maxConnections = this.limits.maxClients > 0 ? this.limits.maxClients * 2 : Infinity;
@@ -82,6 +94,23 @@ export class ChatServer extends Disposable implements ConnectionHost {
     await Promise.race([once(listener, 'listening'), once(listener, 'error').then(([error]) => Promise.reject(error))]);
     const address = listener.address();
     return typeof address === 'object' && address ? address.port : port;
+  }
+
+  /** A listener whose connections reach `onSocket` only once their TLS handshake has succeeded. */
+  private createTlsListener(tls: { cert: string; key: string }, onSocket: (socket: Socket) => void): Server {
+    const listener = createTlsServer({
+      cert: tls.cert,
+      key: tls.key,
+      minVersion: 'TLSv1.2',
+      noDelay: true,
+      // A handshake gets no more time than a hello would.
+      handshakeTimeout: this.limits.helloTimeoutMs,
+    }, onSocket);
+    // Plain bytes, scanners and clients that reject the certificate end here; the socket is already destroyed.
+    listener.on('tlsClientError', (error: NodeJS.ErrnoException, socket) => {
+      this.logger.info(`${socket.remoteAddress}:${socket.remotePort} failed the TLS handshake (${error.code ?? error.message}).`);
+    });
+    return listener;
   }
 
   private onConnection(socket: Socket, accept: (socket: Socket) => Connection | undefined): void {
@@ -156,14 +185,16 @@ export class ChatServer extends Disposable implements ConnectionHost {
   private async closeEverything(): Promise<void> {
     for (const listener of this.listeners) listener.close();
     const goodbye = encodeFrame({ type: 'error', code: 'shutdown', message: 'The server is shutting down.' });
-    const departures = [...this.connections].map(async (connection) => {
-      await connection.leaveRoom('shutdown');
+    for (const connection of this.connections) connection.detachFromRoom();
+    const rooms = await Promise.allSettled(this.rooms.values());
+    await Promise.all(rooms.map((room) => (room.status === 'fulfilled' ? room.value.departAll('shutdown') : undefined)));
+    for (const connection of this.connections) {
       if (connection instanceof NdjsonConnection) connection.socket.end(goodbye);
       else connection.socket.end();
-    });
-    await Promise.all(departures);
-    const rooms = await Promise.allSettled(this.rooms.values());
+    }
     await Promise.all(rooms.map((room) => (room.status === 'fulfilled' ? room.value.close() : undefined)));
+    // Give the goodbyes a moment to reach clients that are reading, but never wait on those that are not.
+    await Promise.race([Promise.all([...this.connections].map((connection) => once(connection.socket, 'close'))), new Promise((resolve) => setTimeout(resolve, 1000))]);
     for (const connection of [...this.connections]) connection.dispose();
     this.dispose();
   }

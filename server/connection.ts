@@ -137,6 +137,11 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     return room.leave(this, reason);
   }
 
+  /** Lets go of the room without announcing anything: the room announces the departure itself (shutdown). */
+  detachFromRoom(): void {
+    this.room = undefined;
+  }
+
   /** Marks this connection as taken over by a resumed session of the same client. */
   markReplaced(): void {
     this.replaced = true;

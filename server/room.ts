@@ -137,6 +137,16 @@ export class Room {
   }
 
   /**
+   * Announces every member's departure (server shutdown). Members stay in the
+   * room until all the announcements are stored, so each hears the others go.
+   */
+  async departAll(reason: LeaveReason): Promise<void> {
+    const leaving = [...this.members.values()];
+    await Promise.all(leaving.map((member) => this.record({ type: 'left', seq: 0, room: this.name, name: member.name, reason, ts: 0 })));
+    this.members.clear();
+  }
+
+  /**
    * Stores and delivers a message. A retry of a message already stored (same
    * client id and message id) is not stored again; it resolves with the seq of
    * the first, once that is on disk.

@@ -1,0 +1,93 @@
+/** The server as a command-line program: help, the ready line, its log, and binding beyond loopback. */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { ErrorFrame } from '../../shared/protocol';
+import { SERVER_SCRIPT, ServerProcess } from '../support/serverProcess';
+import { TestClient } from '../support/testClient';
+
+const run = promisify(execFile);
+
+describe('server command line', function () {
+  this.timeout(20_000);
+
+  it('documents every flag in --help', async () => {
+    const { stdout } = await run(process.execPath, [SERVER_SCRIPT, '--help']);
+    for (const flag of ['--host', '--port', '--data', '--memory', '--token', '--classic-port', '--max-clients', '--log-format', '--max-frame-bytes', '--max-text-bytes', '--hello-timeout-ms', '--rate-burst', '--rate-per-second', '--max-pending-write-bytes', '--idle-ping-ms', '--idle-close-ms']) {
+      assert.ok(stdout.includes(flag), `--help lacks ${flag}`);
+    }
+  });
+
+  it('refuses an unknown flag with a clear message and a non-zero exit', async () => {
+    await assert.rejects(run(process.execPath, [SERVER_SCRIPT, '--no-such-flag']), (error: { code: number; stderr: string }) => {
+      assert.notEqual(error.code, 0);
+      assert.match(error.stderr, /no-such-flag/);
+      return true;
+    });
+  });
+
+  it('prints the real port with --port 0 and logs connections the way the seed did', async () => {
+    const server = await ServerProcess.start({ memory: true });
+    try {
+      assert.match(server.log, new RegExp(`listening on 127\\.0\\.0\\.1:${server.port}`));
+      const client = await TestClient.join(server.port, 'logged');
+      const localPort = client.socket.localPort;
+      client.close();
+      const deadline = Date.now() + 3000;
+      while (!server.log.includes(`127.0.0.1:${localPort} has disconnected.`) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.ok(server.log.includes(`127.0.0.1:${localPort} has connected.`), server.log);
+      assert.ok(server.log.includes(`127.0.0.1:${localPort} has disconnected.`), server.log);
+    } finally {
+      await server.dispose();
+    }
+  });
+
+  it('logs one JSON object a line with --log-format json', async () => {
+    const server = await ServerProcess.start({ memory: true, args: ['--log-format', 'json'] });
+    try {
+      const ready = JSON.parse(server.log.split('\n').find((line) => line.includes('listening on')) as string);
+      assert.equal(ready.port, server.port);
+      assert.equal(ready.level, 'info');
+    } finally {
+      await server.dispose();
+    }
+  });
+
+  it('exits with a clear message when the port is taken', async () => {
+    const holder = await ServerProcess.start({ memory: true });
+    try {
+      await assert.rejects(run(process.execPath, [SERVER_SCRIPT, '--memory', '--port', String(holder.port)]), (error: { code: number; stderr: string }) => {
+        assert.equal(error.code, 3);
+        assert.match(error.stderr, /EADDRINUSE|in use/);
+        return true;
+      });
+    } finally {
+      await holder.dispose();
+    }
+  });
+
+  it('binding beyond loopback without a token warns and requires a generated token', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'chat-room-lan-'));
+    const server = await ServerProcess.start({ dataDir, args: ['--host', '0.0.0.0'] });
+    try {
+      assert.match(server.log, /requires a token/);
+      const tokenFile = join(dataDir, 'token');
+      assert.equal(statSync(tokenFile).mode & 0o777, 0o600);
+      const token = readFileSync(tokenFile, 'utf8').trim();
+      assert.ok(Buffer.from(token, 'base64url').length >= 32, 'at least 256 bits');
+      assert.ok(!server.log.includes(token), 'the token itself is never logged');
+      const stranger = await TestClient.connect(server.port);
+      stranger.send({ type: 'hello', name: 'stranger' });
+      assert.equal((await stranger.nextFrame<ErrorFrame>((f) => f.type === 'error')).code, 'unauthorized');
+      stranger.close();
+      const invitee = await TestClient.join(server.port, 'invitee', { token });
+      invitee.close();
+    } finally {
+      await server.dispose();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
