@@ -12,6 +12,8 @@ export interface AccessGateOptions {
   maxFailures: number;
   failureWindowMs: number;
   lockoutMs: number;
+  /** Loopback is exempt unless this is false (tests, which can only reach the server through loopback). */
+  exemptLoopback?: boolean;
   now?: () => number;
 }
 
@@ -33,10 +35,12 @@ export class AccessGate {
   private readonly failures = new Map<string, number[]>();
   private readonly lockedUntil = new Map<string, number>();
   private readonly now: () => number;
+  private readonly exemptLoopback: boolean;
 
   constructor(private readonly options: AccessGateOptions) {
     this.tokenDigest = options.token === undefined ? undefined : digest(options.token);
     this.now = options.now ?? Date.now;
+    this.exemptLoopback = options.exemptLoopback ?? true;
   }
 
   get requiresToken(): boolean {
@@ -44,7 +48,7 @@ export class AccessGate {
   }
 
   isLockedOut(address: string | undefined): boolean {
-    if (!address || isLoopbackAddress(address)) return false;
+    if (!address || this.isExempt(address)) return false;
     const until = this.lockedUntil.get(address);
     if (until === undefined) return false;
     if (until > this.now()) return true;
@@ -61,8 +65,12 @@ export class AccessGate {
     return 'unauthorized';
   }
 
+  private isExempt(address: string): boolean {
+    return this.exemptLoopback && isLoopbackAddress(address);
+  }
+
   private noteFailure(address: string | undefined): void {
-    if (!address || isLoopbackAddress(address)) return;
+    if (!address || this.isExempt(address)) return;
     const now = this.now();
     const recent = (this.failures.get(address) ?? []).filter((at) => now - at < this.options.failureWindowMs);
     recent.push(now);

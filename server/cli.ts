@@ -10,6 +10,7 @@ import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../shar
 import { isLoopbackAddress } from './accessGate';
 import { ChatServer } from './chatServer';
 import { createLogger, type LogFormat } from './log';
+import { loadTlsIdentity } from './tls';
 
 const DEFAULT_DATA_DIR = '.chat-room-data';
 
@@ -43,11 +44,23 @@ Usage: node dist/server.js [options]
   --data DIR                    keep room history in DIR (default ./${DEFAULT_DATA_DIR})
   --memory                      keep no history on disk
   --token T                     clients must send this token in their hello
+  --tls                         serve TLS on --port; without --tls-cert/--tls-key a self-signed
+                                certificate is made once into the data folder and reused, and
+                                its SHA-256 fingerprint is printed for clients to pin
+  --tls-cert FILE               PEM certificate to serve (implies --tls; needs --tls-key)
+  --tls-key FILE                PEM private key of --tls-cert
   --log-format text|json        log as plain lines (default) or one JSON object a line
   --classic-pause-ms N          a classic client's unterminated input counts as a message
                                 after this pause (default 80)
 ${limits}
   --help                        show this text
+
+The classic listener (--classic-port) always stays plain TCP: its clients cannot
+speak TLS. On a server with a token it serves this machine only.
+
+For tests only:
+  --lockout-loopback            lock out loopback addresses after failed hellos too
+                                (normally loopback is exempt)
 
 When ready it prints "listening on HOST:PORT". SIGINT or SIGTERM tells every
 member the server is shutting down, stores everything, and exits with code 0.
@@ -70,6 +83,10 @@ async function main(): Promise<void> {
       data: { type: 'string' },
       memory: { type: 'boolean', default: false },
       token: { type: 'string' },
+      tls: { type: 'boolean', default: false },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'lockout-loopback': { type: 'boolean', default: false },
       'log-format': { type: 'string', default: 'text' },
       'classic-pause-ms': { type: 'string', default: '80' },
       help: { type: 'boolean', default: false },
@@ -107,6 +124,15 @@ async function main(): Promise<void> {
     logger.warn(`binding ${host} makes the server reachable from other machines, so it requires a token; one was generated into ${tokenFile}`);
   }
 
+  const certFile = values['tls-cert'] as string | undefined;
+  const keyFile = values['tls-key'] as string | undefined;
+  const tls = values.tls || certFile !== undefined || keyFile !== undefined ? await loadTlsIdentity({ certFile, keyFile, dataDir }) : undefined;
+  if (tls) {
+    if (tls.source === 'generated') logger.info(`generated a self-signed TLS certificate into ${dataDir}`);
+    // Printed whatever the log format, and before "listening on", so whoever starts the server can hand it to clients.
+    logger.info(`TLS certificate fingerprint (SHA-256): ${tls.fingerprint}`, { fingerprint: tls.fingerprint });
+  }
+
   const server = new ChatServer({
     host,
     port: wholeNumber('port', values.port as string),
@@ -116,6 +142,8 @@ async function main(): Promise<void> {
     limits,
     logger,
     classicPauseMs: wholeNumber('classic-pause-ms', values['classic-pause-ms'] as string),
+    ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+    lockoutLoopback: values['lockout-loopback'] as boolean,
   });
 
   let stopping = false;
@@ -143,8 +171,11 @@ async function main(): Promise<void> {
     port: addresses.port,
     classicPort: addresses.classicPort,
     history: dataDir ?? 'memory',
+    tls: tls !== undefined,
   });
-  if (typeof process.send === 'function') process.send({ type: 'listening', host, port: addresses.port, classicPort: addresses.classicPort });
+  if (typeof process.send === 'function') {
+    process.send({ type: 'listening', host, port: addresses.port, classicPort: addresses.classicPort, fingerprint: tls?.fingerprint });
+  }
 }
 
 main().catch((error: unknown) => {
