@@ -1,0 +1,77 @@
+/**
+ * A loopback TCP proxy that the network-trouble tests put between clients and
+ * the server, so they can reset connections or stall them (stop forwarding
+ * bytes while the sockets stay open, like a dead Wi-Fi link).
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+export interface ProxiedConnection {
+  readonly client: Socket;
+  readonly upstream: Socket;
+  stalled: boolean;
+}
+
+export class TcpProxy {
+  readonly connections = new Set<ProxiedConnection>();
+  accepted = 0;
+
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  static async start(targetPort: () => number): Promise<TcpProxy> {
+    let proxy: TcpProxy | undefined;
+    const server = createServer({ noDelay: true }, (client) => proxy?.accept(client, targetPort()));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address();
+    proxy = new TcpProxy(server, typeof address === 'object' && address ? address.port : 0);
+    return proxy;
+  }
+
+  private accept(client: Socket, targetPort: number): void {
+    this.accepted += 1;
+    const upstream = connect({ host: '127.0.0.1', port: targetPort });
+    upstream.setNoDelay(true);
+    const pair: ProxiedConnection = { client, upstream, stalled: false };
+    this.connections.add(pair);
+    const forward = (from: Socket, to: Socket) => {
+      from.on('data', (chunk: Buffer) => {
+        if (!pair.stalled && !to.destroyed) to.write(chunk);
+      });
+      from.on('end', () => to.end());
+      from.on('error', () => undefined);
+      from.on('close', () => {
+        this.connections.delete(pair);
+        to.destroy();
+      });
+    };
+    forward(client, upstream);
+    forward(upstream, client);
+  }
+
+  /** Resets both sides of every connection (the peers see ECONNRESET or a close). */
+  cutAll(): number {
+    const count = this.connections.size;
+    for (const pair of [...this.connections]) this.cut(pair);
+    return count;
+  }
+
+  cut(pair: ProxiedConnection): void {
+    pair.client.resetAndDestroy();
+    pair.upstream.resetAndDestroy();
+    this.connections.delete(pair);
+  }
+
+  /** Stops forwarding in both directions and reading from both sides; the sockets stay open. */
+  stall(pair: ProxiedConnection): void {
+    pair.stalled = true;
+    pair.client.pause();
+    pair.upstream.pause();
+  }
+
+  close(): Promise<void> {
+    this.cutAll();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
