@@ -21,12 +21,13 @@ export class TcpProxy {
   ) {}
 
   static async start(targetPort: () => number): Promise<TcpProxy> {
-    let proxy: TcpProxy | undefined;
-    const server = createServer({ noDelay: true }, (client) => proxy?.accept(client, targetPort()));
+    // The listener exists before the proxy object that owns it, so connections find the proxy through this box.
+    const box: { proxy?: TcpProxy } = {};
+    const server = createServer({ noDelay: true }, (client) => box.proxy?.accept(client, targetPort()));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const address = server.address();
-    proxy = new TcpProxy(server, typeof address === 'object' && address ? address.port : 0);
-    return proxy;
+    box.proxy = new TcpProxy(server, typeof address === 'object' && address ? address.port : 0);
+    return box.proxy;
   }
 
   private accept(client: Socket, targetPort: number): void {
