@@ -1,0 +1,41 @@
+// `npm start`: runs the built chat server on the embedded default (this machine
+// only, port 33000, history in ./.chat-room-data, the seed's plain-text protocol
+// on 33001) and says how to join it. Ctrl+C stops the server cleanly.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const port = process.env.CHAT_ROOM_PORT ?? '33000';
+const classicPort = process.env.CHAT_ROOM_CLASSIC_PORT ?? '33001';
+const vsix = join(root, 'chat-room.vsix');
+
+const server = spawn(process.execPath, [join(root, 'dist', 'server.js'), '--port', port, '--classic-port', classicPort, '--data', join(root, '.chat-room-data')], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+
+let announced = false;
+server.stdout.on('data', (chunk) => {
+  process.stdout.write(chunk);
+  if (announced || !String(chunk).includes('listening on')) return;
+  announced = true;
+  process.stdout.write(`
+Chat Room is running on 127.0.0.1:${port} (history in .chat-room-data/).
+
+  Join from VS Code:
+    code --install-extension ${existsSync(vsix) ? 'chat-room.vsix' : '<the .vsix from npm run package>'}
+    then run "Chat Room: Join Room" from the command palette and enter localhost:${port}
+
+  Join from a terminal (the seed's plain-text protocol):
+    nc 127.0.0.1 ${classicPort}
+
+Press Ctrl+C to stop the server.
+`);
+});
+
+// Ctrl+C reaches the whole process group; the server handles it itself. A plain
+// SIGTERM to this script is passed on to the server by its PID.
+process.on('SIGINT', () => undefined);
+process.on('SIGTERM', () => server.kill('SIGTERM'));
+server.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
