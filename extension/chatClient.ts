@@ -16,6 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { Disposable, type IDisposable, toDisposable } from '../shared/disposable';
 import { encodeFrame, LineSplitter, parseServerFrame } from '../shared/framing';
 import {
@@ -29,6 +30,7 @@ import {
   type WelcomeFrame,
 } from '../shared/protocol';
 import type { PendingView } from '../shared/webviewMessages';
+import { fingerprintMismatchMessage, fingerprintsMatch, peerFingerprint, pinnedTlsOptions } from './certificatePin';
 import { Emitter } from './emitter';
 
 /** The part of `vscode.Memento` the client needs. */
@@ -44,6 +46,12 @@ export interface ChatClientOptions {
   room: string;
   clientId: string;
   token?: string;
+  /**
+   * SHA-256 fingerprint of the server's TLS certificate. When given, the
+   * client speaks TLS and refuses any server whose certificate has another
+   * fingerprint, before sending its hello (and token).
+   */
+  fingerprint?: string;
   store: KeyValueStore;
   /** How long a connection attempt may take before it counts as failed. */
   connectTimeoutMs?: number;
@@ -52,16 +60,20 @@ export interface ChatClientOptions {
   maxBackoffMs?: number;
 }
 
+/** Refusals the client makes itself, never sent by a server. */
+export type ClientRefusalCode = 'fingerprint_mismatch';
+export type RefusalCode = ErrorCode | ClientRefusalCode;
+
 export type ClientState =
   | { kind: 'connecting' }
   | { kind: 'connected'; welcome: WelcomeFrame }
   | { kind: 'reconnecting'; retryAt: number; attempt: number; reason: string }
-  | { kind: 'closed'; reason: string; code?: ErrorCode };
+  | { kind: 'closed'; reason: string; code?: RefusalCode };
 
 /** How the first connection attempt ended, for the Join flow. */
 export type FirstOutcome =
   | { kind: 'welcome'; welcome: WelcomeFrame }
-  | { kind: 'refused'; code: ErrorCode; message: string }
+  | { kind: 'refused'; code: RefusalCode; message: string }
   | { kind: 'unreachable'; reason: string };
 
 export interface SendFailure {
@@ -165,7 +177,8 @@ export class ChatClient extends Disposable {
     this.dropSocket();
     this.setState({ kind: 'connecting' });
 
-    const socket = net.createConnection({ host: this.options.host, port: this.options.port });
+    const pin = this.options.fingerprint;
+    const socket: net.Socket = pin === undefined ? net.createConnection({ host: this.options.host, port: this.options.port }) : tls.connect(pinnedTlsOptions(this.options.host, this.options.port));
     this.socket = socket;
     socket.setNoDelay(true);
     // Notices a peer that vanished without a FIN (a sleeping laptop, a pulled cable).
@@ -175,6 +188,14 @@ export class ChatClient extends Disposable {
     let closeReason = 'The connection closed.';
 
     const onConnect = () => {
+      if (socket instanceof tls.TLSSocket && pin !== undefined) {
+        const presented = peerFingerprint(socket) ?? 'no certificate';
+        if (!fingerprintsMatch(pin, presented)) {
+          // Refused for good: retrying would only hand the hello and token to the same impostor.
+          this.refuse('fingerprint_mismatch', fingerprintMismatchMessage(this.address, pin, presented));
+          return;
+        }
+      }
       const hello: ClientFrame = { type: 'hello', name: this.options.name, room: this.options.room, clientId: this.options.clientId };
       if (this.options.token) hello.token = this.options.token;
       if (this.everWelcomed && this.lastSeqSeen > 0) hello.lastSeq = this.lastSeqSeen;
@@ -209,7 +230,8 @@ export class ChatClient extends Disposable {
       this.socketOwner = undefined;
       this.onConnectionLost(closeReason);
     };
-    socket.on('connect', onConnect);
+    // A TLS socket may speak only once the handshake is done and the certificate checked.
+    socket.on(pin === undefined ? 'connect' : 'secureConnect', onConnect);
     socket.on('data', onData);
     socket.on('timeout', onTimeout);
     socket.on('error', onError);
@@ -317,7 +339,7 @@ export class ChatClient extends Disposable {
     this.sayRetryTimers.set(id, toDisposable(() => clearTimeout(handle)));
   }
 
-  private refuse(code: ErrorCode, message: string): void {
+  private refuse(code: RefusalCode, message: string): void {
     this.dropSocket();
     this.setState({ kind: 'closed', reason: message, code });
     this.settleFirstOutcome({ kind: 'refused', code, message });

@@ -3,6 +3,7 @@
  * limit) for lines or frames from the server.
  */
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls, type TLSSocket } from 'node:tls';
 import { encodeFrame, LineSplitter, parseServerFrame } from '../../shared/framing';
 import type { ClientFrame, ServerFrame } from '../../shared/protocol';
 
@@ -44,6 +45,34 @@ export class TestClient {
         reject(error);
       });
     });
+  }
+
+  /**
+   * Connects over TLS without checking the certificate against any authority
+   * (the server's is self-signed); the caller checks `peerFingerprint` itself.
+   */
+  static connectTls(port: number, host = '127.0.0.1', timeoutMs = 5000): Promise<TestClient> {
+    return new Promise((resolve, reject) => {
+      const socket = connectTls({ port, host, rejectUnauthorized: false, servername: '' });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new Error(`no TLS handshake with ${host}:${port} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        socket.setNoDelay(true);
+        resolve(new TestClient(socket));
+      });
+      socket.once('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+    });
+  }
+
+  /** The SHA-256 fingerprint of the server's certificate, on a TLS connection. */
+  get peerFingerprint(): string | undefined {
+    return 'getPeerCertificate' in this.socket ? (this.socket as TLSSocket).getPeerCertificate().fingerprint256 : undefined;
   }
 
   /** Connects and joins; resolves with the welcome and the client ready for more. */
