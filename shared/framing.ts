@@ -101,33 +101,39 @@ function problem(code: ErrorCode, message: string, id?: string): { ok: false; pr
   return { ok: false, problem: id === undefined ? { code, message } : { code, message, id } };
 }
 
+/** Decodes one line as strict UTF-8 and parses it as a JSON object; `subject` names the sender in the error. */
+function parseJsonObjectLine(line: Buffer, subject: string): Decoded<Record<string, unknown>> {
+  const text = decodeUtf8(line);
+  if (text === undefined) return problem('bad_frame', `${subject} is not valid UTF-8.`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return problem('bad_frame', `${subject} is not valid JSON.`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return problem('bad_frame', `${subject} is not a JSON object.`);
+  return { ok: true, frame: value as Record<string, unknown> };
+}
+
 /**
  * Parses one line as a JSON object whose values are all primitives. Frames
  * never nest, so any nested value (and so any deeply nested bomb) is refused
  * here, as is a `__proto__` key, before any field is looked at.
  */
 export function parseFlatJsonObject(line: Buffer): Decoded<Record<string, unknown>> {
-  const text = decodeUtf8(line);
-  if (text === undefined) return problem('bad_frame', 'The frame is not valid UTF-8.');
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return problem('bad_frame', 'The frame is not valid JSON.');
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return problem('bad_frame', 'A frame must be a JSON object.');
-  }
+  const parsed = parseJsonObjectLine(line, 'The frame');
+  if (!parsed.ok) return parsed;
+  const value = parsed.frame;
   for (const key of Object.keys(value)) {
     if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
       return problem('bad_frame', `The key "${key}" is not allowed.`);
     }
-    const field = (value as Record<string, unknown>)[key];
+    const field = value[key];
     if (typeof field === 'object' && field !== null) {
       return problem('bad_frame', `The field "${key}" must not be an object or array.`);
     }
   }
-  return { ok: true, frame: value as Record<string, unknown> };
+  return { ok: true, frame: value };
 }
 
 type FieldKind = 'string' | 'number' | 'boolean';
@@ -183,16 +189,9 @@ const SERVER_FIELDS: Record<ServerFrame['type'], Record<string, [FieldKind, bool
  * protocol, so server frames are parsed with plain JSON and checked by type.
  */
 export function parseServerFrame(line: Buffer): Decoded<ServerFrame> {
-  const text = decodeUtf8(line);
-  if (text === undefined) return problem('bad_frame', 'The server sent invalid UTF-8.');
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return problem('bad_frame', 'The server sent invalid JSON.');
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return problem('bad_frame', 'The server sent a frame that is not an object.');
-  const record = raw as Record<string, unknown>;
+  const parsed = parseJsonObjectLine(line, 'A frame from the server');
+  if (!parsed.ok) return parsed;
+  const record = parsed.frame;
   const type = record.type;
   if (typeof type !== 'string' || !Object.hasOwn(SERVER_FIELDS, type)) return problem('bad_frame', 'The server sent an unknown frame type.');
   const found = checkFields(record, SERVER_FIELDS[type as ServerFrame['type']]);
