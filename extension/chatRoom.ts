@@ -14,7 +14,7 @@ import { formatAddress } from './address';
 import { textBytes } from './chatClient';
 import { ChatPanel, type PanelHost } from './chatPanel';
 import { ChatSession, type JoinParams } from './chatSession';
-import { type JoinArgs, type JoinResult, LAST_JOIN_KEY, type RememberedJoin, runJoinFlow } from './joinFlow';
+import { type JoinArgs, type JoinResult, LAST_JOIN_KEY, type RememberedJoin, rememberedCredentials, runJoinFlow } from './joinFlow';
 import { findFreePort, PortBusyError, ServerController, type ServerState } from './serverController';
 import { isLoopback, readSettings } from './settings';
 
@@ -24,11 +24,22 @@ const SERVER_TOKEN_KEY = 'chatRoom.serverToken';
 export interface StartServerArgs {
   port?: number;
   host?: string;
+  /**
+   * Open to the LAN: require a token and serve TLS. Without a `host` it binds
+   * all interfaces (or the configured non-loopback bind address). Defaults to
+   * whether `host` is beyond loopback; asked when the command has no arguments.
+   */
+  lan?: boolean;
   /** Join the room once started (overrides the setting). */
   join?: boolean;
 }
 
-export type StartServerResult = { started: true; host: string; port: number } | { started: false; reason: string; code?: 'port_busy' | 'already_running' | 'failed'; suggestedPort?: number };
+export type StartServerResult =
+  | { started: true; host: string; port: number; lan: boolean; fingerprint?: string }
+  | { started: false; reason: string; code?: 'port_busy' | 'already_running' | 'failed' | 'cancelled'; suggestedPort?: number };
+
+const THIS_MACHINE_ONLY = 'This machine only';
+const OPEN_TO_LAN = 'Open to LAN (token + TLS)';
 
 export class ChatRoomController extends Disposable implements PanelHost {
   readonly server: ServerController;
@@ -92,30 +103,41 @@ export class ChatRoomController extends Disposable implements PanelHost {
       if (interactive) void vscode.window.showInformationMessage(`The chat server is already running${where}.`);
       return { started: false, reason: 'already running', code: 'already_running' };
     }
-    const host = args?.host ?? settings.bindAddress;
+    let openToLan = args?.lan ?? (args?.host !== undefined ? !isLoopback(args.host) : undefined);
+    if (openToLan === undefined && interactive) {
+      openToLan = await askOpenToLan(!isLoopback(settings.bindAddress));
+      if (openToLan === undefined) return { started: false, reason: 'cancelled', code: 'cancelled' };
+    }
+    openToLan ??= !isLoopback(settings.bindAddress);
+    const host = args?.host ?? (openToLan ? (isLoopback(settings.bindAddress) ? '0.0.0.0' : settings.bindAddress) : isLoopback(settings.bindAddress) ? settings.bindAddress : '127.0.0.1');
     let port = args?.port ?? settings.serverPort;
     const dataDir = path.join(this.context.globalStorageUri.fsPath, 'server-data');
     await fs.mkdir(dataDir, { recursive: true });
-    const token = isLoopback(host) ? undefined : await this.serverToken();
+    // Anyone who can reach the port could join, so beyond loopback a token is a must, and TLS keeps it (and the talk) private.
+    const token = openToLan || !isLoopback(host) ? await this.serverToken() : undefined;
+    const tls = openToLan;
 
     for (let tries = 0; tries < 2; tries++) {
       try {
         const running = await vscode.window.withProgress(
           { location: vscode.ProgressLocation.Window, title: `Starting chat server on ${formatAddress({ host, port })}` },
-          () => this.server.start({ host, port, dataDir, ...(settings.classicPort ? { classicPort: settings.classicPort } : {}), ...(token ? { token } : {}) }),
+          () =>
+            this.server.start({ host, port, dataDir, ...(settings.classicPort ? { classicPort: settings.classicPort } : {}), ...(token ? { token } : {}), tls }),
         );
-        this.log.info(`Chat server running on ${formatAddress(running)}`);
+        this.log.info(`Chat server running on ${formatAddress(running)}${running.fingerprint ? `, TLS certificate fingerprint (SHA-256) ${running.fingerprint}` : ''}`);
         const joinNow = args?.join ?? settings.joinOnStart;
         const joinAddress = formatAddress({ host: isLoopback(host) || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host, port: running.port });
+        // Our own server: its token and certificate are known, so joining it asks for neither.
+        const ownCredentials: JoinArgs = { ...(token ? { token } : {}), ...(running.fingerprint ? { fingerprint: running.fingerprint } : {}) };
         if (joinNow) {
-          await this.joinFlow(interactive ? { address: joinAddress } : { address: joinAddress, name: readSettings().defaultName || 'host' });
+          await this.joinFlow(interactive ? { address: joinAddress, ...ownCredentials } : { address: joinAddress, name: readSettings().defaultName || 'host', ...ownCredentials });
         } else if (interactive) {
-          void vscode.window.showInformationMessage(`Chat server running on ${formatAddress(running)}.`, 'Join', 'Copy Invite').then((choice) => {
-            if (choice === 'Join') void this.joinFlow({ address: joinAddress, confirm: true });
+          void vscode.window.showInformationMessage(describeRunningServer(running, openToLan), 'Join', 'Copy Invite').then((choice) => {
+            if (choice === 'Join') void this.joinFlow({ address: joinAddress, confirm: true, ...ownCredentials });
             if (choice === 'Copy Invite') void this.copyInvite();
           });
         }
-        return { started: true, host, port: running.port };
+        return { started: true, host, port: running.port, lan: openToLan, ...(running.fingerprint ? { fingerprint: running.fingerprint } : {}) };
       } catch (error) {
         if (error instanceof PortBusyError) {
           const suggestedPort = await findFreePort(host);
@@ -270,7 +292,10 @@ export class ChatRoomController extends Disposable implements PanelHost {
     this.adoptPanel(new ChatPanel(webviewPanel, this.context.extensionUri, this));
     const remembered = this.context.globalState.get<RememberedJoin>(LAST_JOIN_KEY);
     if (!this.session && remembered) {
-      void this.join({ host: remembered.host, port: remembered.port, name: remembered.name, room: remembered.room }, true);
+      const { host, port, name, room } = remembered;
+      void rememberedCredentials(this.context, host, port).then((credentials) => {
+        if (!this.session) void this.join({ host, port, name, room, ...credentials }, true);
+      });
     }
   }
 
@@ -387,29 +412,38 @@ export class ChatRoomController extends Disposable implements PanelHost {
     let port: number;
     let room = 'lobby';
     let token: string | undefined;
+    let fingerprint: string | undefined;
     if (this.session) {
-      ({ host, port } = this.session.params);
+      ({ host, port, token, fingerprint } = this.session.params);
       room = this.session.room;
-      token = this.session.params.token;
     } else if (state.kind === 'running') {
-      ({ host, port } = state);
-      token = state.token;
+      ({ host, port, token, fingerprint } = state);
     } else {
       void vscode.window.showInformationMessage('Start a chat server or join a room first; the invite points to it.');
       return undefined;
     }
     // A server this window runs on all interfaces is reached by teammates through a LAN address.
+    let otherLanAddresses: string[] = [];
     if (state.kind === 'running' && port === state.port && (isLoopback(host) || host === '0.0.0.0' || host === '::') && !isLoopback(state.host)) {
-      host = lanAddress() ?? host;
+      const [first, ...others] = lanAddresses();
+      host = first ?? host;
+      otherLanAddresses = others;
       token = token ?? state.token;
+      fingerprint = fingerprint ?? state.fingerprint;
     }
     if (host === '0.0.0.0' || host === '::') host = '127.0.0.1';
     const query = new URLSearchParams({ host, port: String(port), room });
     if (token) query.set('token', token);
+    if (fingerprint) query.set('fp', fingerprint);
     const link = `${vscode.env.uriScheme}://${this.context.extension.id}/join?${query.toString()}`;
     await vscode.env.clipboard.writeText(link);
     this.lastInvite = link;
-    void vscode.window.showInformationMessage(`Invite to ${room} on ${formatAddress({ host, port })} copied${token ? ' (it carries the token; share it privately)' : ''}.`);
+    // The shown text names addresses only; the token stays in the link on the clipboard.
+    const alsoAt = otherLanAddresses.length > 0 ? ` (this machine is also at ${otherLanAddresses.map((other) => formatAddress({ host: other, port })).join(', ')})` : '';
+    const carries = [token ? 'the token' : '', fingerprint ? 'the TLS certificate fingerprint' : ''].filter(Boolean).join(' and ');
+    void vscode.window.showInformationMessage(
+      `Invite to ${room} on ${formatAddress({ host, port })}${alsoAt} copied.${carries ? ` It carries ${carries}${token ? '; share it privately' : ''}.` : ''}`,
+    );
     return link;
   }
 
@@ -428,6 +462,8 @@ export class ChatRoomController extends Disposable implements PanelHost {
     if (room) args.room = room;
     const token = query.get('token');
     if (token) args.token = token;
+    const fingerprint = query.get('fp');
+    if (fingerprint) args.fingerprint = fingerprint;
     void this.joinFlow(args);
   }
 
@@ -527,9 +563,30 @@ async function openWorkspacePath(relative: string, line: number): Promise<boolea
   return false;
 }
 
-function lanAddress(): string | undefined {
+/** This machine's IPv4 addresses that other machines on the network can reach. */
+function lanAddresses(): string[] {
+  const found: string[] = [];
   for (const addresses of Object.values(os.networkInterfaces())) {
-    for (const address of addresses ?? []) if (address.family === 'IPv4' && !address.internal) return address.address;
+    for (const address of addresses ?? []) if (address.family === 'IPv4' && !address.internal) found.push(address.address);
   }
-  return undefined;
+  return found;
+}
+
+/** Asks where "Start Chat Server" should be reachable from; undefined when dismissed. */
+async function askOpenToLan(lanFirst: boolean): Promise<boolean | undefined> {
+  const items: vscode.QuickPickItem[] = [
+    { label: THIS_MACHINE_ONLY, description: 'loopback', detail: 'Only chat clients on this computer can join.' },
+    { label: OPEN_TO_LAN, description: 'token and TLS', detail: 'Teammates on your network join with an invite link, which carries a token and the certificate fingerprint.' },
+  ];
+  if (lanFirst) items.reverse();
+  const picked = await vscode.window.showQuickPick(items, { title: 'Start Chat Server', placeHolder: 'Who may connect?', ignoreFocusOut: true });
+  return picked === undefined ? undefined : picked.label === OPEN_TO_LAN;
+}
+
+/** What the "server started" notification says; never the token. */
+function describeRunningServer({ host, port, fingerprint }: { host: string; port: number; fingerprint?: string }, openToLan: boolean): string {
+  if (!openToLan) return `Chat server running on ${formatAddress({ host, port })}.`;
+  const addresses = lanAddresses().map((host) => formatAddress({ host, port }));
+  const where = addresses.length > 0 ? `at ${addresses.join(', ')}` : `on port ${port} (no LAN address found)`;
+  return `Chat server open to your LAN ${where}, with a token and TLS${fingerprint ? ` (certificate fingerprint ${fingerprint})` : ''}. Copy the invite to let teammates in.`;
 }

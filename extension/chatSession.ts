@@ -17,6 +17,8 @@ export interface JoinParams {
   name: string;
   room: string;
   token?: string;
+  /** Pinned SHA-256 fingerprint of the server's TLS certificate; given, the connection uses TLS. */
+  fingerprint?: string;
 }
 
 export class ChatSession extends Disposable {

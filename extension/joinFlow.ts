@@ -12,6 +12,7 @@ import { DEFAULT_PORT, DEFAULT_ROOM } from '../shared/protocol';
 import { formatAddress, parseAddress } from './address';
 import type { JoinParams } from './chatSession';
 import type { FirstOutcome } from './chatClient';
+import { fingerprintMismatchMessage, fingerprintsMatch, normalizeFingerprint, probeServerFingerprint } from './certificatePin';
 import { readSettings } from './settings';
 
 /** Arguments `chatRoom.join` accepts; any value given is not asked for. */
@@ -20,6 +21,8 @@ export interface JoinArgs {
   name?: string;
   room?: string;
   token?: string;
+  /** SHA-256 fingerprint of the server's TLS certificate (the invite's `fp`); given, the join uses TLS and trusts only that certificate. */
+  fingerprint?: string;
   /** Ask anyway, with the given values filled in (an invite link). */
   confirm?: boolean;
 }
@@ -47,6 +50,26 @@ export interface JoinDeps {
 
 export function tokenSecretKey(host: string, port: number): string {
   return `chatRoom.token:${formatAddress({ host, port })}`;
+}
+
+/** Certificate fingerprints trusted per address (not secrets: any client can see a server's certificate). */
+export const PINS_KEY = 'chatRoom.pinnedCertificates';
+
+export function pinnedFingerprint(globalState: vscode.Memento, host: string, port: number): string | undefined {
+  return globalState.get<Record<string, string>>(PINS_KEY)?.[formatAddress({ host, port })];
+}
+
+async function pinFingerprint(globalState: vscode.Memento, host: string, port: number, fingerprint: string): Promise<void> {
+  const pins = { ...globalState.get<Record<string, string>>(PINS_KEY) };
+  pins[formatAddress({ host, port })] = fingerprint;
+  await globalState.update(PINS_KEY, pins);
+}
+
+/** What was remembered for an address: its token (SecretStorage) and its pinned certificate, to rejoin without asking. */
+export async function rememberedCredentials(deps: Pick<JoinDeps, 'globalState' | 'secrets'>, host: string, port: number): Promise<{ token?: string; fingerprint?: string }> {
+  const token = await deps.secrets.get(tokenSecretKey(host, port));
+  const fingerprint = pinnedFingerprint(deps.globalState, host, port);
+  return { ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}) };
 }
 
 export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<JoinResult> {
@@ -93,16 +116,42 @@ export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<
   let token = args.token ?? (await deps.secrets.get(secretKey));
   if (args.token) await deps.secrets.store(secretKey, args.token);
 
+  let fingerprint: string | undefined;
+  if (args.fingerprint !== undefined) {
+    fingerprint = normalizeFingerprint(args.fingerprint);
+    if (!fingerprint) return { joined: false, reason: `"${args.fingerprint}" is not a SHA-256 certificate fingerprint.`, code: 'bad_fingerprint' };
+  } else {
+    fingerprint = pinnedFingerprint(deps.globalState, address.host, address.port);
+  }
+  // Tried once: a plain connection to a TLS server fails, and then the server's certificate is offered for trust.
+  let probedForTls = fingerprint !== undefined;
+
   // Each refusal asks again for what was refused; a person can always cancel.
   for (let round = 0; round < 10; round++) {
-    const outcome = await deps.join({ host: address.host, port: address.port, name, room, ...(token ? { token } : {}) });
+    const outcome = await deps.join({ host: address.host, port: address.port, name, room, ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}) });
     if (outcome.kind === 'welcome') {
       await deps.globalState.update(LAST_JOIN_KEY, { host: address.host, port: address.port, name, room } satisfies RememberedJoin);
+      // Pinned only once the server let us in with it, so a mistyped address does not keep a pin.
+      if (fingerprint) await pinFingerprint(deps.globalState, address.host, address.port, fingerprint);
       return { joined: true, name: outcome.welcome.you, room: outcome.welcome.room, address: formatAddress(address) };
+    }
+    if (outcome.kind === 'unreachable' && !probedForTls) {
+      probedForTls = true;
+      const presented = await probeServerFingerprint(address.host, address.port);
+      if (presented !== undefined) {
+        const trusted = await trustOnFirstUse(formatAddress(address), presented, interactive);
+        if (trusted.kind === 'refused') return { joined: false, reason: trusted.reason, code: trusted.code };
+        fingerprint = presented;
+        continue;
+      }
     }
     if (outcome.kind === 'unreachable') {
       if (interactive) void vscode.window.showErrorMessage(`Could not join ${formatAddress(address)}: ${outcome.reason}`);
       return { joined: false, reason: outcome.reason, code: 'unreachable' };
+    }
+    if (outcome.code === 'fingerprint_mismatch') {
+      if (interactive) void vscode.window.showErrorMessage(outcome.message, { modal: true });
+      return { joined: false, reason: outcome.message, code: outcome.code };
     }
     if (!interactive) return { joined: false, reason: outcome.message, code: outcome.code };
     if (outcome.code === 'name_taken' || outcome.code === 'bad_name') {
@@ -127,6 +176,46 @@ export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<
     return { joined: false, reason: outcome.message, code: outcome.code };
   }
   return { joined: false, reason: 'Too many attempts.' };
+}
+
+type TrustDecision = { kind: 'trusted' } | { kind: 'refused'; reason: string; code: string };
+
+/**
+ * A TLS server nobody vouched for (no invite fingerprint, nothing pinned):
+ * shows its certificate's fingerprint and asks whether to trust it, or lets
+ * the person type the one the host gave them. Without a person to ask, it is
+ * refused, and the reason carries the fingerprint so a caller can pass it.
+ */
+async function trustOnFirstUse(address: string, presented: string, interactive: boolean): Promise<TrustDecision> {
+  const unpinned = `${address} uses TLS with a certificate nobody has vouched for; its SHA-256 fingerprint is ${presented}.`;
+  if (!interactive) return { kind: 'refused', reason: `${unpinned} Join with that fingerprint to trust it.`, code: 'unpinned_certificate' };
+  const trust = 'Trust and Join';
+  const typeIt = 'Type the Fingerprint…';
+  const choice = await vscode.window.showWarningMessage(
+    `Trust the chat server at ${address}?`,
+    {
+      modal: true,
+      detail: `${unpinned}\n\nTrust it only if it matches the fingerprint the server's host sees (printed in the server log) or the one in your invite. Chat Room remembers it for this address and refuses any other certificate there.`,
+    },
+    trust,
+    typeIt,
+  );
+  if (choice === trust) return { kind: 'trusted' };
+  if (choice !== typeIt) return { kind: 'refused', reason: 'cancelled', code: 'cancelled' };
+  const typed = await vscode.window.showInputBox({
+    title: 'Join Room: certificate fingerprint',
+    prompt: `The SHA-256 fingerprint of ${address}'s certificate, as its host gave it to you`,
+    ignoreFocusOut: true,
+    validateInput: (text) => (normalizeFingerprint(text) ? undefined : 'A SHA-256 fingerprint is 32 bytes in hex, such as AB:CD:…'),
+  });
+  if (typed === undefined) return { kind: 'refused', reason: 'cancelled', code: 'cancelled' };
+  const expected = normalizeFingerprint(typed) as string;
+  if (!fingerprintsMatch(expected, presented)) {
+    const reason = fingerprintMismatchMessage(address, expected, presented);
+    void vscode.window.showErrorMessage(reason, { modal: true });
+    return { kind: 'refused', reason, code: 'fingerprint_mismatch' };
+  }
+  return { kind: 'trusted' };
 }
 
 function askName(value: string, why: string | undefined): Thenable<string | undefined> {

@@ -11,7 +11,7 @@ import { Disposable, toDisposable } from '../shared/disposable';
 export type ServerState =
   | { kind: 'stopped' }
   | { kind: 'starting'; host: string; port: number }
-  | { kind: 'running'; host: string; port: number; pid: number; token?: string }
+  | { kind: 'running'; host: string; port: number; pid: number; token?: string; fingerprint?: string }
   | { kind: 'stopping'; host: string; port: number }
   | { kind: 'crashed'; reason: string };
 
@@ -23,6 +23,8 @@ export interface StartOptions {
   classicPort?: number;
   /** Required by the server on any address other than loopback. */
   token?: string;
+  /** Serve TLS with the self-signed certificate kept in `dataDir`. */
+  tls?: boolean;
 }
 
 /** The port was taken before the server could bind it. */
@@ -39,6 +41,8 @@ const READY_TIMEOUT_MS = 15_000;
 const STOP_GRACE_MS = 5_000;
 /** A listening line as the server prints it: `listening on 127.0.0.1:33000` or `listening on [::1]:33000`. */
 const LISTENING_LINE = /listening on \[?([^\s\]]+?)\]?:(\d+)/;
+/** Printed before the listening line by a server started with --tls. */
+const FINGERPRINT_LINE = /TLS certificate fingerprint \(SHA-256\): ([0-9A-F:]{95})/;
 /**
  * Preloaded into the child: when the IPC channel to the extension host goes
  * away (the host was killed, or crashed), the server shuts itself down
@@ -91,14 +95,16 @@ export class ServerController extends Disposable {
   }
 
   /** Starts the server and resolves once it prints that it is listening. */
-  async start(options: StartOptions): Promise<{ host: string; port: number }> {
+  async start(options: StartOptions): Promise<{ host: string; port: number; fingerprint?: string }> {
     if (this.child) throw new Error('The chat server is already running.');
     if (await isPortBusy(options.host, options.port)) throw new PortBusyError(options.host, options.port);
 
     const args = ['--host', options.host, '--port', String(options.port), '--data', options.dataDir];
     if (options.classicPort) args.push('--classic-port', String(options.classicPort));
     if (options.token) args.push('--token', options.token);
-    this.log.info(`Starting ${this.serverScript} on ${options.host}:${options.port}, data in ${options.dataDir}`);
+    if (options.tls) args.push('--tls');
+    // The arguments are not logged: they may hold the token.
+    this.log.info(`Starting ${this.serverScript} on ${options.host}:${options.port}${options.tls ? ' with TLS' : ''}, data in ${options.dataDir}`);
     this.setState({ kind: 'starting', host: options.host, port: options.port });
     this.stopRequested = false;
 
@@ -124,15 +130,17 @@ export class ServerController extends Disposable {
         if (this.child === child) void this.stop();
       };
 
+      let fingerprint: string | undefined;
       forEachLine(child.stdout, (line) => {
         this.log.info(line);
+        fingerprint = FINGERPRINT_LINE.exec(line)?.[1] ?? fingerprint;
         const match = LISTENING_LINE.exec(line);
         if (match && !settled) {
           settled = true;
           clearTimeout(readyTimer);
           const port = Number(match[2]);
-          this.setState({ kind: 'running', host: options.host, port, pid: child.pid ?? 0, token: options.token });
-          resolve({ host: options.host, port });
+          this.setState({ kind: 'running', host: options.host, port, pid: child.pid ?? 0, token: options.token, fingerprint });
+          resolve({ host: options.host, port, fingerprint });
         }
       });
       forEachLine(child.stderr, (line) => {
