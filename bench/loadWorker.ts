@@ -219,7 +219,9 @@ function openGroup(command: Extract<CoordinatorCommand, { cmd: 'open' }>): void 
     if (finished) return;
     finished = true;
     clearTimeout(deadline);
-    reply({ event: 'opened', group: command.group, joined, failed: failed + waiting.length + inFlight, firstConnectMicros, lastJoinedMicros, firstError });
+    const unfinished = waiting.length + inFlight;
+    if (unfinished > 0) firstError ??= `${unfinished} not joined within ${command.timeoutMs} ms`;
+    reply({ event: 'opened', group: command.group, joined, failed: failed + unfinished, firstConnectMicros, lastJoinedMicros, firstError });
   };
   const deadline = setTimeout(finish, command.timeoutMs);
   const onConnected = (): void => {
