@@ -101,7 +101,6 @@ export class ServerController extends Disposable {
 
     const args = ['--host', options.host, '--port', String(options.port), '--data', options.dataDir];
     if (options.classicPort) args.push('--classic-port', String(options.classicPort));
-    if (options.token) args.push('--token', options.token);
     if (options.tls) args.push('--tls');
     // The arguments are not logged: they may hold the token.
     this.log.info(`Starting ${this.serverScript} on ${options.host}:${options.port}${options.tls ? ' with TLS' : ''}, data in ${options.dataDir}`);
@@ -112,7 +111,8 @@ export class ServerController extends Disposable {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       execArgv: ['--import', ORPHAN_GUARD],
       // VS Code desktop runs the extension host in Electron; this makes the child plain Node.
-      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+      // The token goes in the environment, not the arguments, which any local user can list with `ps`.
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1', CHAT_ROOM_TOKEN: options.token ?? '' },
     });
     this.child = child;
     let stderrTail = '';

@@ -13,6 +13,8 @@ import { createLogger, type LogFormat } from './log';
 import { loadTlsIdentity } from './tls';
 
 const DEFAULT_DATA_DIR = '.chat-room-data';
+/** Where a parent process (the extension) hands over the token: unlike arguments, the environment is hidden from other users' `ps`. */
+const TOKEN_ENV = 'CHAT_ROOM_TOKEN';
 
 /** Each limit's flag, with the text `--help` shows for it. */
 const LIMIT_FLAGS: Record<string, [keyof Limits, string]> = {
@@ -43,7 +45,8 @@ Usage: node dist/server.js [options]
   --classic-port N              also serve the seed's plain-text protocol (for its client and nc)
   --data DIR                    keep room history in DIR (default ./${DEFAULT_DATA_DIR})
   --memory                      keep no history on disk
-  --token T                     clients must send this token in their hello
+  --token T                     clients must send this token in their hello (or set it in the
+                                environment as ${TOKEN_ENV}, which other users cannot read)
   --tls                         serve TLS on --port; without --tls-cert/--tls-key a self-signed
                                 certificate is made once into the data folder and reused, and
                                 its SHA-256 fingerprint is printed for clients to pin
@@ -113,7 +116,7 @@ async function main(): Promise<void> {
 
   const host = values.host as string;
   const dataDir = values.memory ? undefined : resolve((values.data as string | undefined) ?? DEFAULT_DATA_DIR);
-  let token = values.token as string | undefined;
+  let token = (values.token as string | undefined) ?? (process.env[TOKEN_ENV] || undefined);
   if (!isLoopbackAddress(host) && host !== 'localhost' && token === undefined) {
     if (dataDir === undefined) throw new Error(`binding ${host} opens the server to other machines: give it a --token`);
     // A server others can reach must not be open to anyone who finds the port.
