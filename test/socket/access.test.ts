@@ -99,6 +99,14 @@ describe('access control', function () {
       member.close();
     });
 
+    it('takes the token from CHAT_ROOM_TOKEN, as the extension hands it over (never in argv)', async () => {
+      const server = await ServerProcess.start({ memory: true, env: { CHAT_ROOM_TOKEN: `-${TOKEN}` } });
+      cleanups.push(() => server.dispose());
+      await expectRefusedHello(server.port, TOKEN, 'unauthorized');
+      const member = await TestClient.join(server.port, 'handed-over', { token: `-${TOKEN}` });
+      member.close();
+    });
+
     it('binding 0.0.0.0 without a token generates one (file mode 0600) and requires it', async () => {
       const dataDir = tempDir();
       const server = await start(['--host', '0.0.0.0'], dataDir);

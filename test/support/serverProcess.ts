@@ -19,6 +19,8 @@ export interface ServerProcessOptions {
   /** Serve the classic protocol too. */
   classic?: boolean;
   startTimeoutMs?: number;
+  /** Extra environment variables for the server process. */
+  env?: Record<string, string>;
 }
 
 export class ServerProcess {
@@ -54,7 +56,7 @@ export class ServerProcess {
     const args = [SERVER_SCRIPT, '--port', '0', ...(dataDir ? ['--data', dataDir] : ['--memory'])];
     if (options.classic) args.push('--classic-port', '0');
     args.push(...(options.args ?? []));
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(options.env ? { env: { ...process.env, ...options.env } } : {}) });
     let output = '';
     const ready = await new Promise<{ port: number; classicPort?: number }>((resolveReady, rejectReady) => {
       const timer = setTimeout(() => {
