@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import type { WireProtocol } from './workerMessages';
+import { SERVER_NODE_FLAGS } from '../shared/serverRuntime';
 
 export const NGIRCD_PATH = '/usr/sbin/ngircd';
 
@@ -102,7 +103,7 @@ export function ourServer(serverScript: string, inMemory: boolean): SystemUnderT
     protocol: 'ndjson',
     senderReceivesOwnMessage: true,
     maxConnectingPerWorker: 10_000,
-    start: (workDir) => startPrintingPort(process.execPath, [serverScript, '--port', '0', ...(inMemory ? ['--memory'] : ['--data', join(workDir, 'data')])]),
+    start: (workDir) => startPrintingPort(process.execPath, [...SERVER_NODE_FLAGS, serverScript, '--port', '0', ...(inMemory ? ['--memory'] : ['--data', join(workDir, 'data')])]),
   };
 }
 

@@ -7,6 +7,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import * as net from 'node:net';
 import * as vscode from 'vscode';
 import { Disposable, toDisposable } from '../shared/disposable';
+import { SERVER_NODE_FLAGS } from '../shared/serverRuntime';
 
 export type ServerState =
   | { kind: 'stopped' }
@@ -43,15 +44,6 @@ const STOP_GRACE_MS = 5_000;
 const LISTENING_LINE = /listening on \[?([^\s\]]+?)\]?:(\d+)/;
 /** Printed before the listening line by a server started with --tls. */
 const FINGERPRINT_LINE = /TLS certificate fingerprint \(SHA-256\): ([0-9A-F:]{95})/;
-/**
- * Preloaded into the child: when the IPC channel to the extension host goes
- * away (the host was killed, or crashed), the server shuts itself down
- * cleanly instead of living on as an orphan. The channel is unref'd so it
- * never keeps a stopping server alive by itself.
- */
-const ORPHAN_GUARD =
-  'data:text/javascript,process.channel&&process.channel.unref();process.on("disconnect",()=>process.kill(process.pid,"SIGTERM"))';
-
 /** True when nothing can bind host:port right now (something else holds it). */
 export function isPortBusy(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -109,7 +101,8 @@ export class ServerController extends Disposable {
 
     const child = fork(this.serverScript, args, {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      execArgv: ['--import', ORPHAN_GUARD],
+      // The server shuts itself down when this IPC channel goes away (the host was killed), see server/cli.ts.
+      execArgv: [...SERVER_NODE_FLAGS],
       // VS Code desktop runs the extension host in Electron; this makes the child plain Node.
       // The token goes in the environment, not the arguments, which any local user can list with `ps`.
       env: { ...process.env, ELECTRON_RUN_AS_NODE: '1', CHAT_ROOM_TOKEN: options.token ?? '' },

@@ -3,20 +3,21 @@
 // on 33001) and says how to join it. Ctrl+C stops the server cleanly.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { SERVER_NODE_FLAGS } from '../shared/serverRuntime';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// Bundled to out/scripts/start.js, two folders below the project root.
+const root = join(__dirname, '..', '..');
 const port = process.env.CHAT_ROOM_PORT ?? '33000';
 const classicPort = process.env.CHAT_ROOM_CLASSIC_PORT ?? '33001';
 const vsix = join(root, 'chat-room.vsix');
 
-const server = spawn(process.execPath, [join(root, 'dist', 'server.js'), '--port', port, '--classic-port', classicPort, '--data', join(root, '.chat-room-data')], {
+const server = spawn(process.execPath, [...SERVER_NODE_FLAGS, join(root, 'dist', 'server.js'), '--port', port, '--classic-port', classicPort, '--data', join(root, '.chat-room-data')], {
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 
 let announced = false;
-server.stdout.on('data', (chunk) => {
+server.stdout.on('data', (chunk: Buffer) => {
   process.stdout.write(chunk);
   if (announced || !String(chunk).includes('listening on')) return;
   announced = true;

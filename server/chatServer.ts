@@ -33,7 +33,11 @@ export interface ChatServerOptions {
   tls?: { cert: string; key: string };
   /** Test-only: lock out loopback addresses too, since tests can reach the server only through loopback. */
   lockoutLoopback?: boolean;
+  /** Under steady load, writes are flushed at most this often (see WriteBatcher); default 2 ms. */
+  writeCoalesceMs?: number;
 }
+
+export const DEFAULT_WRITE_COALESCE_MS = 2;
 
 export interface ListeningAddresses {
   port: number;
@@ -43,7 +47,7 @@ export interface ListeningAddresses {
 export class ChatServer extends Disposable implements ConnectionHost {
   readonly limits: Limits;
   readonly logger: Logger;
-  readonly batcher = new WriteBatcher();
+  readonly batcher: WriteBatcher;
   readonly accessGate: AccessGate;
   private readonly connections = new Set<Connection>();
   private readonly rooms = new Map<string, Promise<Room>>();
@@ -54,6 +58,7 @@ export class ChatServer extends Disposable implements ConnectionHost {
     super();
     this.limits = options.limits;
     this.logger = options.logger;
+    this.batcher = new WriteBatcher(options.writeCoalesceMs ?? DEFAULT_WRITE_COALESCE_MS);
     this.accessGate = new AccessGate({
       token: options.token,
       maxFailures: 3,

@@ -162,6 +162,9 @@ async function main(): Promise<void> {
       },
     );
   };
+  // When the extension host dies, the pipes behind stdout and stderr go with it; the
+  // shutdown that follows must not be cut short by a failed log write (EPIPE).
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   // Started by the extension with an IPC channel: if the editor goes away, so does the server.

@@ -16,14 +16,16 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
   readonly answersPings = true;
   private readonly decoder: ClientFrameDecoder;
   private toldAboutRate = false;
+  /** Cleared once the client is in a room, so thousands of idle members hold no timers. */
+  private helloTimer: NodeJS.Timeout | undefined;
 
   constructor(socket: Socket, host: ConnectionHost) {
     super(socket, host);
     this.decoder = new ClientFrameDecoder(host.limits.maxFrameBytes);
-    const helloTimer = setTimeout(() => {
+    this.helloTimer = setTimeout(() => {
       if (!this.isJoined) this.fail('hello_timeout', `No hello within ${host.limits.helloTimeoutMs} ms.`);
     }, host.limits.helloTimeoutMs);
-    this.register(toDisposable(() => clearTimeout(helloTimer)));
+    this.register(toDisposable(() => clearTimeout(this.helloTimer)));
   }
 
   protected onBytes(chunk: Buffer): void {
@@ -118,6 +120,8 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
     this.name = hello.name;
     this.clientId = hello.clientId ?? randomUUID();
     this.room = room;
+    clearTimeout(this.helloTimer);
+    this.helloTimer = undefined;
     this.reply({ type: 'welcome', you: this.name, room: room.name, members: room.memberNames.concat(resuming ? [] : [this.name]), seq: room.latestSeq, firstSeq: room.firstSeq, protocol: PROTOCOL_VERSION });
     for (const event of room.replay(hello.lastSeq, this.host.limits.replayEvents)) this.send(event.wire);
     if (resuming && holder instanceof Connection) {

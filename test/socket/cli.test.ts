@@ -1,6 +1,6 @@
 /** The server as a command-line program: help, the ready line, its log, and binding beyond loopback. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,4 +90,35 @@ describe('server command line', function () {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+
+  it('shuts itself down when the process that forked it (the extension host) dies without stopping it', async () => {
+    // A stand-in for the extension host: forks the server with an IPC channel, as Start Chat Server does.
+    const parentScript = `const c=require('child_process').fork(${JSON.stringify(SERVER_SCRIPT)},['--memory','--port','0'],{stdio:['ignore','pipe','inherit','ipc']});c.on('message',m=>{if(m.type==='listening')console.log(String(c.pid))});setInterval(()=>{},1000)`;
+    const parent = spawn(process.execPath, ['-e', parentScript], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const serverPid = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the forked server did not start')), 10_000);
+        parent.stdout!.once('data', (chunk: Buffer) => {
+          clearTimeout(timer);
+          resolve(Number(String(chunk).trim()));
+        });
+      });
+      assert.ok(isAlive(serverPid));
+      parent.kill('SIGKILL');
+      const deadline = Date.now() + 10_000;
+      while (isAlive(serverPid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(isAlive(serverPid), false, 'the orphaned server is still running');
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  });
 });
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { SERVER_NODE_FLAGS } from '../../shared/serverRuntime';
 
 export const SERVER_SCRIPT = resolve(__dirname, '../../../dist/server.js');
 
@@ -53,7 +54,7 @@ export class ServerProcess {
   static async start(options: ServerProcessOptions = {}): Promise<ServerProcess> {
     const ownsDataDir = !options.memory && options.dataDir === undefined;
     const dataDir = options.memory ? undefined : (options.dataDir ?? mkdtempSync(join(tmpdir(), 'chat-room-test-')));
-    const args = [SERVER_SCRIPT, '--port', '0', ...(dataDir ? ['--data', dataDir] : ['--memory'])];
+    const args = [...SERVER_NODE_FLAGS, SERVER_SCRIPT, '--port', '0', ...(dataDir ? ['--data', dataDir] : ['--memory'])];
     if (options.classic) args.push('--classic-port', '0');
     args.push(...(options.args ?? []));
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(options.env ? { env: { ...process.env, ...options.env } } : {}) });
