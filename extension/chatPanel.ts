@@ -9,6 +9,21 @@ import { asWebviewMessage, type HostToWebview, type PanelView, type WebviewToHos
 
 export const PANEL_VIEW_TYPE = 'chatRoom.panel';
 const PROBE_TIMEOUT_MS = 5_000;
+const DRAFT_KEY = 'chatRoom.draft';
+/** Drafts longer than this are not kept (a pasted log is not worth a storage write per keystroke). */
+const MAX_KEPT_DRAFT_CHARS = 64 * 1024;
+
+/**
+ * Where the message-box draft is kept between webviews. The workbench saves a
+ * webview's own state (vscode.setState) only when it saves the editor layout,
+ * which a browser reload can skip, so the draft is also kept here, written on
+ * every change. Set once on activation; without it only the webview keeps it.
+ */
+let draftStore: vscode.Memento | undefined;
+
+export function keepDraftsIn(store: vscode.Memento): void {
+  draftStore = store;
+}
 
 /** What the panel needs from whoever owns the room. */
 export interface PanelHost {
@@ -118,6 +133,12 @@ export class ChatPanel extends Disposable {
     if (message.type === 'ready') {
       this.ready = true;
       this.host.snapshotFor(this);
+      const draft = draftStore?.get<string>(DRAFT_KEY);
+      if (draft !== undefined) this.post({ type: 'restoreDraft', text: draft });
+      return;
+    }
+    if (message.type === 'draft') {
+      if (message.text.length <= MAX_KEPT_DRAFT_CHARS) void draftStore?.update(DRAFT_KEY, message.text || undefined);
       return;
     }
     if (message.type === 'probeResult') {

@@ -9,7 +9,7 @@
 import * as vscode from 'vscode';
 import type { ChatEntry, ConnectionView, PanelView, PendingView, WebviewToHost } from '../shared/webviewMessages';
 import { ChatRoomController, type StartServerArgs } from './chatRoom';
-import { PANEL_VIEW_TYPE } from './chatPanel';
+import { keepDraftsIn, PANEL_VIEW_TYPE } from './chatPanel';
 import type { JoinArgs } from './joinFlow';
 import type { ServerState } from './serverController';
 
@@ -53,6 +53,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
   const log = vscode.window.createOutputChannel('Chat Room', { log: true });
   const serverLog = vscode.window.createOutputChannel('Chat Room Server', { log: true });
   context.subscriptions.push(log, serverLog);
+  keepDraftsIn(context.workspaceState);
   const room = new ChatRoomController(context, log, serverLog);
   controller = room;
   context.subscriptions.push(room);

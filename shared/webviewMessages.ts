@@ -100,6 +100,16 @@ export interface SendFailedMessage {
   reason: string;
 }
 
+/**
+ * The draft the host kept for the message box. The webview's own state is
+ * saved by the workbench only now and then, so after a window reload it can be
+ * older than what was typed; the host's copy is written on every change.
+ */
+export interface RestoreDraftMessage {
+  type: 'restoreDraft';
+  text: string;
+}
+
 /** Put the keyboard focus in the message box. */
 export interface FocusInputMessage {
   type: 'focusInput';
@@ -117,6 +127,7 @@ export type HostToWebview =
   | StatusMessage
   | OutboxMessage
   | SendFailedMessage
+  | RestoreDraftMessage
   | FocusInputMessage
   | ProbeMessage;
 
@@ -128,6 +139,12 @@ export interface ReadyMessage {
 
 export interface SendMessage {
   type: 'send';
+  text: string;
+}
+
+/** The message box changed; the host keeps the text so it survives a reload. */
+export interface DraftMessage {
+  type: 'draft';
   text: string;
 }
 
@@ -180,6 +197,7 @@ export interface ProbeResultMessage {
 export type WebviewToHost =
   | ReadyMessage
   | SendMessage
+  | DraftMessage
   | OpenLinkMessage
   | OpenPathMessage
   | CopyMessage
@@ -190,6 +208,7 @@ export type WebviewToHost =
 const WEBVIEW_MESSAGE_TYPES: ReadonlySet<string> = new Set<WebviewToHost['type']>([
   'ready',
   'send',
+  'draft',
   'openLink',
   'openPath',
   'copy',
@@ -210,6 +229,7 @@ export function asWebviewMessage(value: unknown): WebviewToHost | undefined {
   if (typeof type !== 'string' || !WEBVIEW_MESSAGE_TYPES.has(type)) return undefined;
   switch (type as WebviewToHost['type']) {
     case 'send':
+    case 'draft':
     case 'copy':
       return typeof record.text === 'string' ? (record as unknown as WebviewToHost) : undefined;
     case 'openLink':

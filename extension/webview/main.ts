@@ -414,9 +414,21 @@ window.addEventListener('message', (event: MessageEvent<HostToWebview>) => {
       item.className = 'system failed';
       item.textContent = `Not sent (${message.reason}): ${message.text.slice(0, 200)}`;
       insertEntryElement(item);
-      if (!input.value) input.value = message.text;
+      if (!input.value) {
+        input.value = message.text;
+        saveDraft();
+        resizeInput();
+      }
       break;
     }
+    case 'restoreDraft':
+      // The host's copy is the newest unless the person has typed since this page loaded.
+      if (!typedSinceLoad && input.value !== message.text) {
+        input.value = message.text;
+        vscode.setState({ draft: input.value });
+        resizeInput();
+      }
+      break;
     case 'focusInput':
       input.focus();
       break;
@@ -437,8 +449,15 @@ function send(): void {
   resizeInput();
 }
 
+let typedSinceLoad = false;
+let draftTimer: number | undefined;
+const DRAFT_POST_DELAY_MS = 150;
+
 function saveDraft(): void {
   vscode.setState({ draft: input.value });
+  // The host keeps a copy too (see RestoreDraftMessage); posted after a short pause, not per keystroke.
+  window.clearTimeout(draftTimer);
+  draftTimer = window.setTimeout(() => vscode.postMessage({ type: 'draft', text: input.value }), DRAFT_POST_DELAY_MS);
 }
 
 function resizeInput(): void {
@@ -454,6 +473,7 @@ input.addEventListener('keydown', (event) => {
   }
 });
 input.addEventListener('input', () => {
+  typedSinceLoad = true;
   saveDraft();
   resizeInput();
 });

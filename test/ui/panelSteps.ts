@@ -1,0 +1,104 @@
+// Steps a person takes in the workbench and the chat panel, shared by the UI
+// tests that go beyond the two-person conversation: joining through the
+// prompts, typing in the panel, hiding and showing it, and reading its state.
+import type { Frame, Page } from 'playwright-core';
+import { findFrameWith, runCommand } from './harness';
+
+export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits for `check` to hold, polling; fails with `what` after `timeoutMs`. */
+export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch (error) {
+      lastError = error;
+    }
+    await delay(250);
+  }
+  const why = lastError instanceof Error ? ` (last error: ${lastError.message.split('\n')[0]})` : '';
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);
+}
+
+/** Answers one input box of the Join flow: waits for text in the widget, types the value, presses Enter. */
+export async function answerInputBox(page: Page, expected: string, value: string): Promise<void> {
+  const widget = page.locator('.quick-input-widget');
+  await eventually(`an input box saying "${expected}"`, async () => (await widget.isVisible()) && (await widget.innerText()).includes(expected), 15_000);
+  const input = page.locator('.quick-input-widget input.input');
+  await input.fill(value);
+  await delay(200); // validation runs on input; Enter before it settles is ignored
+  await input.press('Enter');
+}
+
+export async function joinThroughPrompts(page: Page, address: string, name: string, room: string): Promise<void> {
+  await runCommand(page, 'Chat Room: Join Room');
+  await answerInputBox(page, 'server address', address);
+  await answerInputBox(page, 'your name', name);
+  await answerInputBox(page, 'room', room);
+}
+
+/** The chat panel's document (a webview is re-created each time it is shown, so look it up each time). */
+export function chatFrame(page: Page, timeoutMs = 30_000): Promise<Frame> {
+  return findFrameWith(page, '#messages', timeoutMs);
+}
+
+export async function panelText(page: Page): Promise<string> {
+  return (await chatFrame(page)).locator('#app').innerText();
+}
+
+/** Types into the message box without sending. */
+export async function typeDraft(page: Page, text: string): Promise<void> {
+  const input = (await chatFrame(page)).locator('#input');
+  await input.click();
+  await input.fill(text);
+}
+
+export async function sendInPanel(page: Page, text: string): Promise<void> {
+  const input = (await chatFrame(page)).locator('#input');
+  await input.click();
+  await input.fill(text);
+  await input.press('Enter');
+}
+
+export async function draftInPanel(page: Page): Promise<string> {
+  return (await chatFrame(page)).locator('#input').inputValue();
+}
+
+/** Texts of the rendered chat messages (each message's source text), in order. */
+export async function messageTexts(page: Page): Promise<string[]> {
+  const frame = await chatFrame(page);
+  return frame.locator('#messages li.message .body').evaluateAll((bodies) => bodies.map((body) => body.getAttribute('data-text') ?? ''));
+}
+
+/** The send state ("sent" or "pending") of each of my own messages with this text; one entry per copy shown. */
+export async function sendStateOf(page: Page, text: string): Promise<string[]> {
+  const frame = await chatFrame(page);
+  return frame.locator('#messages li.message.mine').evaluateAll(
+    (items, wanted) =>
+      items.filter((item) => item.querySelector('.body')?.getAttribute('data-text') === wanted).map((item) => (item.querySelector('.send-state')?.textContent ?? '').trim()),
+    text,
+  );
+}
+
+/** The editor tab of the chat panel (its label starts with "Chat"). */
+export function chatTab(page: Page) {
+  return page.locator('.tabs-container .tab', { has: page.locator('.label-name', { hasText: /^Chat/ }) }).first();
+}
+
+/**
+ * Hides the panel the way a person does: with the panel focused, opens a new
+ * untitled file, which lands in the panel's editor group and covers it.
+ */
+export async function hidePanelBehindAnEditor(page: Page): Promise<void> {
+  await (await chatFrame(page)).locator('#input').click();
+  await runCommand(page, 'File: New Untitled Text File');
+  await eventually('the chat panel to be covered', async () => (await chatTab(page).getAttribute('aria-selected')) === 'false', 10_000);
+}
+
+/** Shows the panel again by clicking its tab. */
+export async function showPanelByTab(page: Page): Promise<void> {
+  await chatTab(page).click();
+  await eventually('the chat tab to be selected', async () => (await chatTab(page).getAttribute('aria-selected')) === 'true', 10_000);
+}
