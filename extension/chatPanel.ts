@@ -185,7 +185,7 @@ export class ChatPanel extends Disposable {
     </section>
     <aside class="members" aria-labelledby="members-heading">
       <h2 id="members-heading" class="members-heading">Members</h2>
-      <ul id="member-list" class="member-list"></ul>
+      <ul id="member-list" class="member-list" tabindex="0" aria-labelledby="members-heading"></ul>
     </aside>
   </div>
   <form id="composer" class="composer">
