@@ -44,6 +44,8 @@ export interface ChatRoomApi {
   clientId(): string;
   /** The serializer VS Code calls to restore a chat panel after a window reload (the registered one). */
   panelSerializer: vscode.WebviewPanelSerializer;
+  /** The handler registered for invite links (the registered one). */
+  uriHandler: vscode.UriHandler;
 }
 
 let controller: ChatRoomController | undefined;
@@ -74,12 +76,13 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
     return true;
   });
 
+  const uriHandler: vscode.UriHandler = { handleUri: (uri) => room.handleUri(uri) };
   const panelSerializer: vscode.WebviewPanelSerializer = {
     deserializeWebviewPanel: async (panel) => room.restorePanel(panel),
   };
   context.subscriptions.push(
     vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, panelSerializer),
-    vscode.window.registerUriHandler({ handleUri: (uri) => room.handleUri(uri) }),
+    vscode.window.registerUriHandler(uriHandler),
   );
 
   log.info(`Activated in ${Date.now() - started} ms`);
@@ -111,6 +114,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
     lastInvite: () => room.lastInvite,
     clientId: () => room.installationClientId,
     panelSerializer,
+    uriHandler,
   };
 }
 
