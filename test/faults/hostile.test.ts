@@ -96,6 +96,7 @@ class NormalClient {
 }
 
 interface PhaseFigures {
+  elapsedMs?: number;
   samples: number;
   p50: number;
   p90: number;
@@ -112,7 +113,12 @@ function bound(quiet: number): number {
 
 /** Runs one attacker process to completion (killed by its PID if it overruns) and returns its report. */
 async function runAttacker(kind: string, port: number, durationMs: number, count?: number): Promise<Record<string, unknown>> {
-  const child = spawn(process.execPath, [ATTACKER, kind, String(port), String(durationMs), ...(count ? [String(count)] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // At nice 19: on a 2-core machine the attacker's own work (opening 10,000 sockets) would otherwise take
+  // CPU from the server and the measuring clients, which an attacker on another machine could not do.
+  // `nice` execs node, so the PID is the attacker's own.
+  const child = spawn('nice', ['-n', '19', process.execPath, ATTACKER, kind, String(port), String(durationMs), ...(count ? [String(count)] : [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
@@ -143,17 +149,20 @@ describe('faults: hostile clients beside 50 normal ones', function () {
 
   async function measure<T>(during: () => Promise<T>): Promise<{ result: T; figures: PhaseFigures }> {
     const marks = normals.map((client) => client.latencies.length);
+    const startedAt = Date.now();
     const result = await during();
+    const elapsedMs = Date.now() - startedAt;
     // The messages sent during the attack come back before the phase is judged.
     await sleep(300);
     const samples = normals.flatMap((client, index) => client.latencies.slice(marks[index]).map((sample) => sample.ms));
-    return { result, figures: figures(samples) };
+    return { result, figures: { ...figures(samples), elapsedMs } };
   }
 
   function judge(name: string, phase: PhaseFigures): void {
     table.push(`| quiet before ${name} | ${quiet.samples} | ${quiet.p50.toFixed(2)} | ${quiet.p90.toFixed(2)} | ${quiet.max.toFixed(1)} |`);
     table.push(`| ${name} | ${phase.samples} | ${phase.p50.toFixed(2)} | ${phase.p90.toFixed(2)} | ${phase.max.toFixed(1)} |`);
-    assert.ok(phase.samples >= (NORMAL_CLIENTS * PHASE_MS) / 1000 / 2, `${name}: too few samples (${phase.samples}); the normal clients were starved`);
+    // The normal clients send 50 a second; fewer than half of those coming back means they were starved.
+    assert.ok(phase.samples >= (NORMAL_CLIENTS * (phase.elapsedMs ?? 0)) / 1000 / 2, `${name}: too few samples (${phase.samples}); the normal clients were starved`);
     assert.ok(phase.p50 <= bound(quiet.p50), `${name}: p50 ${phase.p50.toFixed(2)} ms exceeds max(2 × ${quiet.p50.toFixed(2)}, +5 ms)`);
     assert.ok(phase.p90 <= bound(quiet.p90), `${name}: p90 ${phase.p90.toFixed(2)} ms exceeds max(2 × ${quiet.p90.toFixed(2)}, +5 ms)`);
     for (const client of normals) {
@@ -219,8 +228,8 @@ describe('faults: hostile clients beside 50 normal ones', function () {
 
   it(`a storm of ${STORM_CONNECTIONS} connections is absorbed`, async () => {
     const { result, figures: phase } = await measure(() => runAttacker('storm', server.port, Math.max(PHASE_MS, HELLO_TIMEOUT_MS + 1000), STORM_CONNECTIONS));
-    judge(`storm ×${STORM_CONNECTIONS}`, phase);
     console.log(`      storm: ${JSON.stringify(result)}`);
+    judge(`storm ×${STORM_CONNECTIONS}`, phase);
     const refused = (result.errors as Record<string, number>).server_full ?? 0;
     assert.equal((result.opened as number) + (result.failed as number), STORM_CONNECTIONS);
     assert.ok((result.failed as number) <= STORM_CONNECTIONS * 0.01, `at most 1% of the storm failed to connect at all: ${JSON.stringify(result.failures)}`);
