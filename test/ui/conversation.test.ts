@@ -103,6 +103,10 @@ describe('Chat Room: a conversation between two people', function () {
 
   it('alice starts the server and joins', async () => {
     await runCommand(alice.page, 'Chat Room: Start Chat Server');
+    // Start Chat Server asks who may connect; this machine only is the first choice.
+    const widget = alice.page.locator('.quick-input-widget');
+    await eventually('the "Who may connect?" choice', async () => (await widget.isVisible()) && (await widget.innerText()).includes('This machine only'), 15_000);
+    await alice.page.locator('.quick-input-widget .monaco-list-row', { hasText: 'This machine only' }).first().click();
     await eventually('the server to run', async () => (await alice.page.locator('.part.statusbar').innerText()).includes(`127.0.0.1:${serverPort}`));
     await joinThroughPrompts(alice.page, `127.0.0.1:${serverPort}`, [{ name: 'alice' }], 'lobby');
     await eventually('alice connected in her panel', async () => /Connected to 127\.0\.0\.1:\d+ as alice/.test(await panelText(alice.page)));
