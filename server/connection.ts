@@ -107,15 +107,27 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
   /** Tells the client it is being slowed down; nothing it sent is dropped. */
   protected onRateLimited(): void {}
 
-  /** Writes through the shared batcher; a client that lets too much pile up is cut off as a slow reader. */
+  /**
+   * Writes through the shared batcher. A client is a slow reader when, at the
+   * first write of a batch, more than the limit is still unsent from earlier
+   * batches: only then does the count mean bytes the client failed to read,
+   * not a burst that this batch has not flushed yet.
+   */
   send(bytes: Buffer): void {
-    if (this.isDisposed) return;
-    this.host.batcher.write(this.socket, bytes);
-    if (this.socket.writableLength > this.host.limits.maxPendingWriteBytes) {
-      this.host.logger.warn(`${this.peer} is not reading (${this.socket.writableLength} bytes waiting); disconnecting it`);
-      this.leaveReason = 'lost';
-      this.socket.destroy();
+    if (this.isDisposed || this.socket.destroyed) return;
+    if (!this.host.batcher.isBatching(this.socket) && this.socket.writableLength > this.host.limits.maxPendingWriteBytes) {
+      this.dropAsSlowReader(this.socket.writableLength);
+      return;
     }
+    this.host.batcher.write(this.socket, bytes);
+  }
+
+  /** Cuts off a client that does not read what it is sent, and announces it as lost. */
+  protected dropAsSlowReader(unsentBytes: number): void {
+    if (this.socket.destroyed) return;
+    this.host.logger.warn(`${this.peer} is not reading (${unsentBytes} bytes waiting); disconnecting it`);
+    this.leaveReason = 'lost';
+    this.socket.destroy();
   }
 
   /** Sends a last frame and closes once it is written. */

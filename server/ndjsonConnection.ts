@@ -10,12 +10,26 @@ import { Connection, type ConnectionHost } from './connection';
 import type { EncodedEvent } from './room';
 
 const PING = encodeFrame({ type: 'ping' });
+/** Replayed history is written in slices of about this size, each after the client has taken the last. */
+const REPLAY_SLICE_BYTES = 256 * 1024;
 const PONG = encodeFrame({ type: 'pong' });
 
 export class NdjsonConnection extends Connection<ClientFrameResult> {
   readonly answersPings = true;
   private readonly decoder: ClientFrameDecoder;
   private toldAboutRate = false;
+  /**
+   * History still to send after a welcome, followed by live events that
+   * arrived meanwhile (they must wait their turn to keep the order). A
+   * returning client may be owed megabytes, so it is paced by 'drain' rather
+   * than written at once, which would look like a slow reader.
+   */
+  private backlog: EncodedEvent[] | undefined;
+  private backlogNext = 0;
+  /** Index in `backlog` where the replay ends and live events begin. */
+  private replayLength = 0;
+  /** Bytes of live events waiting behind the replay; past the slow-reader limit the client is cut off. */
+  private waitingLiveBytes = 0;
   /** Cleared once the client is in a room, so thousands of idle members hold no timers. */
   private helloTimer: NodeJS.Timeout | undefined;
 
@@ -33,8 +47,40 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
   }
 
   deliver(event: EncodedEvent): void {
-    this.send(event.wire);
+    if (!this.backlog) {
+      this.send(event.wire);
+      return;
+    }
+    this.backlog.push(event);
+    this.waitingLiveBytes += event.wire.length;
+    if (this.waitingLiveBytes > this.host.limits.maxPendingWriteBytes) this.dropAsSlowReader(this.waitingLiveBytes);
   }
+
+  private startReplay(events: EncodedEvent[]): void {
+    if (events.length === 0) return;
+    this.backlog = events.slice();
+    this.backlogNext = 0;
+    this.replayLength = events.length;
+    this.waitingLiveBytes = 0;
+    this.pumpBacklog();
+  }
+
+  private readonly pumpBacklog = (): void => {
+    const backlog = this.backlog;
+    if (!backlog || this.isDisposed || this.socket.destroyed) return;
+    while (this.backlogNext < backlog.length) {
+      if (this.socket.writableLength >= REPLAY_SLICE_BYTES) {
+        this.socket.once('drain', this.pumpBacklog);
+        return;
+      }
+      const index = this.backlogNext++;
+      const event = backlog[index];
+      if (index >= this.replayLength) this.waitingLiveBytes -= event.wire.length;
+      // Straight to the batcher: this data is paced here, so the slow-reader rule does not apply to it.
+      this.host.batcher.write(this.socket, event.wire);
+    }
+    this.backlog = undefined;
+  };
 
   ping(): void {
     this.send(PING);
@@ -123,7 +169,7 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
     clearTimeout(this.helloTimer);
     this.helloTimer = undefined;
     this.reply({ type: 'welcome', you: this.name, room: room.name, members: room.memberNames.concat(resuming ? [] : [this.name]), seq: room.latestSeq, firstSeq: room.firstSeq, protocol: PROTOCOL_VERSION });
-    for (const event of room.replay(hello.lastSeq, this.host.limits.replayEvents)) this.send(event.wire);
+    this.startReplay(room.replay(hello.lastSeq, this.host.limits.replayEvents));
     if (resuming && holder instanceof Connection) {
       // The same client came back before its old connection was noticed dead: a resume, not a new arrival.
       room.replaceMember(holder, this);

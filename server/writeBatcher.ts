@@ -19,6 +19,11 @@ export class WriteBatcher {
 
   constructor(private readonly coalesceMs: number) {}
 
+  /** Whether this socket already has writes waiting in the current batch. */
+  isBatching(socket: Socket): boolean {
+    return this.corked.has(socket);
+  }
+
   write(socket: Socket, bytes: Buffer): void {
     if (socket.destroyed || !socket.writable) return;
     if (!this.corked.has(socket)) {

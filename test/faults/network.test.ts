@@ -115,11 +115,9 @@ describe('faults: network trouble through a proxy', function () {
     await finishAndCheck([observer, staller]);
   });
 
-  // Known server bug (see docs/reliability.md): the replay is written in one
-  // corked turn, so a replay bigger than --max-pending-write-bytes trips the
-  // slow-reader rule and the returning client is cut before its welcome, again
-  // on every attempt.
-  it('resumes a client that missed more history than --max-pending-write-bytes (known bug: replay trips the slow-reader limit)', async () => {
+  // A replay bigger than --max-pending-write-bytes once tripped the slow-reader
+  // rule on every attempt (see docs/reliability.md); the server now paces it.
+  it('resumes a client that missed more history than --max-pending-write-bytes', async () => {
     const observer = client('observer', 'direct');
     const sleeper = client('sleeper', 'proxy');
     await sleeper.waitUntil(() => sleeper.transcript.some((event) => event.type === 'joined' && event.name === 'sleeper'), 5000, 'its own join');
