@@ -102,6 +102,7 @@ export class ChatClient extends Disposable {
   private readonly outboxEmitter = this.register(new Emitter<PendingView[]>());
   private readonly failureEmitter = this.register(new Emitter<SendFailure>());
   private readonly errorEmitter = this.register(new Emitter<{ code: ErrorCode; message: string }>());
+  private readonly frameEmitter = this.register(new Emitter<ServerFrame>());
 
   /** Every state change. */
   readonly onState = this.stateEmitter.event;
@@ -113,6 +114,11 @@ export class ChatClient extends Disposable {
   readonly onSendFailure = this.failureEmitter.event;
   /** Any error frame, for the log. */
   readonly onServerError = this.errorEmitter.event;
+  /**
+   * Every readable frame the server sends, before the client acts on it: the
+   * raw view (repeated events, each ack's seq) for protocol traces and tests.
+   */
+  readonly onFrame = this.frameEmitter.event;
 
   private currentState: ClientState = { kind: 'connecting' };
   private socket: net.Socket | undefined;
@@ -211,7 +217,10 @@ export class ChatClient extends Disposable {
         if (line.bytes.length === 0) continue;
         const parsed = parseServerFrame(line.bytes);
         // A frame we cannot read is skipped, not fatal: newer servers may add types.
-        if (parsed.ok) this.handleFrame(parsed.frame, (reason) => (closeReason = reason));
+        if (parsed.ok) {
+          this.frameEmitter.fire(parsed.frame);
+          this.handleFrame(parsed.frame, (reason) => (closeReason = reason));
+        }
         if (this.socket !== socket) return;
       }
     };

@@ -15,7 +15,7 @@ import { roomLogFileName } from '../../server/roomLog';
 import { checkHistory, sleep } from '../support/historyChecks';
 import { readRoomLog, ResumingClient } from '../support/resumingClient';
 import { ServerProcess } from '../support/serverProcess';
-import { TcpProxy } from './tcpProxy';
+import { TcpProxy } from '../support/tcpProxy';
 
 const CUTS = Number(process.env.FAULT_CUTS ?? 10);
 const ROOM = 'network-room';
@@ -48,13 +48,15 @@ describe('faults: network trouble through a proxy', function () {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  function client(name: string, through: 'proxy' | 'direct', reconnectDelayMs = 300): ResumingClient {
+  function client(name: string, through: 'proxy' | 'direct'): ResumingClient {
     const made = new ResumingClient({
-      port: () => (through === 'proxy' ? proxy.port : server.port),
+      port: through === 'proxy' ? proxy.port : server.port,
       name,
       room: ROOM,
       clientId: `${name}-client`,
-      reconnectDelayMs,
+      // Capped well under the waits below, so a cut client is back within a second.
+      initialBackoffMs: 300,
+      maxBackoffMs: 1000,
     });
     clients.push(made);
     made.start();
@@ -122,15 +124,19 @@ describe('faults: network trouble through a proxy', function () {
     const sleeper = client('sleeper', 'proxy');
     await sleeper.waitUntil(() => sleeper.transcript.some((event) => event.type === 'joined' && event.name === 'sleeper'), 5000, 'its own join');
     await observer.waitUntil(() => observer.isWelcomed, 5000, 'a welcome');
-    sleeper.stop();
+    // The link goes down and stays down: the sleeper keeps retrying, with backoff, until it returns.
+    proxy.refusing = true;
+    assert.equal(proxy.cutAll(), 1);
     // About 100 KB of messages while it is away, against a 64 KiB limit.
     // Sent in small batches, so the observer's own echoes never pile up past the limit.
     for (let batch = 0; batch < 20; batch++) {
       for (let index = 0; index < 20; index++) observer.say('z'.repeat(250));
       await observer.waitUntil(() => observer.outbox.length === 0, 5000, 'the batch acked');
     }
+    assert.ok(!sleeper.isWelcomed, 'the sleeper stayed away');
     const welcomesBefore = sleeper.welcomes;
-    sleeper.start();
+    proxy.refusing = false;
+    sleeper.reconnectNow();
     await sleeper.waitUntil(() => sleeper.welcomes > welcomesBefore && sleeper.lastSeq >= observer.lastSeq, 5000, 'the whole replay');
     await finishAndCheck([observer, sleeper]);
   });

@@ -1,7 +1,8 @@
 /**
- * Soak: 50 extension-like clients chat for 10 minutes at the default limits
+ * Soak: 50 of the extension's own ChatClients chat for 10 minutes at the default limits
  * while the server is restarted 3 times (kill -9, SIGTERM, kill -9) and a few
- * clients drop their own connections now and then. At the end every client's
+ * clients lose their connections now and then (reset at a proxy in front of
+ * the server). At the end every client's
  * transcript must match the stored history, with nothing acked lost and
  * nothing stored twice.
  *
@@ -17,6 +18,7 @@ import { roomLogFileName } from '../../server/roomLog';
 import { checkHistory, sleep } from '../support/historyChecks';
 import { freePort, readRoomLog, ResumingClient, startServerOnPort } from '../support/resumingClient';
 import type { ServerProcess } from '../support/serverProcess';
+import { TcpProxy } from '../support/tcpProxy';
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 10);
 const CLIENTS = Number(process.env.SOAK_CLIENTS ?? 50);
@@ -28,10 +30,12 @@ describe(`soak: ${CLIENTS} clients for ${MINUTES} min, server restarted ${RESTAR
   this.timeout(0);
   let dataDir: string;
   let server: ServerProcess | undefined;
+  let proxy: TcpProxy | undefined;
   const clients: ResumingClient[] = [];
 
   after(async () => {
     for (const client of clients) client.stop();
+    await proxy?.close();
     await server?.dispose();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
@@ -40,11 +44,13 @@ describe(`soak: ${CLIENTS} clients for ${MINUTES} min, server restarted ${RESTAR
     dataDir = mkdtempSync(join(tmpdir(), 'chat-room-soak-'));
     const port = await freePort();
     server = await startServerOnPort(port, { dataDir });
+    const link = await TcpProxy.start(() => port);
+    proxy = link;
     const startedAt = Date.now();
     const durationMs = MINUTES * 60_000;
     for (let index = 0; index < CLIENTS; index++) {
-      // The extension's first reconnect delay is 500 ms.
-      const client = new ResumingClient({ port: () => port, name: `soaker${index}`, room: ROOM, clientId: `soak-client-${index}`, reconnectDelayMs: 500 });
+      // The extension's own backoff: 500 ms at first, doubling up to 30 s.
+      const client = new ResumingClient({ port: link.port, name: `soaker${index}`, room: ROOM, clientId: `soak-client-${index}` });
       clients.push(client);
       client.start();
     }
@@ -58,13 +64,15 @@ describe(`soak: ${CLIENTS} clients for ${MINUTES} min, server restarted ${RESTAR
         if (running) client.say();
       }
     });
-    // Now and then a client loses its own connection and resumes.
+    // Now and then a client loses its connection and resumes.
     let drops = 0;
     const dropper = (async () => {
       while (running) {
         await sleep(5000);
         if (!running) break;
-        clients[Math.floor(Math.random() * clients.length)].dropConnection();
+        const connections = [...link.connections];
+        if (connections.length === 0) continue;
+        link.cut(connections[Math.floor(Math.random() * connections.length)]);
         drops += 1;
       }
     })();

@@ -6,9 +6,10 @@ import * as assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ChatClient, type FirstOutcome, type KeyValueStore } from '../../extension/chatClient';
+import { ChatClient, type FirstOutcome } from '../../extension/chatClient';
 import { fingerprintsMatch, normalizeFingerprint } from '../../extension/certificatePin';
 import type { ErrorFrame, WelcomeFrame } from '../../shared/protocol';
+import { memoryStore } from '../support/memoryStore';
 import { ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
 
@@ -19,14 +20,6 @@ function printedFingerprint(server: ServerProcess): string {
   const match = FINGERPRINT_LINE.exec(server.log);
   assert.ok(match, `the server printed no fingerprint:\n${server.log}`);
   return match[1];
-}
-
-function memoryStore(): KeyValueStore {
-  const values = new Map<string, unknown>();
-  return {
-    get: <T>(key: string) => values.get(key) as T | undefined,
-    update: async (key: string, value: unknown) => void values.set(key, value),
-  };
 }
 
 /** Sends a hello and expects the given error, then the server closing the connection. */

@@ -1,14 +1,16 @@
 /**
- * A client that behaves like the extension's across crashes and drops, for the
- * fault and soak suites: the same clientId every time, an outbox of unacked
- * messages resent with the same ids after each welcome, a resume with the last
- * seen seq, and a record of everything it saw so tests can compare it with the
- * stored history.
+ * The extension's own ChatClient, driven from plain Node for the fault and soak
+ * suites, so they prove what the extension does: the same clientId throughout,
+ * an outbox of unacked messages resent with the same ids after each welcome, a
+ * resume with the last seen seq, and backoff between attempts. This wrapper
+ * only watches: it records what was sent, acked and shown, so tests can compare
+ * it with the stored history and count what the server should never send.
  */
 import { readFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
-import { encodeFrame, LineSplitter, parseServerFrame } from '../../shared/framing';
-import type { ClientFrame, RoomEvent, ServerFrame } from '../../shared/protocol';
+import { createServer } from 'node:net';
+import { ChatClient } from '../../extension/chatClient';
+import type { ErrorFrame, RoomEvent, ServerFrame } from '../../shared/protocol';
+import { memoryStore } from './memoryStore';
 import { ServerProcess, type ServerProcessOptions } from './serverProcess';
 
 export interface SentMessage {
@@ -19,89 +21,99 @@ export interface SentMessage {
 }
 
 export interface ResumingClientOptions {
-  /** Read on every (re)connect, so the target may move (a proxy, a restarted server). */
-  port: () => number;
+  /** The server's port, or a proxy's in front of it. */
+  port: number;
   name: string;
   room: string;
   clientId: string;
-  /** Reconnect delay after a drop; a little jitter is added. */
-  reconnectDelayMs?: number;
-  /** Resend a message refused with storage_failed after this long (the extension waits 2 s). */
-  retryFailedSayMs?: number;
+  /** First reconnect delay (doubling, with jitter); the extension's defaults when left out. */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
 }
 
 export class ResumingClient {
+  readonly chat: ChatClient;
   /** Every message this client meant to send, in the order it meant to. */
   readonly sent: SentMessage[] = [];
-  /** Messages not yet acked, oldest first; resent after every welcome. */
-  readonly outbox: SentMessage[] = [];
   /** Room events as shown to the person: each seq once, in order. */
   readonly transcript: RoomEvent[] = [];
   /** Events the server sent at or below a seq already seen (the client drops them; a resume should cause none). */
   repeatedEvents = 0;
-  /** Times an event's seq skipped ahead of the one before it while connected. */
+  /** Times a shown event's seq skipped ahead of the one before it. */
   gaps = 0;
   welcomes = 0;
   acksForUnknownIds = 0;
   /** Acks whose seq differs from an earlier ack of the same id. */
   conflictingAcks = 0;
-  readonly errors: Extract<ServerFrame, { type: 'error' }>[] = [];
-  lastSeq = 0;
-  private socket: Socket | undefined;
-  private welcomed = false;
+  readonly errors: ErrorFrame[] = [];
   private stopped = false;
   private counter = 0;
-  private reconnectTimer: NodeJS.Timeout | undefined;
-  private readonly retryTimers = new Set<NodeJS.Timeout>();
   private readonly byId = new Map<string, SentMessage>();
   private changeWaiters: (() => void)[] = [];
 
-  constructor(private readonly options: ResumingClientOptions) {}
+  constructor(private readonly options: ResumingClientOptions) {
+    this.chat = new ChatClient({
+      host: '127.0.0.1',
+      port: options.port,
+      name: options.name,
+      room: options.room,
+      clientId: options.clientId,
+      store: memoryStore(),
+      initialBackoffMs: options.initialBackoffMs,
+      maxBackoffMs: options.maxBackoffMs,
+    });
+    this.chat.onFrame((frame) => this.observe(frame));
+    this.chat.onEvent((event) => {
+      const previous = this.transcript[this.transcript.length - 1];
+      if (previous && event.seq !== previous.seq + 1) this.gaps += 1;
+      this.transcript.push(event);
+    });
+    this.chat.onState(() => this.changed());
+    this.chat.onOutbox(() => this.changed());
+  }
 
   get name(): string {
     return this.options.name;
   }
 
   get isWelcomed(): boolean {
-    return this.welcomed;
+    return !this.stopped && this.chat.state.kind === 'connected';
+  }
+
+  /** The highest seq shown. */
+  get lastSeq(): number {
+    return this.chat.lastSeq;
+  }
+
+  /** Messages not yet acked, oldest first, as the client's outbox holds them. */
+  get outbox(): SentMessage[] {
+    return this.chat.pending.map((pending) => this.byId.get(pending.id)).filter((message) => message !== undefined);
   }
 
   start(): void {
-    this.stopped = false;
-    this.open();
+    this.chat.connect();
   }
 
   /** Queues a message (sent now if connected, else after the next welcome). */
   say(text?: string): string {
-    const id = `${this.options.name}-${++this.counter}`;
-    const message: SentMessage = { id, text: text ?? `message ${this.counter} from ${this.options.name}` };
+    this.counter += 1;
+    const said = text ?? `message ${this.counter} from ${this.options.name}`;
+    const message: SentMessage = { id: this.chat.say(said), text: said };
     this.sent.push(message);
-    this.outbox.push(message);
-    this.byId.set(id, message);
-    if (this.welcomed) this.write({ type: 'say', id, text: message.text });
-    return id;
+    this.byId.set(message.id, message);
+    return message.id;
   }
 
-  /** Cuts this client's own connection without a bye (the server should announce it as lost). */
-  dropConnection(): void {
-    this.socket?.destroy();
+  /** Skips the rest of the backoff and tries again now. */
+  reconnectNow(): void {
+    this.chat.reconnectNow();
   }
 
-  /** Stops for good: no reconnects; with `bye`, leaves on purpose. */
-  stop(bye = false): void {
+  /** Stops for good without a bye, as a closed window would: the server should announce it as lost. */
+  stop(): void {
     this.stopped = true;
-    clearTimeout(this.reconnectTimer);
-    for (const timer of this.retryTimers) clearTimeout(timer);
-    const socket = this.socket;
-    this.socket = undefined;
-    this.welcomed = false;
-    if (!socket) return;
-    if (bye && !socket.destroyed) {
-      socket.end(encodeFrame({ type: 'bye' }));
-      setTimeout(() => socket.destroy(), 1000).unref();
-    } else {
-      socket.destroy();
-    }
+    this.chat.dispose();
+    this.changed();
   }
 
   /** Resolves once `condition` holds, checked whenever anything arrives; rejects after `timeoutMs`. */
@@ -124,93 +136,33 @@ export class ResumingClient {
     for (const waiter of this.changeWaiters.splice(0)) waiter();
   }
 
-  private open(): void {
-    if (this.stopped) return;
-    const socket = connect({ host: '127.0.0.1', port: this.options.port() });
-    this.socket = socket;
-    socket.setNoDelay(true);
-    const lines = new LineSplitter(1 << 24);
-    socket.on('connect', () => {
-      const hello: ClientFrame = { type: 'hello', name: this.options.name, room: this.options.room, clientId: this.options.clientId };
-      // Like the extension: ask only for what came after the last event seen.
-      if (this.lastSeq > 0) hello.lastSeq = this.lastSeq;
-      socket.write(encodeFrame(hello));
-    });
-    socket.on('data', (chunk: Buffer) => {
-      if (this.socket !== socket) return;
-      for (const line of lines.push(chunk)) {
-        if (line.kind !== 'line' || line.bytes.length === 0) continue;
-        const parsed = parseServerFrame(line.bytes);
-        if (parsed.ok) this.handle(parsed.frame);
-      }
-      this.changed();
-    });
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      if (this.socket !== socket) return;
-      this.socket = undefined;
-      this.welcomed = false;
-      this.changed();
-      if (this.stopped) return;
-      const delay = (this.options.reconnectDelayMs ?? 50) * (0.5 + Math.random());
-      this.reconnectTimer = setTimeout(() => this.open(), delay);
-    });
-  }
-
-  private handle(frame: ServerFrame): void {
+  /** Sees each frame before the client acts on it, so `chat.lastSeq` is still the one before. */
+  private observe(frame: ServerFrame): void {
     switch (frame.type) {
       case 'welcome':
-        this.welcomed = true;
         this.welcomes += 1;
-        for (const message of this.outbox) this.write({ type: 'say', id: message.id, text: message.text });
-        return;
+        break;
       case 'message':
       case 'joined':
       case 'left':
-        if (frame.seq <= this.lastSeq) {
-          this.repeatedEvents += 1;
-          return;
-        }
-        if (this.transcript.length > 0 && frame.seq !== this.lastSeq + 1) this.gaps += 1;
-        this.lastSeq = frame.seq;
-        this.transcript.push(frame);
-        return;
+        if (frame.seq <= this.chat.lastSeq) this.repeatedEvents += 1;
+        break;
       case 'ack': {
         const message = this.byId.get(frame.id);
         if (!message) {
           this.acksForUnknownIds += 1;
-          return;
+          break;
         }
         if (message.ackedSeq !== undefined && message.ackedSeq !== frame.seq) this.conflictingAcks += 1;
         message.ackedSeq ??= frame.seq;
-        const index = this.outbox.indexOf(message);
-        if (index !== -1) this.outbox.splice(index, 1);
-        return;
+        break;
       }
-      case 'ping':
-        this.write({ type: 'pong' });
-        return;
-      case 'pong':
-        return;
-      case 'error': {
+      case 'error':
         this.errors.push(frame);
-        const failed = frame.id === undefined ? undefined : this.byId.get(frame.id);
-        if (failed && frame.code === 'storage_failed') {
-          // Storage trouble passes: the same id is tried again later, as the extension does.
-          const timer = setTimeout(() => {
-            this.retryTimers.delete(timer);
-            if (this.welcomed && this.outbox.includes(failed)) this.write({ type: 'say', id: failed.id, text: failed.text });
-          }, this.options.retryFailedSayMs ?? 2000);
-          this.retryTimers.add(timer);
-        }
-        return;
-      }
+        break;
     }
-  }
-
-  private write(frame: ClientFrame): void {
-    const socket = this.socket;
-    if (socket && !socket.destroyed && socket.writable) socket.write(encodeFrame(frame));
+    // Waiters run after the whole chunk is handled: their promises resume in a later microtask.
+    this.changed();
   }
 }
 

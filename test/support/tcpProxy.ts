@@ -1,7 +1,8 @@
 /**
- * A loopback TCP proxy that the network-trouble tests put between clients and
- * the server, so they can reset connections or stall them (stop forwarding
- * bytes while the sockets stay open, like a dead Wi-Fi link).
+ * A loopback TCP proxy that the network-trouble and soak tests put between
+ * clients and the server, so they can reset connections, refuse new ones, or
+ * stall them (stop forwarding bytes while the sockets stay open, like a dead
+ * Wi-Fi link).
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
@@ -14,6 +15,8 @@ export interface ProxiedConnection {
 export class TcpProxy {
   readonly connections = new Set<ProxiedConnection>();
   accepted = 0;
+  /** While set, new connections are reset at once and never reach the server (the link is down). */
+  refusing = false;
 
   private constructor(
     private readonly server: Server,
@@ -31,6 +34,10 @@ export class TcpProxy {
   }
 
   private accept(client: Socket, targetPort: number): void {
+    if (this.refusing) {
+      client.resetAndDestroy();
+      return;
+    }
     this.accepted += 1;
     const upstream = connect({ host: '127.0.0.1', port: targetPort });
     upstream.setNoDelay(true);
