@@ -3,14 +3,11 @@
 // "Start Chat Server" opened to the LAN. Servers bind loopback (or 0.0.0.0,
 // reached through 127.0.0.1 only).
 import * as assert from 'node:assert/strict';
-import * as net from 'node:net';
 import * as vscode from 'vscode';
 import type { ChatRoomApi } from '../../extension/extension';
+import { freeLoopbackPort } from '../support/freeLoopbackPort';
 import { ServerProcess } from '../support/serverProcess';
-import { chatRoomApi, messageTexts, waitFor } from './chatRoomHelpers';
-
-type JoinResult = { joined: boolean; code?: string; name?: string; reason?: string };
-type StartResult = { started: boolean; port?: number; lan?: boolean; fingerprint?: string; code?: string; reason?: string };
+import { chatRoomApi, type JoinResult, leaveAndCleanUpAfterEach, sendFromPanel, type StartResult, waitFor } from './chatRoomHelpers';
 
 const TOKEN = 'a token only invitees know';
 const FINGERPRINT_LINE = /TLS certificate fingerprint \(SHA-256\): ([0-9A-F:]+)/;
@@ -30,34 +27,13 @@ function otherFingerprint(fingerprint: string): string {
   return (fingerprint.startsWith('00') ? 'FF' : '00') + fingerprint.slice(2);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(address.port));
-    });
-  });
-}
-
-async function sendAndAwaitAck(api: ChatRoomApi, text: string): Promise<void> {
-  api.postFromPanel({ type: 'send', text });
-  await waitFor(`"${text}" to be acknowledged`, () => api.session()?.pending.length === 0 && messageTexts(api).includes(text));
-}
-
 describe('Join flow access control', function () {
   this.timeout(60_000);
   let api: ChatRoomApi;
-  const cleanups: (() => unknown)[] = [];
+  const cleanups = leaveAndCleanUpAfterEach();
 
   before(async () => {
     api = await chatRoomApi();
-  });
-
-  afterEach(async () => {
-    if (api.session()) await vscode.commands.executeCommand('chatRoom.leave');
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
   async function start(args: string[]): Promise<ServerProcess> {
@@ -76,7 +52,7 @@ describe('Join flow access control', function () {
 
     const joined = await join({ address, name: 'alice', token: TOKEN });
     assert.equal(joined.joined, true, JSON.stringify(joined));
-    await sendAndAwaitAck(api, 'in with the token');
+    await sendFromPanel(api, 'in with the token');
     await vscode.commands.executeCommand('chatRoom.leave');
 
     // The token was kept in SecretStorage for this address: rejoining does not need it again.
@@ -101,7 +77,7 @@ describe('Join flow access control', function () {
     const joined = await join({ address, name: 'bob', token: TOKEN, fingerprint: fingerprint.toLowerCase() });
     assert.equal(joined.joined, true, JSON.stringify(joined));
     assert.equal(api.session()?.connection.kind, 'connected');
-    await sendAndAwaitAck(api, 'sealed and delivered');
+    await sendFromPanel(api, 'sealed and delivered');
 
     const invite = new URL((await vscode.commands.executeCommand<string>('chatRoom.copyInvite')) ?? '');
     assert.equal(invite.searchParams.get('fp'), fingerprint, 'the invite carries the fingerprint');
@@ -122,7 +98,7 @@ describe('Join flow access control', function () {
   });
 
   it('"Start Chat Server" opened to the LAN requires a token and serves TLS, and the invite carries both', async () => {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const started = await vscode.commands.executeCommand<StartResult>('chatRoom.startServer', { port, lan: true, join: true });
     cleanups.push(() => vscode.commands.executeCommand('chatRoom.stopServer'));
     assert.equal(started.started, true, JSON.stringify(started));
@@ -131,7 +107,7 @@ describe('Join flow access control', function () {
     const state = api.serverState();
     assert.ok(state.kind === 'running' && state.host === '0.0.0.0' && state.token, 'bound beyond loopback, with a token');
     await waitFor('the host to be in the room', () => api.session()?.connection.kind === 'connected');
-    await sendAndAwaitAck(api, 'hosting over TLS');
+    await sendFromPanel(api, 'hosting over TLS');
 
     const invite = new URL((await vscode.commands.executeCommand<string>('chatRoom.copyInvite')) ?? '');
     assert.equal(invite.searchParams.get('fp'), started.fingerprint);

@@ -8,54 +8,23 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ChatRoomApi } from '../../extension/extension';
 import type { MessageEvent as RoomMessage } from '../../shared/protocol';
+import { freeLoopbackPort } from '../support/freeLoopbackPort';
+import { processAlive } from '../support/processAlive';
 import { ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
-import { chatRoomApi, countOf, messageTexts, waitFor } from './chatRoomHelpers';
-
-type JoinResult = { joined: boolean; code?: string; name?: string; reason?: string };
-type StartResult = { started: boolean; port?: number; code?: string; suggestedPort?: number };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(address.port));
-    });
-  });
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { chatRoomApi, countOf, type JoinResult, leaveAndCleanUpAfterEach, messageTexts, sendFromPanel, type StartResult, waitFor } from './chatRoomHelpers';
 
 function join(port: number, name: string, room: string): Thenable<JoinResult> {
   return vscode.commands.executeCommand<JoinResult>('chatRoom.join', { address: `127.0.0.1:${port}`, name, room });
 }
 
-async function sendFromPanel(api: ChatRoomApi, text: string): Promise<void> {
-  api.postFromPanel({ type: 'send', text });
-  await waitFor(`"${text}" to be acknowledged`, () => api.session()?.pending.length === 0 && messageTexts(api).includes(text));
-}
-
 describe('Chat Room commands', function () {
   this.timeout(60_000);
   let api: ChatRoomApi;
-  const cleanups: (() => unknown)[] = [];
+  const cleanups = leaveAndCleanUpAfterEach();
 
   before(async () => {
     api = await chatRoomApi();
-  });
-
-  afterEach(async () => {
-    if (api.session()) await vscode.commands.executeCommand('chatRoom.leave');
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
   it('declares lazy activation only (never "*")', () => {
@@ -66,7 +35,7 @@ describe('Chat Room commands', function () {
   });
 
   it('starts the server as a child process, serves TCP, and stops it', async () => {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const result = await vscode.commands.executeCommand<StartResult>('chatRoom.startServer', { port });
     cleanups.push(() => vscode.commands.executeCommand('chatRoom.stopServer'));
     assert.equal(result.started, true, JSON.stringify(result));
@@ -100,7 +69,7 @@ describe('Chat Room commands', function () {
   });
 
   it('reports a server that crashes', async () => {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const result = await vscode.commands.executeCommand<StartResult>('chatRoom.startServer', { port });
     assert.equal(result.started, true);
     const state = api.serverState();

@@ -1,10 +1,16 @@
 // Shared by the Chat Room feature tests that run inside the extension host:
-// the extension's test API, and bounded waiting.
+// the extension's test API, the commands' results, per-test cleanup, and
+// bounded waiting.
 import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import type { ChatRoomApi } from '../../extension/extension';
 
 export const EXTENSION_ID = 'chat-room.chat-room';
+
+/** What `chatRoom.join` resolves to. */
+export type JoinResult = { joined: boolean; code?: string; name?: string; reason?: string };
+/** What `chatRoom.startServer` resolves to. */
+export type StartResult = { started: boolean; port?: number; lan?: boolean; fingerprint?: string; code?: string; reason?: string; suggestedPort?: number };
 
 export async function chatRoomApi(): Promise<ChatRoomApi> {
   const extension = vscode.extensions.getExtension<ChatRoomApi>(EXTENSION_ID);
@@ -36,4 +42,24 @@ export function messageTexts(api: ChatRoomApi): string[] {
 
 export function countOf<T>(items: T[], item: T): number {
   return items.filter((candidate) => candidate === item).length;
+}
+
+/**
+ * Registers, in the calling `describe`, what every feature suite does after
+ * each test: leave the room if one is joined, then run the test's cleanups,
+ * newest first. Returns the list the tests push their cleanups onto.
+ */
+export function leaveAndCleanUpAfterEach(): (() => unknown)[] {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    if ((await chatRoomApi()).session()) await vscode.commands.executeCommand('chatRoom.leave');
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  return cleanups;
+}
+
+/** Sends `text` as the panel would, and waits until the server has acknowledged it and it shows. */
+export async function sendFromPanel(api: ChatRoomApi, text: string): Promise<void> {
+  api.postFromPanel({ type: 'send', text });
+  await waitFor(`"${text}" to be acknowledged`, () => api.session()?.pending.length === 0 && messageTexts(api).includes(text));
 }

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { roomLogFileName } from '../../server/roomLog';
 import { checkHistory, sleep } from '../support/historyChecks';
-import { freePort, readRoomLog, ResumingClient, startServerOnPort } from '../support/resumingClient';
+import { freeLoopbackPort } from '../support/freeLoopbackPort';
+import { readRoomLog, ResumingClient, startServerOnPort } from '../support/resumingClient';
 import type { ServerProcess } from '../support/serverProcess';
 
 const CRASHES = Number(process.env.FAULT_CRASHES ?? 20);
@@ -38,7 +39,7 @@ describe('faults: kill -9 while 20 clients send', function () {
   });
 
   it(`keeps every acked message exactly once, in order, across ${CRASHES} crashes`, async () => {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     server = await startServerOnPort(port, { dataDir, args: SERVER_ARGS });
     for (let index = 0; index < CLIENTS; index++) {
       // Backoff shrunk from the extension's 0.5–30 s so each restart is found within a fraction of a second.

@@ -16,7 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { roomLogFileName } from '../../server/roomLog';
 import { checkHistory, sleep } from '../support/historyChecks';
-import { freePort, readRoomLog, ResumingClient, startServerOnPort } from '../support/resumingClient';
+import { freeLoopbackPort } from '../support/freeLoopbackPort';
+import { readRoomLog, ResumingClient, startServerOnPort } from '../support/resumingClient';
 import type { ServerProcess } from '../support/serverProcess';
 import { TcpProxy } from '../support/tcpProxy';
 
@@ -42,7 +43,7 @@ describe(`soak: ${CLIENTS} clients for ${MINUTES} min, server restarted ${RESTAR
 
   it('every transcript matches the stored history; nothing acked is lost or doubled', async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'chat-room-soak-'));
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     server = await startServerOnPort(port, { dataDir });
     const link = await TcpProxy.start(() => port);
     proxy = link;

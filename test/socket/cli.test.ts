@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ErrorFrame } from '../../shared/protocol';
+import { processAlive } from '../support/processAlive';
 import { SERVER_SCRIPT, ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
 
@@ -103,22 +104,13 @@ describe('server command line', function () {
           resolve(Number(String(chunk).trim()));
         });
       });
-      assert.ok(isAlive(serverPid));
+      assert.ok(processAlive(serverPid));
       parent.kill('SIGKILL');
       const deadline = Date.now() + 10_000;
-      while (isAlive(serverPid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-      assert.equal(isAlive(serverPid), false, 'the orphaned server is still running');
+      while (processAlive(serverPid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(processAlive(serverPid), false, 'the orphaned server is still running');
     } finally {
       parent.kill('SIGKILL');
     }
   });
 });
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -4,10 +4,10 @@
 // UI-test harness.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { freeLoopbackPort } from './freeLoopbackPort';
 
 /** The repository root: the nearest folder above this file whose package.json is ours. */
 export function repoRoot(): string {
@@ -42,18 +42,6 @@ const quietWorkbenchSettings = {
   'workbench.enableExperiments': false,
   'chat.commandCenter.enabled': false,
 };
-
-export async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => (port ? resolve(port) : reject(new Error('no port assigned'))));
-    });
-  });
-}
 
 export interface CodeServerOptions {
   /** Short name used in temp folder names and log lines, e.g. "alice". */

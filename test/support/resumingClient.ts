@@ -7,7 +7,6 @@
  * it with the stored history and count what the server should never send.
  */
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { ChatClient } from '../../extension/chatClient';
 import type { ErrorFrame, RoomEvent, ServerFrame } from '../../shared/protocol';
 import { memoryStore } from './memoryStore';
@@ -180,18 +179,6 @@ export async function startServerOnPort(port: number, options: ServerProcessOpti
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
-}
-
-/** A free loopback port, found by binding port 0 and letting it go. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 /** The stored history read straight from a room's log file (every record, oldest first). */
