@@ -5,57 +5,12 @@
 import * as assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser, Frame, Page } from 'playwright-core';
-import { freeLoopbackPort, repoRoot } from '../support/codeServerHost';
+import type { Browser } from 'playwright-core';
+import { repoRoot } from '../support/codeServerHost';
+import { freeLoopbackPort } from '../support/freeLoopbackPort';
 import { TestClient } from '../support/testClient';
-import { closeChromium, findFrameWith, launchChromium, runCommand, saveScreenshot, startPerson, type Person } from './harness';
-
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Waits for `check` to hold, polling; fails with `what` after `timeoutMs`. */
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await delay(250);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
-/** Answers one input box of the Join flow: waits for text in the widget, types the value, presses Enter. */
-async function answerInputBox(page: Page, expected: string, value: string): Promise<void> {
-  const widget = page.locator('.quick-input-widget');
-  await eventually(`an input box saying "${expected}"`, async () => (await widget.isVisible()) && (await widget.innerText()).includes(expected), 15_000);
-  const input = page.locator('.quick-input-widget input.input');
-  await input.fill(value);
-  await delay(200); // validation runs on input; Enter before it settles is ignored
-  await input.press('Enter');
-}
-
-async function joinThroughPrompts(page: Page, address: string, names: { name: string; expect?: string }[], room: string): Promise<void> {
-  await runCommand(page, 'Chat Room: Join Room');
-  await answerInputBox(page, 'server address', address);
-  await answerInputBox(page, 'your name', names[0].name);
-  await answerInputBox(page, 'room', room);
-  for (const retry of names.slice(1)) await answerInputBox(page, retry.expect ?? 'your name', retry.name);
-}
-
-async function chatFrame(page: Page): Promise<Frame> {
-  return findFrameWith(page, '#messages', 30_000);
-}
-
-async function panelText(page: Page): Promise<string> {
-  const frame = await chatFrame(page);
-  return frame.locator('#app').innerText();
-}
-
-async function sendInPanel(page: Page, text: string): Promise<void> {
-  const frame = await chatFrame(page);
-  const input = frame.locator('#input');
-  await input.click();
-  await input.fill(text);
-  await input.press('Enter');
-}
+import { closeChromium, launchChromium, runCommand, saveScreenshot, startPerson, type Person } from './harness';
+import { chatFrame, delay, eventually, joinThroughPrompts, panelText, sendInPanel } from './panelSteps';
 
 describe('Chat Room: a conversation between two people', function () {
   this.timeout(300_000);
@@ -108,12 +63,12 @@ describe('Chat Room: a conversation between two people', function () {
     await eventually('the "Who may connect?" choice', async () => (await widget.isVisible()) && (await widget.innerText()).includes('This machine only'), 15_000);
     await alice.page.locator('.quick-input-widget .monaco-list-row', { hasText: 'This machine only' }).first().click();
     await eventually('the server to run', async () => (await alice.page.locator('.part.statusbar').innerText()).includes(`127.0.0.1:${serverPort}`));
-    await joinThroughPrompts(alice.page, `127.0.0.1:${serverPort}`, [{ name: 'alice' }], 'lobby');
+    await joinThroughPrompts(alice.page, `127.0.0.1:${serverPort}`, 'alice', 'lobby');
     await eventually('alice connected in her panel', async () => /Connected to 127\.0\.0\.1:\d+ as alice/.test(await panelText(alice.page)));
   });
 
   it('bob joins, is refused a taken name, picks another, and both see each other', async () => {
-    await joinThroughPrompts(bob.page, `127.0.0.1:${serverPort}`, [{ name: 'Alice' }, { name: 'bob', expect: 'already in this room' }], 'lobby');
+    await joinThroughPrompts(bob.page, `127.0.0.1:${serverPort}`, 'Alice', 'lobby', [{ name: 'bob', expect: 'already in this room' }]);
     await eventually('bob connected', async () => /Connected to .* as bob/.test(await panelText(bob.page)));
     await eventually('alice sees bob join', async () => (await panelText(alice.page)).includes('bob joined'));
     await eventually('bob sees both members', async () => {

@@ -32,11 +32,17 @@ export async function answerInputBox(page: Page, expected: string, value: string
   await input.press('Enter');
 }
 
-export async function joinThroughPrompts(page: Page, address: string, name: string, room: string): Promise<void> {
+/**
+ * Joins through the Join flow's prompts. `retries` answer the prompts that
+ * follow a refused name, each waiting for its `expect` text (by default the
+ * name prompt's "your name").
+ */
+export async function joinThroughPrompts(page: Page, address: string, name: string, room: string, retries: { name: string; expect?: string }[] = []): Promise<void> {
   await runCommand(page, 'Chat Room: Join Room');
   await answerInputBox(page, 'server address', address);
   await answerInputBox(page, 'your name', name);
   await answerInputBox(page, 'room', room);
+  for (const retry of retries) await answerInputBox(page, retry.expect ?? 'your name', retry.name);
 }
 
 /** The chat panel's document (a webview is re-created each time it is shown, so look it up each time). */
