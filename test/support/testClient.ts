@@ -29,22 +29,7 @@ export class TestClient {
   }
 
   static connect(port: number, host = '127.0.0.1', timeoutMs = 5000): Promise<TestClient> {
-    return new Promise((resolve, reject) => {
-      const socket = connect({ port, host });
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`could not connect to ${host}:${port} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        socket.setNoDelay(true);
-        resolve(new TestClient(socket));
-      });
-      socket.once('error', (error) => {
-        clearTimeout(timer);
-        reject(error);
-      });
-    });
+    return TestClient.whenReady(connect({ port, host }), 'connect', timeoutMs, `could not connect to ${host}:${port} within ${timeoutMs} ms`);
   }
 
   /**
@@ -52,13 +37,18 @@ export class TestClient {
    * (the server's is self-signed); the caller checks `peerFingerprint` itself.
    */
   static connectTls(port: number, host = '127.0.0.1', timeoutMs = 5000): Promise<TestClient> {
+    const socket = connectTls({ port, host, rejectUnauthorized: false, servername: '' });
+    return TestClient.whenReady(socket, 'secureConnect', timeoutMs, `no TLS handshake with ${host}:${port} within ${timeoutMs} ms`);
+  }
+
+  /** Wraps `socket` once it emits `readyEvent`; destroys it and rejects on an error or after `timeoutMs`. */
+  private static whenReady(socket: Socket, readyEvent: 'connect' | 'secureConnect', timeoutMs: number, timeoutMessage: string): Promise<TestClient> {
     return new Promise((resolve, reject) => {
-      const socket = connectTls({ port, host, rejectUnauthorized: false, servername: '' });
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new Error(`no TLS handshake with ${host}:${port} within ${timeoutMs} ms`));
+        reject(new Error(timeoutMessage));
       }, timeoutMs);
-      socket.once('secureConnect', () => {
+      socket.once(readyEvent, () => {
         clearTimeout(timer);
         socket.setNoDelay(true);
         resolve(new TestClient(socket));
