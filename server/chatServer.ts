@@ -193,10 +193,7 @@ export class ChatServer extends Disposable implements ConnectionHost {
     for (const connection of this.connections) connection.detachFromRoom();
     const rooms = await Promise.allSettled(this.rooms.values());
     await Promise.all(rooms.map((room) => (room.status === 'fulfilled' ? room.value.departAll('shutdown') : undefined)));
-    for (const connection of this.connections) {
-      if (connection instanceof NdjsonConnection) connection.socket.end(goodbye);
-      else connection.socket.end();
-    }
+    for (const connection of this.connections) connection.endWith(connection instanceof NdjsonConnection ? goodbye : undefined, 'shutdown');
     await Promise.all(rooms.map((room) => (room.status === 'fulfilled' ? room.value.close() : undefined)));
     // Give the goodbyes a moment to reach clients that are reading, but never wait on those that are not.
     await Promise.race([Promise.all([...this.connections].map((connection) => once(connection.socket, 'close'))), new Promise((resolve) => setTimeout(resolve, 1000))]);

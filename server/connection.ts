@@ -131,7 +131,7 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
   }
 
   /** Sends a last frame and closes once it is written. */
-  protected endWith(bytes: Buffer | undefined, reason: LeaveReason): void {
+  endWith(bytes: Buffer | undefined, reason: LeaveReason): void {
     this.leaveReason ??= reason;
     if (bytes && !this.isDisposed) this.socket.end(bytes);
     else this.socket.end();

@@ -22,6 +22,7 @@ const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function printResult(result: TestRunResult): void {
   console.log(`extension host: VS Code ${result.vscodeVersion}`);
+  if (result.activationMs !== undefined) console.log(`extension activation (bundle load + activate()): ${result.activationMs} ms`);
   for (const test of result.tests) {
     const mark = test.state === 'passed' ? '✔' : test.state === 'failed' ? '✖' : '-';
     const duration = test.durationMs !== undefined ? ` (${test.durationMs}ms)` : '';
