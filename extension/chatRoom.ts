@@ -16,7 +16,8 @@ import { ChatPanel, type PanelHost } from './chatPanel';
 import { ChatSession, type JoinParams } from './chatSession';
 import { type JoinArgs, type JoinResult, LAST_JOIN_KEY, type RememberedJoin, rememberedCredentials, runJoinFlow } from './joinFlow';
 import { findFreePort, PortBusyError, ServerController, type ServerState } from './serverController';
-import { isLoopback, readSettings } from './settings';
+import { isLoopbackHost } from '../shared/addresses';
+import { readSettings } from './settings';
 
 const CLIENT_ID_KEY = 'chatRoom.clientId';
 const SERVER_TOKEN_KEY = 'chatRoom.serverToken';
@@ -103,18 +104,18 @@ export class ChatRoomController extends Disposable implements PanelHost {
       if (interactive) void vscode.window.showInformationMessage(`The chat server is already running${where}.`);
       return { started: false, reason: 'already running', code: 'already_running' };
     }
-    let openToLan = args?.lan ?? (args?.host !== undefined ? !isLoopback(args.host) : undefined);
+    let openToLan = args?.lan ?? (args?.host !== undefined ? !isLoopbackHost(args.host) : undefined);
     if (openToLan === undefined && interactive) {
-      openToLan = await askOpenToLan(!isLoopback(settings.bindAddress));
+      openToLan = await askOpenToLan(!isLoopbackHost(settings.bindAddress));
       if (openToLan === undefined) return { started: false, reason: 'cancelled', code: 'cancelled' };
     }
-    openToLan ??= !isLoopback(settings.bindAddress);
-    const host = args?.host ?? (openToLan ? (isLoopback(settings.bindAddress) ? '0.0.0.0' : settings.bindAddress) : isLoopback(settings.bindAddress) ? settings.bindAddress : '127.0.0.1');
+    openToLan ??= !isLoopbackHost(settings.bindAddress);
+    const host = args?.host ?? (openToLan ? (isLoopbackHost(settings.bindAddress) ? '0.0.0.0' : settings.bindAddress) : isLoopbackHost(settings.bindAddress) ? settings.bindAddress : '127.0.0.1');
     let port = args?.port ?? settings.serverPort;
     const dataDir = path.join(this.context.globalStorageUri.fsPath, 'server-data');
     await fs.mkdir(dataDir, { recursive: true });
     // Anyone who can reach the port could join, so beyond loopback a token is a must, and TLS keeps it (and the talk) private.
-    const token = openToLan || !isLoopback(host) ? await this.serverToken() : undefined;
+    const token = openToLan || !isLoopbackHost(host) ? await this.serverToken() : undefined;
     const tls = openToLan;
 
     for (let tries = 0; tries < 2; tries++) {
@@ -126,7 +127,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
         );
         this.log.info(`Chat server running on ${formatAddress(running)}${running.fingerprint ? `, TLS certificate fingerprint (SHA-256) ${running.fingerprint}` : ''}`);
         const joinNow = args?.join ?? settings.joinOnStart;
-        const joinAddress = formatAddress({ host: isLoopback(host) || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host, port: running.port });
+        const joinAddress = formatAddress({ host: isLoopbackHost(host) || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host, port: running.port });
         // Our own server: its token and certificate are known, so joining it asks for neither.
         const ownCredentials: JoinArgs = { ...(token ? { token } : {}), ...(running.fingerprint ? { fingerprint: running.fingerprint } : {}) };
         if (joinNow) {
@@ -152,7 +153,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
             port = suggestedPort;
             continue;
           }
-          if (choice === 'Join the Server There') void this.joinFlow({ address: formatAddress({ host: isLoopback(host) ? host : '127.0.0.1', port }), confirm: true });
+          if (choice === 'Join the Server There') void this.joinFlow({ address: formatAddress({ host: isLoopbackHost(host) ? host : '127.0.0.1', port }), confirm: true });
           return { started: false, reason: error.message, code: 'port_busy', suggestedPort };
         }
         const reason = error instanceof Error ? error.message : String(error);
@@ -424,7 +425,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
     }
     // A server this window runs on all interfaces is reached by teammates through a LAN address.
     let otherLanAddresses: string[] = [];
-    if (state.kind === 'running' && port === state.port && (isLoopback(host) || host === '0.0.0.0' || host === '::') && !isLoopback(state.host)) {
+    if (state.kind === 'running' && port === state.port && (isLoopbackHost(host) || host === '0.0.0.0' || host === '::') && !isLoopbackHost(state.host)) {
       const [first, ...others] = lanAddresses();
       host = first ?? host;
       otherLanAddresses = others;

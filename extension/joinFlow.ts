@@ -123,8 +123,23 @@ export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<
   } else {
     fingerprint = pinnedFingerprint(deps.globalState, address.host, address.port);
   }
-  // Tried once: a plain connection to a TLS server fails, and then the server's certificate is offered for trust.
+  // Whether the server speaks TLS is asked at most once; a certificate it shows is offered for trust.
   let probedForTls = fingerprint !== undefined;
+  const probeForTls = async (): Promise<JoinResult | undefined> => {
+    probedForTls = true;
+    const presented = await probeServerFingerprint(address.host, address.port);
+    if (presented === undefined) return undefined;
+    const trusted = await trustOnFirstUse(formatAddress(address), presented, interactive);
+    if (trusted.kind === 'refused') return { joined: false, reason: trusted.reason, code: trusted.code };
+    fingerprint = presented;
+    return undefined;
+  };
+  // A token must not cross the network in the clear when the server could take it over TLS,
+  // so that is asked before the first hello that would carry one.
+  if (token && !probedForTls) {
+    const refused = await probeForTls();
+    if (refused) return refused;
+  }
 
   // Each refusal asks again for what was refused; a person can always cancel.
   for (let round = 0; round < 10; round++) {
@@ -136,14 +151,10 @@ export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<
       return { joined: true, name: outcome.welcome.you, room: outcome.welcome.room, address: formatAddress(address) };
     }
     if (outcome.kind === 'unreachable' && !probedForTls) {
-      probedForTls = true;
-      const presented = await probeServerFingerprint(address.host, address.port);
-      if (presented !== undefined) {
-        const trusted = await trustOnFirstUse(formatAddress(address), presented, interactive);
-        if (trusted.kind === 'refused') return { joined: false, reason: trusted.reason, code: trusted.code };
-        fingerprint = presented;
-        continue;
-      }
+      const refused = await probeForTls();
+      if (refused) return refused;
+      // A plain connection to a TLS server fails; with its certificate now trusted, try again over TLS.
+      if (fingerprint) continue;
     }
     if (outcome.kind === 'unreachable') {
       if (interactive) void vscode.window.showErrorMessage(`Could not join ${formatAddress(address)}: ${outcome.reason}`);

@@ -4,7 +4,7 @@
  * by their own mistakes (nor by another local process).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { isIP } from 'node:net';
+import { isLoopbackHost } from '../shared/addresses';
 
 export interface AccessGateOptions {
   token: string | undefined;
@@ -23,12 +23,6 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
 }
 
-export function isLoopbackAddress(address: string | undefined): boolean {
-  if (!address) return false;
-  const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
-  if (plain === '::1') return true;
-  return isIP(plain) === 4 && plain.startsWith('127.');
-}
 
 export class AccessGate {
   private readonly tokenDigest: Buffer | undefined;
@@ -66,7 +60,7 @@ export class AccessGate {
   }
 
   private isExempt(address: string): boolean {
-    return this.exemptLoopback && isLoopbackAddress(address);
+    return this.exemptLoopback && isLoopbackHost(address);
   }
 
   private noteFailure(address: string | undefined): void {

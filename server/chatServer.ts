@@ -8,7 +8,8 @@ import { createServer as createTlsServer } from 'node:tls';
 import { Disposable, toDisposable } from '../shared/disposable';
 import { encodeFrame } from '../shared/framing';
 import type { Limits } from '../shared/protocol';
-import { AccessGate, isLoopbackAddress } from './accessGate';
+import { isLoopbackHost } from '../shared/addresses';
+import { AccessGate } from './accessGate';
 import { ClassicConnection } from './classicConnection';
 import type { Connection, ConnectionHost } from './connection';
 import type { Logger } from './log';
@@ -77,7 +78,7 @@ export class ChatServer extends Disposable implements ConnectionHost {
     const addresses: ListeningAddresses = { port };
     if (this.options.classicPort !== undefined) {
       addresses.classicPort = await this.startListener(this.options.classicPort, (socket) => {
-        if (this.options.token !== undefined && !isLoopbackAddress(socket.remoteAddress)) {
+        if (this.options.token !== undefined && !isLoopbackHost(socket.remoteAddress)) {
           // The seed protocol has no way to present a token, so it is for this machine only on a guarded server.
           socket.end('This server needs a token; the classic protocol cannot send one.\n');
           return undefined;

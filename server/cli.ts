@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../shared/protocol';
-import { isLoopbackAddress } from './accessGate';
+import { isLoopbackHost } from '../shared/addresses';
 import { ChatServer } from './chatServer';
 import { createLogger, type LogFormat } from './log';
 import { loadTlsIdentity } from './tls';
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
   const host = values.host as string;
   const dataDir = values.memory ? undefined : resolve((values.data as string | undefined) ?? DEFAULT_DATA_DIR);
   let token = (values.token as string | undefined) ?? (process.env[TOKEN_ENV] || undefined);
-  if (!isLoopbackAddress(host) && host !== 'localhost' && token === undefined) {
+  if (!isLoopbackHost(host) && host !== 'localhost' && token === undefined) {
     if (dataDir === undefined) throw new Error(`binding ${host} opens the server to other machines: give it a --token`);
     // A server others can reach must not be open to anyone who finds the port.
     token = randomBytes(32).toString('base64url');

@@ -7,6 +7,7 @@ import * as vscode from 'vscode';
 import type { ChatRoomApi } from '../../extension/extension';
 import { freeLoopbackPort } from '../support/freeLoopbackPort';
 import { ServerProcess } from '../support/serverProcess';
+import { TcpProxy } from '../support/tcpProxy';
 import { chatRoomApi, type JoinResult, leaveAndCleanUpAfterEach, sendFromPanel, type StartResult, waitFor } from './chatRoomHelpers';
 
 const TOKEN = 'a token only invitees know';
@@ -95,6 +96,21 @@ describe('Join flow access control', function () {
     assert.equal(result.joined, false, 'without a person to ask, an unknown certificate is not trusted');
     assert.equal(result.code, 'unpinned_certificate');
     assert.ok(result.reason?.includes(fingerprint), `the fingerprint is shown: ${result.reason}`);
+  });
+
+  it('never sends a token in the clear to a TLS server it has no pin for', async () => {
+    const server = await start(['--tls', '--token', TOKEN]);
+    // Everything the client sends passes through this proxy, which keeps a copy.
+    const proxy = await TcpProxy.start(() => server.port);
+    proxy.recordClientBytes = true;
+    cleanups.push(() => proxy.close());
+    const result = await join({ address: `127.0.0.1:${proxy.port}`, name: 'careful', token: TOKEN });
+    assert.equal(result.joined, false);
+    assert.equal(result.code, 'unpinned_certificate', 'the server was found to speak TLS before any hello');
+    assert.ok(proxy.accepted >= 1, 'the client did reach the server');
+    const sentInTheClear = Buffer.concat(proxy.bytesFromClients).toString('latin1');
+    assert.ok(!sentInTheClear.includes(TOKEN), 'the token crossed the network unencrypted');
+    assert.ok(!sentInTheClear.includes('"hello"'), 'a hello crossed the network unencrypted');
   });
 
   it('"Start Chat Server" opened to the LAN requires a token and serves TLS, and the invite carries both', async () => {

@@ -15,6 +15,9 @@ export interface ProxiedConnection {
 export class TcpProxy {
   readonly connections = new Set<ProxiedConnection>();
   accepted = 0;
+  /** While set, every chunk clients send is kept in `bytesFromClients` (off by default: soak runs would hoard it). */
+  recordClientBytes = false;
+  readonly bytesFromClients: Buffer[] = [];
   /** While set, new connections are reset at once and never reach the server (the link is down). */
   refusing = false;
 
@@ -54,6 +57,9 @@ export class TcpProxy {
         to.destroy();
       });
     };
+    client.on('data', (chunk: Buffer) => {
+      if (this.recordClientBytes) this.bytesFromClients.push(chunk);
+    });
     forward(client, upstream);
     forward(upstream, client);
   }

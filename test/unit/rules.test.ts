@@ -1,7 +1,8 @@
 /** Pure rules: names, the rate limit and the access gate, with the clock under the test's control. */
 import assert from 'node:assert/strict';
 import { nameKey, nameProblem, roomProblem } from '../../shared/names';
-import { AccessGate, isLoopbackAddress } from '../../server/accessGate';
+import { AccessGate } from '../../server/accessGate';
+import { isLoopbackHost } from '../../shared/addresses';
 import { TokenBucket } from '../../server/rateLimiter';
 
 describe('name rules', () => {
@@ -101,6 +102,6 @@ describe('access gate', () => {
     const gate = new AccessGate({ token: 't', maxFailures: 1, failureWindowMs: 60_000, lockoutMs: 60_000 });
     for (let i = 0; i < 5; i += 1) gate.check('wrong', '127.0.0.1');
     assert.equal(gate.check('t', '127.0.0.1'), 'allowed');
-    assert.ok(isLoopbackAddress('::1') && isLoopbackAddress('::ffff:127.0.0.1') && !isLoopbackAddress(lan));
+    assert.ok(isLoopbackHost('::1') && isLoopbackHost('::ffff:127.0.0.1') && !isLoopbackHost(lan));
   });
 });
