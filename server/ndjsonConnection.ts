@@ -10,9 +10,9 @@ import { Connection, type ConnectionHost } from './connection';
 import type { EncodedEvent } from './room';
 
 const PING = encodeFrame({ type: 'ping' });
+const PONG = encodeFrame({ type: 'pong' });
 /** Replayed history is written in slices of about this size, each after the client has taken the last. */
 const REPLAY_SLICE_BYTES = 256 * 1024;
-const PONG = encodeFrame({ type: 'pong' });
 
 export class NdjsonConnection extends Connection<ClientFrameResult> {
   readonly answersPings = true;
