@@ -80,7 +80,7 @@ export class ChatServer extends Disposable implements ConnectionHost {
       addresses.classicPort = await this.startListener(this.options.classicPort, (socket) => {
         if (this.options.token !== undefined && !isLoopbackHost(socket.remoteAddress)) {
           // The seed protocol has no way to present a token, so it is for this machine only on a guarded server.
-          socket.end('This server needs a token; the classic protocol cannot send one.\n');
+          refuse(socket, Buffer.from('This server needs a token; the classic protocol cannot send one.\n', 'utf8'));
           return undefined;
         }
         return new ClassicConnection(socket, this, this.options.classicPauseMs);
@@ -126,8 +126,7 @@ export class ChatServer extends Disposable implements ConnectionHost {
       return;
     }
     if (this.limits.maxClients > 0 && this.connections.size >= this.limits.maxClients) {
-      socket.on('error', () => undefined);
-      socket.end(encodeFrame({ type: 'error', code: 'server_full', message: `The server is full (${this.limits.maxClients} connections).` }));
+      refuse(socket, encodeFrame({ type: 'error', code: 'server_full', message: `The server is full (${this.limits.maxClients} connections).` }));
       this.logger.warn(`${peer} refused: server full`);
       return;
     }
@@ -191,7 +190,10 @@ export class ChatServer extends Disposable implements ConnectionHost {
   private async closeEverything(): Promise<void> {
     for (const listener of this.listeners) listener.close();
     const goodbye = encodeFrame({ type: 'error', code: 'shutdown', message: 'The server is shutting down.' });
-    for (const connection of this.connections) connection.detachFromRoom();
+    for (const connection of this.connections) {
+      connection.stopReading();
+      connection.detachFromRoom();
+    }
     const rooms = await Promise.allSettled(this.rooms.values());
     await Promise.all(rooms.map((room) => (room.status === 'fulfilled' ? room.value.departAll('shutdown') : undefined)));
     for (const connection of this.connections) connection.endWith(connection instanceof NdjsonConnection ? goodbye : undefined, 'shutdown');
@@ -201,4 +203,16 @@ export class ChatServer extends Disposable implements ConnectionHost {
     for (const connection of [...this.connections]) connection.dispose();
     this.dispose();
   }
+}
+
+/**
+ * Turns a connection away with a last line. No Connection owns such a socket,
+ * so this does what one would: a reset from the peer must not become an
+ * unhandled 'error' that ends the server, and a peer that never reads must not
+ * keep the socket half-open.
+ */
+function refuse(socket: Socket, lastLine: Buffer): void {
+  socket.on('error', () => undefined);
+  socket.end(lastLine);
+  setTimeout(() => socket.destroy(), 2000).unref();
 }
