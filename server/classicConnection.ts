@@ -91,7 +91,7 @@ export class ClassicConnection extends Connection<ClassicInput> {
       return;
     }
     const room = await this.host.openRoom(DEFAULT_ROOM);
-    if (this.isDisposed) return;
+    if (this.isDisposed || this.isStopping) return;
     if (room.memberNamed(name)) {
       this.send(line(`Someone is already called ${name}. Type another name and press enter!`));
       return;

@@ -39,6 +39,7 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
   private handlingInput = false;
   private pausedForRate = false;
   private resumeTimer: NodeJS.Timeout | undefined;
+  private readingStopped = false;
 
   constructor(
     readonly socket: Socket,
@@ -81,7 +82,7 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     if (this.handlingInput || this.pausedForRate) return;
     this.handlingInput = true;
     try {
-      while (this.inputs.length > 0 && !this.isDisposed) {
+      while (this.inputs.length > 0 && !this.isDisposed && !this.readingStopped) {
         if (!this.rateLimit.tryTake()) {
           this.pauseForRate();
           return;
@@ -99,6 +100,7 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     this.onRateLimited();
     this.resumeTimer = setTimeout(() => {
       this.pausedForRate = false;
+      if (this.readingStopped) return;
       this.socket.resume();
       void this.drainInputs();
     }, this.rateLimit.msUntilNextToken());
@@ -147,6 +149,17 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     if (!room || this.replaced) return Promise.resolve(false);
     this.host.logger.info(`${this.peer} (${this.name}) left ${room.name} (${reason}).`);
     return room.leave(this, reason);
+  }
+
+  /** Takes no more input (the server is shutting down): nothing said from now on is acted on. */
+  stopReading(): void {
+    this.readingStopped = true;
+    this.socket.pause();
+  }
+
+  /** Whether input has stopped being taken; a hello still waiting for its room must then not join. */
+  protected get isStopping(): boolean {
+    return this.readingStopped;
   }
 
   /** Lets go of the room without announcing anything: the room announces the departure itself (shutdown). */

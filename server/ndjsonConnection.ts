@@ -158,7 +158,7 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
     if (hello.lastSeq !== undefined && hello.lastSeq < 0) return this.fail('bad_frame', 'lastSeq must not be negative.');
 
     const room = await this.host.openRoom(roomName);
-    if (this.isDisposed || this.isJoined) return;
+    if (this.isDisposed || this.isJoined || this.isStopping) return;
     const holder = room.memberNamed(hello.name);
     const resuming = holder !== undefined && hello.clientId !== undefined && holder.clientId === hello.clientId && holder instanceof Connection;
     if (holder && !resuming) return this.fail('name_taken', `Someone in ${roomName} is already called "${holder.name}".`);
