@@ -17,6 +17,9 @@ export interface AccessGateOptions {
   now?: () => number;
 }
 
+/** Past this many remembered addresses, stale ones are swept before another is added. */
+const MAX_TRACKED_ADDRESSES = 10_000;
+
 export type AccessVerdict = 'allowed' | 'unauthorized' | 'locked_out';
 
 function digest(text: string): Buffer {
@@ -66,6 +69,7 @@ export class AccessGate {
   private noteFailure(address: string | undefined): void {
     if (!address || this.isExempt(address)) return;
     const now = this.now();
+    if (this.failures.size + this.lockedUntil.size > MAX_TRACKED_ADDRESSES) this.forgetStale(now);
     const recent = (this.failures.get(address) ?? []).filter((at) => now - at < this.options.failureWindowMs);
     recent.push(now);
     if (recent.length >= this.options.maxFailures) {
@@ -73,6 +77,19 @@ export class AccessGate {
       this.failures.delete(address);
     } else {
       this.failures.set(address, recent);
+    }
+  }
+
+  /**
+   * Drops failures older than the window and lock-outs that have run out, so a
+   * peer that keeps changing its address cannot grow these maps without bound.
+   */
+  private forgetStale(now: number): void {
+    for (const [address, times] of this.failures) {
+      if (now - times[times.length - 1] >= this.options.failureWindowMs) this.failures.delete(address);
+    }
+    for (const [address, until] of this.lockedUntil) {
+      if (until <= now) this.lockedUntil.delete(address);
     }
   }
 }

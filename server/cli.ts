@@ -117,7 +117,7 @@ async function main(): Promise<void> {
   const host = values.host as string;
   const dataDir = values.memory ? undefined : resolve((values.data as string | undefined) ?? DEFAULT_DATA_DIR);
   let token = (values.token as string | undefined) ?? (process.env[TOKEN_ENV] || undefined);
-  if (!isLoopbackHost(host) && host !== 'localhost' && token === undefined) {
+  if (!isLoopbackHost(host) && token === undefined) {
     if (dataDir === undefined) throw new Error(`binding ${host} opens the server to other machines: give it a --token`);
     // A server others can reach must not be open to anyone who finds the port.
     token = randomBytes(32).toString('base64url');
