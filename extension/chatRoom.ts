@@ -18,6 +18,7 @@ import { type JoinArgs, type JoinResult, LAST_JOIN_KEY, type RememberedJoin, rem
 import { findFreePort, PortBusyError, ServerController, type ServerState } from './serverController';
 import { isLoopbackHost } from '../shared/addresses';
 import { readSettings } from './settings';
+import { inertNotificationText } from './notificationText';
 
 const CLIENT_ID_KEY = 'chatRoom.clientId';
 const SERVER_TOKEN_KEY = 'chatRoom.serverToken';
@@ -222,7 +223,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
       session.onOutbox((pending) => this.chatPanel?.post({ type: 'outbox', pending })),
       session.onSendFailure((failure) => {
         this.chatPanel?.post({ type: 'sendFailed', id: failure.id, text: failure.text, reason: failure.reason });
-        void vscode.window.showWarningMessage(`A message was not sent: ${failure.reason}`);
+        void vscode.window.showWarningMessage(`A message was not sent: ${inertNotificationText(failure.reason, 300)}`);
       }),
     ];
     this.redrawPanel();
@@ -270,8 +271,8 @@ export class ChatRoomController extends Disposable implements PanelHost {
     const mode = readSettings().notifications;
     const mentioned = this.session?.mentionsMe(text) === true;
     if (mode === 'off' || (mode === 'mentions' && !mentioned)) return;
-    const preview = plainPreview(text);
-    const headline = mentioned ? `${plainPreview(from)} mentioned you: ${preview}` : `${plainPreview(from)}: ${preview}`;
+    const preview = inertNotificationText(text);
+    const headline = mentioned ? `${inertNotificationText(from)} mentioned you: ${preview}` : `${inertNotificationText(from)}: ${preview}`;
     void vscode.window.showInformationMessage(headline, 'Open Chat').then((choice) => {
       if (choice) this.openPanel();
     });
@@ -521,11 +522,6 @@ export class ChatRoomController extends Disposable implements PanelHost {
 }
 
 /** Text safe to put in a notification: no control or bidi characters, and short. */
-function plainPreview(text: string): string {
-  const flat = text.replace(/[\p{Cc}\p{Cf}]+/gu, ' ').replace(/\s+/g, ' ').trim();
-  return flat.length > 120 ? `${flat.slice(0, 119)}…` : flat;
-}
-
 async function openLink(href: string): Promise<void> {
   let url: URL;
   try {

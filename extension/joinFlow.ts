@@ -14,6 +14,7 @@ import type { JoinParams } from './chatSession';
 import type { FirstOutcome } from './chatClient';
 import { fingerprintMismatchMessage, fingerprintsMatch, normalizeFingerprint, probeServerFingerprint } from './certificatePin';
 import { readSettings } from './settings';
+import { inertNotificationText } from './notificationText';
 
 /** Arguments `chatRoom.join` accepts; any value given is not asked for. */
 export interface JoinArgs {
@@ -157,7 +158,7 @@ export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<
       if (fingerprint) continue;
     }
     if (outcome.kind === 'unreachable') {
-      if (interactive) void vscode.window.showErrorMessage(`Could not join ${formatAddress(address)}: ${outcome.reason}`);
+      if (interactive) void vscode.window.showErrorMessage(`Could not join ${formatAddress(address)}: ${inertNotificationText(outcome.reason, 300)}`);
       return { joined: false, reason: outcome.reason, code: 'unreachable' };
     }
     if (outcome.code === 'fingerprint_mismatch') {
@@ -183,7 +184,7 @@ export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<
       await deps.secrets.store(secretKey, token);
       continue;
     }
-    void vscode.window.showErrorMessage(`Could not join ${room}: ${outcome.message}`);
+    void vscode.window.showErrorMessage(`Could not join ${room}: ${inertNotificationText(outcome.message, 300)}`);
     return { joined: false, reason: outcome.message, code: outcome.code };
   }
   return { joined: false, reason: 'Too many attempts.' };

@@ -4,6 +4,7 @@ import { nameKey, nameProblem, roomProblem } from '../../shared/names';
 import { AccessGate } from '../../server/accessGate';
 import { isLoopbackHost } from '../../shared/addresses';
 import { TokenBucket } from '../../server/rateLimiter';
+import { inertNotificationText } from '../../extension/notificationText';
 
 describe('name rules', () => {
   it('accepts 1 to 32 characters and refuses 0 and 33', () => {
@@ -103,5 +104,19 @@ describe('access gate', () => {
     for (let i = 0; i < 5; i += 1) gate.check('wrong', '127.0.0.1');
     assert.equal(gate.check('t', '127.0.0.1'), 'allowed');
     assert.ok(isLoopbackHost('::1') && isLoopbackHost('::ffff:127.0.0.1') && !isLoopbackHost(lan));
+  });
+});
+
+describe('text shown in notifications', () => {
+  it('can never carry a link or a command: brackets become look-alikes, control and bidi characters spaces', () => {
+    const hostile = '@you [Open chat](command:workbench.action.closeWindow) \u202Eevil\u0007 [x](https://phish.example)';
+    const shown = inertNotificationText(hostile, 500);
+    assert.ok(!/[[\]]/.test(shown), shown);
+    assert.ok(!shown.includes('\u202E') && !shown.includes('\u0007'), shown);
+    assert.match(shown, /⟦Open chat⟧\(command:/);
+  });
+
+  it('shortens long text to the limit with an ellipsis', () => {
+    assert.equal(inertNotificationText('a'.repeat(200), 10), 'a'.repeat(9) + '…');
   });
 });
