@@ -227,25 +227,38 @@ function presenceText(entry: PresenceEntry): string {
   }
 }
 
-/** Adds a join/leave line, folding it into the run just above if there is one. */
+/** Rows kept in a folded run of arrivals and departures; the summary still counts them all. */
+const PRESENCE_ROWS_KEPT = 50;
+
+interface PresenceLine {
+  text: string;
+  ts: number;
+}
+
+/**
+ * Adds a join/leave line, folding it into the run of arrivals and departures
+ * just above if there is one. Only such runs fold (they carry the `presence`
+ * class): other quiet lines, such as a "Not sent" notice, stay as they are.
+ */
 function appendPresence(entry: PresenceEntry): void {
+  const line = { text: presenceText(entry), ts: entry.ts };
   const previous = lastEntryElement();
-  if (previous instanceof HTMLLIElement && previous.classList.contains('system')) {
-    const lines = JSON.parse(previous.dataset.lines ?? '[]') as { text: string; ts: number }[];
-    lines.push({ text: presenceText(entry), ts: entry.ts });
-    drawSystemRun(previous, lines);
+  if (previous instanceof HTMLLIElement && previous.classList.contains('presence')) {
+    const lines = (JSON.parse(previous.dataset.lines ?? '[]') as PresenceLine[]).concat(line).slice(-PRESENCE_ROWS_KEPT);
+    drawPresenceRun(previous, lines, Number(previous.dataset.count ?? lines.length - 1) + 1);
     return;
   }
   const item = document.createElement('li');
-  item.className = 'system';
-  drawSystemRun(item, [{ text: presenceText(entry), ts: entry.ts }]);
+  item.className = 'system presence';
+  drawPresenceRun(item, [line], 1);
   insertEntryElement(item);
 }
 
-function drawSystemRun(item: HTMLLIElement, lines: { text: string; ts: number }[]): void {
+function drawPresenceRun(item: HTMLLIElement, lines: PresenceLine[], count: number): void {
   item.dataset.lines = JSON.stringify(lines);
+  item.dataset.count = String(count);
   item.replaceChildren();
-  if (lines.length === 1) {
+  if (count === 1) {
     const text = document.createElement('span');
     text.className = 'system-text';
     text.textContent = lines[0].text;
@@ -255,7 +268,7 @@ function drawSystemRun(item: HTMLLIElement, lines: { text: string; ts: number }[
   const details = document.createElement('details');
   const summary = document.createElement('summary');
   const shown = lines.slice(-3).map((line) => line.text).join(', ');
-  summary.textContent = lines.length > 3 ? `${lines.length} arrivals and departures: … ${shown}` : `${lines.length} arrivals and departures: ${shown}`;
+  summary.textContent = count > 3 ? `${count} arrivals and departures: … ${shown}` : `${count} arrivals and departures: ${shown}`;
   const list = document.createElement('ul');
   for (const line of lines) {
     const row = document.createElement('li');
