@@ -181,7 +181,7 @@ export class Room {
     event.seq = this.nextSeq++;
     event.ts = this.now();
     const encoded = new EncodedEvent(event);
-    const stored = clientId === undefined ? encoded.wire : Buffer.from(JSON.stringify({ ...event, clientId }) + '\n', 'utf8');
+    const stored = clientId === undefined ? encoded.wire : withClientId(encoded.wire, clientId);
     try {
       await this.log.append(stored);
     } catch (error) {
@@ -221,4 +221,14 @@ export class Room {
 
 function clientKey(clientId: string, id: string): string {
   return clientId + '\u0000' + id;
+}
+
+/**
+ * The stored form of a message: its wire bytes with the sender's client id
+ * added (kept for de-duplication after a restart, never sent to members).
+ * Spliced in before the closing brace, so the event is serialised only once.
+ */
+function withClientId(wire: Buffer, clientId: string): Buffer {
+  // Every encoded frame ends with "}\n".
+  return Buffer.concat([wire.subarray(0, wire.length - 2), Buffer.from(`,"clientId":${JSON.stringify(clientId)}}\n`, 'utf8')]);
 }
