@@ -6,6 +6,7 @@
  */
 import DOMPurify from 'dompurify';
 import MarkdownIt from 'markdown-it';
+import { nameKey } from '../../shared/names';
 import type {
   ChatEntry,
   ConnectionView,
@@ -136,10 +137,6 @@ let historyLimit = 500;
 let pendingIds = new Set<string>();
 let connection: ConnectionView = { kind: 'idle' };
 let countdownTimer: number | undefined;
-
-function nameKey(name: string): string {
-  return name.normalize('NFKC').toLocaleLowerCase('en-US');
-}
 
 function formatTime(ts: number): { short: string; full: string; iso: string } {
   const date = new Date(ts);
