@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { Disposable, type IDisposable, toDisposable } from '../shared/disposable';
-import { DEFAULT_LIMITS } from '../shared/protocol';
+import { DEFAULT_LIMITS, DEFAULT_PORT } from '../shared/protocol';
 import type { PanelView, WebviewToHost } from '../shared/webviewMessages';
 import { formatAddress } from './address';
 import { textBytes } from './chatClient';
@@ -16,7 +16,7 @@ import { ChatPanel, type PanelHost } from './chatPanel';
 import { ChatSession, type JoinParams } from './chatSession';
 import { type JoinArgs, type JoinResult, LAST_JOIN_KEY, type RememberedJoin, rememberedCredentials, runJoinFlow } from './joinFlow';
 import { findFreePort, PortBusyError, ServerController, type ServerState } from './serverController';
-import { isLoopbackHost } from '../shared/addresses';
+import { isLoopbackHost, isReachableThroughLoopback } from '../shared/addresses';
 import { readSettings } from './settings';
 import { inertNotificationText } from './notificationText';
 
@@ -128,7 +128,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
         );
         this.log.info(`Chat server running on ${formatAddress(running)}${running.fingerprint ? `, TLS certificate fingerprint (SHA-256) ${running.fingerprint}` : ''}`);
         const joinNow = args?.join ?? settings.joinOnStart;
-        const joinAddress = formatAddress({ host: isLoopbackHost(host) || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host, port: running.port });
+        const joinAddress = formatAddress({ host: isReachableThroughLoopback(host) ? '127.0.0.1' : host, port: running.port });
         // Our own server: its token and certificate are known, so joining it asks for neither.
         const ownCredentials: JoinArgs = { ...(token ? { token } : {}), ...(running.fingerprint ? { fingerprint: running.fingerprint } : {}) };
         if (joinNow) {
@@ -426,7 +426,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
     }
     // A server this window runs on all interfaces is reached by teammates through a LAN address.
     let otherLanAddresses: string[] = [];
-    if (state.kind === 'running' && port === state.port && (isLoopbackHost(host) || host === '0.0.0.0' || host === '::') && !isLoopbackHost(state.host)) {
+    if (state.kind === 'running' && port === state.port && isReachableThroughLoopback(host) && !isLoopbackHost(state.host)) {
       const [first, ...others] = lanAddresses();
       host = first ?? host;
       otherLanAddresses = others;
@@ -459,7 +459,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
     const host = query.get('host') ?? undefined;
     const port = query.get('port') ?? undefined;
     const args: JoinArgs = { confirm: true };
-    if (host) args.address = formatAddress({ host, port: Number(port) || 33000 });
+    if (host) args.address = formatAddress({ host, port: Number(port) || DEFAULT_PORT });
     const room = query.get('room');
     if (room) args.room = room;
     const token = query.get('token');

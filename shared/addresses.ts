@@ -11,3 +11,8 @@ export function isLoopbackHost(host: string | undefined): boolean {
   const plain = host.startsWith('::ffff:') ? host.slice(7) : host;
   return isIP(plain) === 4 && plain.startsWith('127.');
 }
+
+/** Whether a server bound to `host` can be reached from this machine through loopback (a wildcard bind included). */
+export function isReachableThroughLoopback(host: string): boolean {
+  return isLoopbackHost(host) || host === '0.0.0.0' || host === '::';
+}
