@@ -155,7 +155,7 @@ function checkFields(raw: Record<string, unknown>, spec: Record<string, [FieldKi
 }
 
 const CLIENT_FIELDS: Record<ClientFrame['type'], Record<string, [FieldKind, boolean]>> = {
-  hello: { name: ['string', true], room: ['string', false], clientId: ['string', false], token: ['string', false], lastSeq: ['number', false] },
+  hello: { name: ['string', true], room: ['string', false], clientId: ['string', false], token: ['string', false], lastSeq: ['number', false], resume: ['string', false] },
   say: { id: ['string', true], text: ['string', true] },
   ping: {},
   pong: {},

@@ -57,6 +57,19 @@ export const ROOM_MAX_CHARS = 64;
 export const ID_MAX_CHARS = 64;
 export const CLIENT_ID_MAX_CHARS = 128;
 export const TOKEN_MAX_CHARS = 512;
+/** Length of the seat secret a welcome hands out (base64url of 16 random bytes is 22). */
+export const RESUME_MAX_CHARS = 64;
+/**
+ * Longest frame a server sends, without its newline. Clients read up to this
+ * much, so every server frame (a welcome included) is built to stay under it.
+ */
+export const MAX_SERVER_FRAME_BYTES = 64 * 1024;
+/**
+ * A welcome names at most this many members; `memberCount` gives the total.
+ * At 32 characters of up to 4 bytes each, the list stays far below
+ * MAX_SERVER_FRAME_BYTES however big the room is.
+ */
+export const WELCOME_MAX_MEMBERS = 200;
 /** Names nobody may take, so that nobody can pose as the room itself. */
 export const RESERVED_NAMES: readonly string[] = ['server', 'system', 'admin', 'root', 'chatroom', 'everyone', 'here'];
 
@@ -73,6 +86,12 @@ export interface HelloFrame {
   token?: string;
   /** "Send me every event after this sequence number." */
   lastSeq?: number;
+  /**
+   * The seat secret from this client's last welcome in this room. Only it
+   * lets a new connection take over a seat whose old connection the server
+   * has not yet noticed is dead; a clientId never does.
+   */
+  resume?: string;
 }
 
 export interface SayFrame {
@@ -102,7 +121,16 @@ export interface WelcomeFrame {
   type: 'welcome';
   you: string;
   room: string;
+  /** Up to WELCOME_MAX_MEMBERS names, yours first. */
   members: string[];
+  /** How many members the room has, you included (may exceed `members.length`). */
+  memberCount?: number;
+  /**
+   * A secret for this seat, issued to this connection alone. A client that
+   * loses its connection sends it back in `hello.resume` to take its seat over
+   * without a leave and a join being announced.
+   */
+  resume?: string;
   /** The room's latest stored sequence number. Replayed history follows. */
   seq: number;
   /** Lowest sequence number the room still holds (for gap detection). */
