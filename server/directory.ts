@@ -1,0 +1,339 @@
+/**
+ * The server's directory: what belongs to people rather than to one room's
+ * history. Identities (who owns which name, proved by a key), each identity's
+ * conversations and read markers, who owns each room and its topic, and who
+ * takes part in each direct-message conversation.
+ *
+ * Identities are known by an id that is never reused, not by their name: when
+ * a name is released or lapses, whoever takes it next is a new identity, and
+ * does not inherit the old one's rooms, DMs or read markers.
+ *
+ * `Directory` is what the rest of the server uses; `FileDirectory` keeps it in
+ * one journal file in the data folder (a cluster keeps it in Redis instead).
+ * Every change resolves only once it is stored.
+ */
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { join } from 'node:path';
+import type { ConversationKind } from '../shared/protocolV2';
+import { Journal } from './journal';
+import type { Logger } from './log';
+
+export interface Identity {
+  id: string;
+  /** The name as its owner spells it. */
+  name: string;
+  /** Until when the name stays reserved if its key is not used again (epoch ms). */
+  expiresAt: number;
+}
+
+export type NameVerdict =
+  /** No identity holds the name: the caller may claim it. */
+  | { kind: 'free' }
+  /** The key is the name's: the identity, with its reservation renewed. */
+  | { kind: 'owner'; identity: Identity }
+  /** Another identity holds the name (or the key is wrong). */
+  | { kind: 'reserved' };
+
+export interface RoomMeta {
+  /** The room's canonical key. */
+  room: string;
+  kind: ConversationKind;
+  /** The identity that owns the room, if any. */
+  ownerId?: string;
+  topic: string;
+  /** A DM's participants, as identity ids. */
+  participantIds?: string[];
+}
+
+export interface Conversation {
+  room: string;
+  lastRead: number;
+}
+
+export interface Directory {
+  /** What a hello's key says about a name. */
+  checkName(nameKey: string, key: string | undefined): Promise<NameVerdict>;
+  /** Makes the name an identity's and returns its key (shown to the claimer once), or undefined when someone holds it. */
+  claim(nameKey: string, name: string): Promise<{ identity: Identity; key: string } | undefined>;
+  /** Forgets an identity: its key stops working and its conversations and read markers go. */
+  release(identityId: string): Promise<void>;
+  /** The current name of a live identity. */
+  nameOf(identityId: string): string | undefined;
+  /** The live identity that holds a name, if any. */
+  identityNamed(nameKey: string): Identity | undefined;
+  conversations(identityId: string): Conversation[];
+  /** Adds a room to an identity's conversations (keeping its read marker if it had one). */
+  subscribe(identityId: string, room: string): Promise<void>;
+  unsubscribe(identityId: string, room: string): Promise<void>;
+  /** Moves a read marker forward (never back); resolves with the marker now stored. */
+  markRead(identityId: string, room: string, seq: number): Promise<number>;
+  roomMeta(room: string): RoomMeta | undefined;
+  putRoomMeta(meta: RoomMeta): Promise<void>;
+  /** The DM whose participants are exactly these identities, if one exists. */
+  findDm(participantIds: readonly string[]): string | undefined;
+  close(): Promise<void>;
+}
+
+interface IdentityRecord {
+  id: string;
+  nameKey: string;
+  name: string;
+  /** SHA-256 of the key, base64url: a stolen directory file does not give away keys. */
+  keyHash: string;
+  createdAt: number;
+  lastUsedAt: number;
+}
+
+type Operation =
+  | ({ op: 'identity' } & IdentityRecord)
+  | { op: 'forget'; id: string }
+  | { op: 'read'; id: string; room: string; seq: number }
+  | { op: 'part'; id: string; room: string }
+  | ({ op: 'room' } & RoomMeta);
+
+export const DIRECTORY_FILE = 'directory.ndjson';
+/** Last use is written at most this often per identity; a reservation is counted in days. */
+const LAST_USED_WRITE_INTERVAL_MS = 60 * 60 * 1000;
+/** Rewrite the file once it holds this many more operations than live records (and at least this many). */
+const COMPACT_SLACK = 1000;
+
+export interface FileDirectoryOptions {
+  identityTtlMs: number;
+  logger: Logger;
+  now?: () => number;
+}
+
+export class FileDirectory implements Directory {
+  private readonly identitiesById = new Map<string, IdentityRecord>();
+  private readonly identitiesByName = new Map<string, IdentityRecord>();
+  private readonly readMarkers = new Map<string, Map<string, number>>();
+  private readonly rooms = new Map<string, RoomMeta>();
+  private readonly dmByParticipants = new Map<string, string>();
+  private readonly claimsInFlight = new Map<string, Promise<void>>();
+  private operationsOnDisk = 0;
+  /**
+   * Stores in flight, and the compaction under way. A compaction starts only
+   * when no store is in flight and new stores wait for it, so the snapshot it
+   * writes holds every operation that reached the old file.
+   */
+  private storesInFlight = 0;
+  private storesSettled: (() => void) | undefined;
+  private compacting: Promise<void> | undefined;
+  private readonly now: () => number;
+
+  private constructor(
+    private readonly journal: Journal,
+    private readonly options: FileDirectoryOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  static async open(dataDir: string, options: FileDirectoryOptions): Promise<FileDirectory> {
+    const { journal, records } = await Journal.open(join(dataDir, DIRECTORY_FILE), options.logger, isOperation);
+    const directory = new FileDirectory(journal, options);
+    for (const record of records) directory.apply(JSON.parse(record.toString('utf8')) as Operation);
+    directory.operationsOnDisk = records.length;
+    return directory;
+  }
+
+  async checkName(nameKey: string, key: string | undefined): Promise<NameVerdict> {
+    const record = this.liveIdentity(nameKey);
+    if (!record) return { kind: 'free' };
+    if (key === undefined || !sameDigest(digestOf(key), record.keyHash)) return { kind: 'reserved' };
+    const now = this.now();
+    if (now - record.lastUsedAt >= LAST_USED_WRITE_INTERVAL_MS) {
+      await this.store({ op: 'identity', ...record, lastUsedAt: now });
+    }
+    return { kind: 'owner', identity: this.view(this.identitiesById.get(record.id) ?? record) };
+  }
+
+  async claim(nameKey: string, name: string): Promise<{ identity: Identity; key: string } | undefined> {
+    // One claim per name at a time: two hellos racing for a free name must not both win it.
+    const earlier = this.claimsInFlight.get(nameKey);
+    const claim = (earlier ?? Promise.resolve()).then(() => this.claimNow(nameKey, name));
+    const settled = claim.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.claimsInFlight.set(nameKey, settled);
+    void settled.then(() => {
+      if (this.claimsInFlight.get(nameKey) === settled) this.claimsInFlight.delete(nameKey);
+    });
+    return claim;
+  }
+
+  private async claimNow(nameKey: string, name: string): Promise<{ identity: Identity; key: string } | undefined> {
+    if (this.liveIdentity(nameKey)) return undefined;
+    const lapsed = this.identitiesByName.get(nameKey);
+    if (lapsed) await this.store({ op: 'forget', id: lapsed.id });
+    const key = randomBytes(32).toString('base64url');
+    const now = this.now();
+    const record: IdentityRecord = { id: randomUUID(), nameKey, name, keyHash: digestOf(key), createdAt: now, lastUsedAt: now };
+    await this.store({ op: 'identity', ...record });
+    return { identity: this.view(record), key };
+  }
+
+  async release(identityId: string): Promise<void> {
+    if (!this.identitiesById.has(identityId)) return;
+    await this.store({ op: 'forget', id: identityId });
+  }
+
+  nameOf(identityId: string): string | undefined {
+    const record = this.identitiesById.get(identityId);
+    return record && this.isLive(record) ? record.name : undefined;
+  }
+
+  identityNamed(nameKey: string): Identity | undefined {
+    const record = this.liveIdentity(nameKey);
+    return record ? this.view(record) : undefined;
+  }
+
+  conversations(identityId: string): Conversation[] {
+    return [...(this.readMarkers.get(identityId) ?? new Map<string, number>())].map(([room, lastRead]) => ({ room, lastRead }));
+  }
+
+  async subscribe(identityId: string, room: string): Promise<void> {
+    if (this.readMarkers.get(identityId)?.has(room)) return;
+    await this.store({ op: 'read', id: identityId, room, seq: 0 });
+  }
+
+  async unsubscribe(identityId: string, room: string): Promise<void> {
+    if (!this.readMarkers.get(identityId)?.has(room)) return;
+    await this.store({ op: 'part', id: identityId, room });
+  }
+
+  async markRead(identityId: string, room: string, seq: number): Promise<number> {
+    const current = this.readMarkers.get(identityId)?.get(room) ?? 0;
+    if (seq <= current) return current;
+    await this.store({ op: 'read', id: identityId, room, seq });
+    return this.readMarkers.get(identityId)?.get(room) ?? seq;
+  }
+
+  roomMeta(room: string): RoomMeta | undefined {
+    return this.rooms.get(room);
+  }
+
+  async putRoomMeta(meta: RoomMeta): Promise<void> {
+    await this.store({ op: 'room', ...meta });
+  }
+
+  findDm(participantIds: readonly string[]): string | undefined {
+    return this.dmByParticipants.get(participantKey(participantIds));
+  }
+
+  async close(): Promise<void> {
+    await this.compacting;
+    await this.journal.close();
+  }
+
+  private liveIdentity(nameKey: string): IdentityRecord | undefined {
+    const record = this.identitiesByName.get(nameKey);
+    return record && this.isLive(record) ? record : undefined;
+  }
+
+  private isLive(record: IdentityRecord): boolean {
+    return this.now() - record.lastUsedAt < this.options.identityTtlMs;
+  }
+
+  private view(record: IdentityRecord): Identity {
+    return { id: record.id, name: record.name, expiresAt: record.lastUsedAt + this.options.identityTtlMs };
+  }
+
+  /** Writes an operation, then applies it: what the server acts on is always on disk. */
+  private async store(operation: Operation): Promise<void> {
+    while (this.compacting) await this.compacting;
+    this.storesInFlight += 1;
+    try {
+      await this.journal.append(Buffer.from(JSON.stringify(operation) + '\n', 'utf8'));
+      this.apply(operation);
+      this.operationsOnDisk += 1;
+    } finally {
+      this.storesInFlight -= 1;
+      if (this.storesInFlight === 0) this.storesSettled?.();
+    }
+    this.compactIfWorthIt();
+  }
+
+  private apply(operation: Operation): void {
+    switch (operation.op) {
+      case 'identity': {
+        const { op: _op, ...record } = operation;
+        const previous = this.identitiesById.get(record.id);
+        if (previous && previous.nameKey !== record.nameKey) this.identitiesByName.delete(previous.nameKey);
+        this.identitiesById.set(record.id, record);
+        this.identitiesByName.set(record.nameKey, record);
+        return;
+      }
+      case 'forget': {
+        const record = this.identitiesById.get(operation.id);
+        if (!record) return;
+        this.identitiesById.delete(record.id);
+        if (this.identitiesByName.get(record.nameKey) === record) this.identitiesByName.delete(record.nameKey);
+        this.readMarkers.delete(record.id);
+        return;
+      }
+      case 'read': {
+        let markers = this.readMarkers.get(operation.id);
+        if (!markers) this.readMarkers.set(operation.id, (markers = new Map()));
+        markers.set(operation.room, Math.max(markers.get(operation.room) ?? 0, operation.seq));
+        return;
+      }
+      case 'part':
+        this.readMarkers.get(operation.id)?.delete(operation.room);
+        return;
+      case 'room': {
+        const { op: _op, ...meta } = operation;
+        this.rooms.set(meta.room, meta);
+        if (meta.kind === 'dm' && meta.participantIds) this.dmByParticipants.set(participantKey(meta.participantIds), meta.room);
+        return;
+      }
+    }
+  }
+
+  private liveRecords(): Operation[] {
+    const operations: Operation[] = [];
+    for (const record of this.identitiesById.values()) operations.push({ op: 'identity', ...record });
+    for (const [id, markers] of this.readMarkers) for (const [room, seq] of markers) operations.push({ op: 'read', id, room, seq });
+    for (const meta of this.rooms.values()) operations.push({ op: 'room', ...meta });
+    return operations;
+  }
+
+  private compactIfWorthIt(): void {
+    if (this.compacting) return;
+    const live = this.identitiesById.size + this.rooms.size + [...this.readMarkers.values()].reduce((sum, markers) => sum + markers.size, 0);
+    if (this.operationsOnDisk < live * 2 + COMPACT_SLACK) return;
+    this.compacting = (async () => {
+      if (this.storesInFlight > 0) await new Promise<void>((resolve) => (this.storesSettled = resolve));
+      this.storesSettled = undefined;
+      const operations = this.liveRecords();
+      await this.journal.rewrite(operations.map((operation) => Buffer.from(JSON.stringify(operation), 'utf8')));
+      this.operationsOnDisk = operations.length;
+    })()
+      .catch((error: unknown) => this.options.logger.error(`directory: compaction failed: ${String(error)}`))
+      .finally(() => (this.compacting = undefined));
+  }
+}
+
+function digestOf(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('base64url');
+}
+
+/** Compares two digests in constant time (they have the same length by construction). */
+function sameDigest(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+function participantKey(ids: readonly string[]): string {
+  return [...ids].sort().join(',');
+}
+
+function isOperation(line: Buffer): boolean {
+  try {
+    const value: unknown = JSON.parse(line.toString('utf8'));
+    return typeof value === 'object' && value !== null && typeof (value as { op?: unknown }).op === 'string';
+  } catch {
+    return false;
+  }
+}
