@@ -38,7 +38,7 @@ export class ClusterKeys {
     return `${this.room(roomKey)}:dedup`;
   }
 
-  /** PUB/SUB channel: `<epoch> <seq> <encoded event>` for each new event. */
+  /** PUB/SUB channel: `<epoch> <seq> <ts> <encoded event>` for each new event. */
   roomChannel(roomKey: string): string {
     return `${this.room(roomKey)}:live`;
   }

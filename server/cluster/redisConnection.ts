@@ -126,7 +126,8 @@ export class RedisConnection extends Disposable {
     };
     this.client = createClient({
       url,
-      name: options.name,
+      // Redis takes client names without spaces or special characters.
+      name: options.name?.replace(/[^\x21-\x7e]/g, '-'),
       socket,
       // Without this, commands wait in memory while the client reconnects,
       // so a caller could neither answer its client nor bound its memory.

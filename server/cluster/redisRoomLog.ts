@@ -88,6 +88,8 @@ export interface RedisRoomLogOptions {
 export const MIN_RETAINED_EVENTS = 10_000;
 /** Reads ask for at most this many events at once, so one reply stays small. */
 export const MAX_READ_EVENTS = 1_000;
+/** `latest` sends this many HMGETs in one pipeline. */
+const LATEST_CHUNK = 500;
 
 /**
  * Shared by every script: finds the room's epoch, or starts a new one. A room
@@ -154,7 +156,7 @@ if dedup_key ~= '' then redis.call('ZADD', dedup, seq, dedup_key) end
 -- A key is remembered exactly as long as its event is retained.
 redis.call('ZREMRANGEBYSCORE', dedup, '-inf', '(' .. first_seq(events, seq))
 
-redis.call('PUBLISH', channel, epoch .. ' ' .. seq .. ' ' .. encoded)
+redis.call('PUBLISH', channel, epoch .. ' ' .. seq .. ' ' .. string.format('%d', ts) .. ' ' .. encoded)
 return {seq, ts, epoch, 0}
 `,
 );
@@ -196,6 +198,13 @@ function toStoredEvent(entry: StreamEntry): StoredRoomEvent {
     else if (fields[i] === 't') ts = Number(fields[i + 1]);
   }
   return { seq: Number(id.slice(0, id.indexOf('-'))), ts, encoded };
+}
+
+/** A room event as the publish script sends it on the room's channel, or undefined for anything else. */
+export function decodeLiveEvent(payload: string): { epoch: string; event: StoredRoomEvent } | undefined {
+  const match = /^(\S+) (\d+) (\d+) /.exec(payload);
+  if (!match) return undefined;
+  return { epoch: match[1], event: { seq: Number(match[2]), ts: Number(match[3]), encoded: payload.slice(match[0].length) } };
 }
 
 /** A fresh epoch: 96 random bits, base64url (no spaces, so it can lead a PUB/SUB payload). */
@@ -299,6 +308,24 @@ export class RedisRoomLog {
     const newestFirst = reply[1];
     const more = newestFirst.length > limit;
     return { epoch: String(reply[0]), events: newestFirst.slice(0, limit).reverse().map(toStoredEvent), more };
+  }
+
+  /**
+   * The epoch and last seq of many rooms at once, read-only: a room Redis
+   * knows nothing about has no epoch. Cheap enough to poll (one pipelined
+   * HMGET per room).
+   */
+  async latest(roomKeys: readonly string[]): Promise<Map<string, { epoch: string | undefined; seq: number }>> {
+    const found = new Map<string, { epoch: string | undefined; seq: number }>();
+    for (let start = 0; start < roomKeys.length; start += LATEST_CHUNK) {
+      const chunk = roomKeys.slice(start, start + LATEST_CHUNK);
+      const replies = await this.connection.run((client) => Promise.all(chunk.map((roomKey) => client.hmGet(this.keys.roomMeta(roomKey), ['epoch', 'seq']))));
+      chunk.forEach((roomKey, i) => {
+        const [epoch, seq] = replies[i] as (string | null)[];
+        found.set(roomKey, { epoch: epoch ?? undefined, seq: Number(seq ?? 0) });
+      });
+    }
+    return found;
   }
 
   /** The room's epoch, last seq and oldest retained seq (making the epoch if the room is new to Redis). */
