@@ -15,6 +15,8 @@ export const REDIS_SERVER_BINARY = process.env.REDIS_SERVER ?? 'redis-server';
 export interface RedisServerOptions {
   /** Extra config lines, e.g. `{ 'client-output-buffer-limit': 'pubsub 64kb 0 0' }`. */
   config?: Record<string, string>;
+  /** Serve TLS only, with this certificate and key (PEM files). */
+  tls?: { certFile: string; keyFile: string };
   startTimeoutMs?: number;
 }
 
@@ -53,7 +55,7 @@ export class RedisServer {
   }
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `${this.options.tls ? 'rediss' : 'redis'}://127.0.0.1:${this.port}`;
   }
 
   get pid(): number | undefined {
@@ -70,8 +72,11 @@ export class RedisServer {
   }
 
   private writeConfig(): string {
+    const listen: Record<string, string> = this.options.tls
+      ? { port: '0', 'tls-port': String(this.port), 'tls-cert-file': this.options.tls.certFile, 'tls-key-file': this.options.tls.keyFile, 'tls-auth-clients': 'no' }
+      : { port: String(this.port) };
     const lines: Record<string, string> = {
-      port: String(this.port),
+      ...listen,
       bind: '127.0.0.1',
       'protected-mode': 'yes',
       daemonize: 'no',
