@@ -47,7 +47,13 @@ export interface LostMember extends Seat {
 export interface ClusterPresenceHandlers {
   /** Members whose last seat was on a dead node: store one `left` (reason `lost`) each, then resolve. A rejection hands them over again at the next check. */
   onLost(lost: LostMember[]): Promise<void>;
-  /** This node's seats were put back after Redis dropped them: `joined` lists members who regained their first seat, `left` those whose last seat went while Redis was unreachable. */
+  /**
+   * Redis was made to hold this node's own record of its seats again: after
+   * Redis dropped them (`joined`: members who regained their first seat),
+   * after departures it could not write while Redis was unreachable, or at
+   * start, for seats an earlier process left under the same node id (`left`:
+   * members whose last seat went). Announce each.
+   */
   onResynced?(change: { joined: Seat[]; left: Seat[] }): Promise<void> | void;
   /** A check could not reach Redis (it is retried), or a handler failed; for the log. */
   onError?(error: unknown): void;
@@ -212,7 +218,8 @@ export class ClusterPresence extends Disposable {
   static async start(connection: RedisConnection, nodeId: string, handlers: ClusterPresenceHandlers, options: ClusterPresenceOptions = {}): Promise<ClusterPresence> {
     const presence = new ClusterPresence(connection, nodeId, handlers, options);
     try {
-      await presence.syncSeats(true);
+      // Seats left under this id by an earlier process are given up (and reported as `left`).
+      await presence.resync();
     } catch (error) {
       presence.dispose();
       throw error;

@@ -25,13 +25,21 @@ export interface RedisConnectionOptions {
   name?: string;
   /** How long one attempt to open the socket may take. */
   connectTimeoutMs?: number;
-  /** How long a command may wait for its reply before it fails (Redis hung, or a network that drops silently). */
+  /**
+   * How long Redis may stay silent (Redis hung, or a network that drops
+   * packets without a reset) before the socket is closed, every command
+   * waiting on it fails, and the client reconnects. The client pings Redis
+   * well within this, so an idle connection is never taken for a silent one.
+   */
   commandTimeoutMs?: number;
   /** Reconnect attempts back off from 50 ms to this. */
   maxReconnectDelayMs?: number;
   /** For `rediss://`: a private CA, a client certificate, or a server name to check. */
   tls?: Pick<TlsConnectionOptions, 'ca' | 'cert' | 'key' | 'servername' | 'rejectUnauthorized'>;
 }
+
+/** Commands one connection holds for Redis at once; past it, commands fail as if Redis were down. */
+export const MAX_QUEUED_COMMANDS = 100_000;
 
 type ConnectionDefaults = Required<Pick<RedisConnectionOptions, 'connectTimeoutMs' | 'commandTimeoutMs' | 'maxReconnectDelayMs'>>;
 
@@ -118,6 +126,10 @@ export class RedisConnection extends Disposable {
     const maxDelay = options.maxReconnectDelayMs;
     const socket = {
       connectTimeout: options.connectTimeoutMs,
+      // node-redis's own command timeout stops only at the write: a command
+      // already sent waits for its reply however long Redis takes. Closing
+      // a socket that heard nothing for this long ends those waits too.
+      socketTimeout: options.commandTimeoutMs,
       // Always come back, however long Redis is away (node-redis's own
       // default gives up after a socket timeout); jitter keeps many nodes
       // from reconnecting in step.
@@ -133,6 +145,9 @@ export class RedisConnection extends Disposable {
       // so a caller could neither answer its client nor bound its memory.
       disableOfflineQueue: true,
       commandOptions: { timeout: options.commandTimeoutMs },
+      pingInterval: Math.max(100, Math.floor(options.commandTimeoutMs / 3)),
+      // Bounds the commands waiting on a slow Redis; past it they fail at once.
+      commandsQueueMaxLength: MAX_QUEUED_COMMANDS,
     }) as unknown as RedisClient;
     this.client.on('ready', () => {
       this.readyFlag = true;

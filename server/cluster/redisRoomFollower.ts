@@ -245,7 +245,7 @@ export class RedisRoomFollower extends Disposable {
       } finally {
         room.filling = undefined;
       }
-      if (room.fillWanted && this.rooms.get(room.roomKey) === room && !this.isDisposed && this.subscriber.isReady) {
+      if (room.fillWanted && room.fillError === undefined && this.rooms.get(room.roomKey) === room && !this.isDisposed) {
         // Rounds left over (a very busy room): carry on after other work had its turn.
         setImmediate(() => {
           if (!room.filling && room.fillWanted) void this.fill(room);

@@ -17,9 +17,14 @@ import { RedisServer } from '../support/redisServer';
 import { TcpProxy } from '../support/tcpProxy';
 import { clusterScale } from './clusterScale';
 
-/** What one node's follower handed over, with every promise the follower makes checked as it happens. */
+/**
+ * What one node's follower handed over, with every promise the follower makes
+ * checked as it happens. On a reset it does what a server would: drops the
+ * room's view and reloads it from the stream up to the reset's seq.
+ */
 class RecordingNode {
   readonly events = new Map<string, StoredRoomEvent[]>();
+  reloading = 0;
   readonly resets: { roomKey: string; reset: RoomReset }[] = [];
   readonly violations: string[] = [];
   readonly errors: unknown[] = [];
@@ -45,8 +50,16 @@ class RecordingNode {
         },
         onReset: (roomKey, reset) => {
           this.resets.push({ roomKey, reset });
-          // The view is dropped; what follows continues after reset.seq.
-          this.events.set(roomKey, reset.seq > 0 ? [{ seq: reset.seq, ts: 0, encoded: '(reset)' }] : []);
+          this.events.set(roomKey, []);
+          this.reloading++;
+          void log
+            .readBefore(roomKey, reset.seq + 1, 1_000)
+            .then((page) => {
+              if (page.epoch !== reset.epoch) this.violations.push(`${roomKey}: reloaded epoch ${page.epoch}, reset to ${reset.epoch}`);
+              this.events.set(roomKey, [...page.events, ...(this.events.get(roomKey) ?? [])]);
+            })
+            .catch((error: unknown) => this.errors.push(error))
+            .finally(() => this.reloading--);
         },
         onError: (error) => this.errors.push(error),
       },
@@ -55,7 +68,11 @@ class RecordingNode {
   }
 
   seqs(roomKey: string): number[] {
-    return (this.events.get(roomKey) ?? []).filter((event) => event.encoded !== '(reset)').map((event) => event.seq);
+    return (this.events.get(roomKey) ?? []).map((event) => event.seq);
+  }
+
+  texts(roomKey: string): string[] {
+    return (this.events.get(roomKey) ?? []).map((event) => (JSON.parse(event.encoded) as { text: string }).text);
   }
 
   lastSeq(roomKey: string): number {
@@ -239,13 +256,13 @@ describe('cluster: RedisRoomFollower', function () {
     await redis.restart({ empty: true });
     const fresh = await publishWhenUp(publisher, { type: 'message', text: 'after the loss' });
     assert.equal(fresh.seq, 1);
-    await waitFor('the reset and the new event', () => node.resets.length === 1 && node.lastSeq('lobby') === 1);
+    await waitFor('the reset and the new event', () => node.resets.length === 1 && node.reloading === 0 && node.lastSeq('lobby') === 1);
     const [{ reset }] = node.resets;
     assert.equal(reset.reason, 'epoch');
     assert.equal(reset.previousEpoch, epoch);
     assert.equal(reset.epoch, fresh.epoch);
     assert.equal(reset.lastDelivered, 30);
-    assert.deepEqual(node.events.get('lobby')!.map((event) => JSON.parse(event.encoded === '(reset)' ? '{}' : event.encoded).text).filter(Boolean), ['after the loss']);
+    assert.deepEqual(node.texts('lobby'), ['after the loss'], 'the view holds the new epoch alone, each event once');
     assert.deepEqual(node.violations, []);
   });
 
@@ -281,8 +298,9 @@ describe('cluster: RedisRoomFollower', function () {
     assert.equal(reset.lastDelivered, 15);
     assert.equal(reset.seq, 18);
     await publisher.publish('lobby', { type: 'message', text: 'after' });
-    await waitFor('seq 19', () => node.lastSeq('lobby') === 19);
-    assert.deepEqual(node.seqs('lobby'), [19]);
+    await waitFor('seq 19 and the reload', () => node.lastSeq('lobby') === 19 && node.reloading === 0);
+    assert.deepEqual(node.events.get('lobby'), await storedEvents(publisher, 'lobby'), 'the reloaded view is the stream, without the lost events');
+    assert.ok(!node.texts('lobby').some((text) => text.startsWith('lost')));
     assert.deepEqual(node.violations, []);
   });
 
@@ -302,7 +320,8 @@ describe('cluster: RedisRoomFollower', function () {
       { reason: 'trimmed', lastDelivered: 5, seq: 405 },
     );
     await publisher.publish('lobby', { type: 'message', text: 'next' });
-    await waitFor('seq 406', () => node.lastSeq('lobby') === 406);
+    await waitFor('seq 406 and the reload', () => node.lastSeq('lobby') === 406 && node.reloading === 0);
+    assert.deepEqual(node.events.get('lobby'), await storedEvents(publisher, 'lobby'), 'the reloaded view is what the stream retains');
     assert.deepEqual(node.violations, []);
   });
 
@@ -318,6 +337,8 @@ describe('cluster: RedisRoomFollower', function () {
     await publisher.publish('lobby', { type: 'message', text: 'unseen' });
     await node.follower.follow('lobby', { epoch: 'an-old-epoch', seq: 3 });
     assert.deepEqual(node.resets.map(({ reset }) => [reset.reason, reset.seq]), [['epoch', 9]]);
+    await waitFor('the reload', () => node.reloading === 0);
+    assert.deepEqual(node.seqs('lobby'), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 });
 

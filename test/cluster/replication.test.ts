@@ -39,9 +39,11 @@ describe('cluster: RedisRoomLog across a failover to a replica', function () {
 
   /** Acks what it can while the replica is frozen, then the primary dies and the replica takes over. */
   async function failoverWhileReplicaLags(options: RedisRoomLogOptions): Promise<{ acked: number[]; refused: number; survivors: number[]; nextSeq: number }> {
-    const log = new RedisRoomLog(await connect(primary, 'node-a'), options);
+    const primaryConnection = await connect(primary, 'node-a');
+    const log = new RedisRoomLog(primaryConnection, options);
     for (let i = 0; i < 5; i++) await log.publish('lobby', { type: 'message', text: `before ${i}` }, `m${i}`);
-    await sleep(300);
+    const confirmed = await primaryConnection.run((client) => client.wait(1, 10_000));
+    assert.equal(confirmed, 1, 'the replica has the first five');
     // A network partition: the replica gets nothing more, and what is in flight never arrives.
     const [replication] = [...link.connections];
     link.stall(replication);
