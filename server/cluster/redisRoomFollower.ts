@@ -80,6 +80,8 @@ interface FollowedRoom {
   fillWanted: boolean;
   /** The next fill starts by checking the last delivered event (after a reconnect). */
   verifyWanted: boolean;
+  /** The room's last seq in Redis at the previous check: still undelivered at this one means PUB/SUB lost it. */
+  seqAtLastCheck: number;
 }
 
 /** Follows rooms through its own subscriber connection; fills gaps through the log's connection. */
@@ -141,6 +143,7 @@ export class RedisRoomFollower extends Disposable {
       fillError: undefined,
       fillWanted: false,
       verifyWanted: false,
+      seqAtLastCheck: 0,
     };
     this.rooms.set(roomKey, room);
     // Until the starting point is known, live events and reconnects only ask for a fill.
@@ -309,7 +312,12 @@ export class RedisRoomFollower extends Disposable {
     }
   }
 
-  /** Compares each room's last seq in Redis with what was delivered; fills the ones that are behind. */
+  /**
+   * Compares each room's last seq in Redis with what was delivered. A room
+   * is filled when events Redis already had at the previous check are still
+   * not delivered (so events on their way through PUB/SUB cost nothing), when
+   * its epoch changed, or when Redis is behind what was delivered.
+   */
   private async checkAll(): Promise<void> {
     if (this.checking || this.rooms.size === 0 || !this.subscriber.isReady) return;
     this.checking = true;
@@ -318,7 +326,9 @@ export class RedisRoomFollower extends Disposable {
       for (const [roomKey, position] of latest) {
         const room = this.rooms.get(roomKey);
         if (!room || room.filling) continue;
-        if (room.fillWanted || position.epoch !== room.epoch || position.seq !== room.lastSeq) void this.fill(room);
+        const behind = room.lastSeq < Math.min(room.seqAtLastCheck, position.seq);
+        room.seqAtLastCheck = position.seq;
+        if (room.fillWanted || behind || position.epoch !== room.epoch || position.seq < room.lastSeq) void this.fill(room);
       }
     } catch (error) {
       this.handlers.onError?.(error);
