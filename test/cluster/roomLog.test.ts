@@ -147,7 +147,8 @@ describe('cluster: RedisRoomLog', function () {
     const crashes = clusterScale(3, 20);
     this.timeout(30_000 + crashes * 5_000);
     const connection = await connect('node-a');
-    const log = new RedisRoomLog(connection);
+    // Nothing trimmed, so every acked event can be looked for.
+    const log = new RedisRoomLog(connection, { retainEvents: 10_000_000 });
     const acked: number[] = [];
     let failed = 0;
     let stop = false;
