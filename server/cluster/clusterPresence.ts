@@ -44,6 +44,11 @@ export interface LostMember extends Seat {
   dedupKey: string;
 }
 
+/**
+ * `enter` and `leave` answer whether to announce; when the node first had to
+ * put its seats back (it had been taken for dead), they answer false and
+ * `onResynced` reports every change instead, this one included.
+ */
 export interface ClusterPresenceHandlers {
   /** Members whose last seat was on a dead node: store one `left` (reason `lost`) each, then resolve. A rejection hands them over again at the next check. */
   onLost(lost: LostMember[]): Promise<void>;
@@ -248,12 +253,22 @@ export class ClusterPresence extends Disposable {
     this.register(toDisposable(() => clearInterval(timer)));
   }
 
-  /** A connection of `member` entered `room` on this node; true when it is the member's first seat there in the whole cluster (announce `joined`). */
+  /**
+   * A connection of `member` entered `room` on this node; true when it is the
+   * member's first seat there in the whole cluster (announce `joined`).
+   * Rejects while Redis is unreachable (refuse the join).
+   */
   async enter(room: string, member: string): Promise<boolean> {
     const field = seatField(room, member);
-    const first = await this.changeSeat(field, 1);
     this.seats.set(field, (this.seats.get(field) ?? 0) + 1);
-    return first;
+    try {
+      return await this.changeSeat(field, 1);
+    } catch (error) {
+      this.dropSeat(field);
+      // The script may have run before the reply was lost; the next check makes Redis match the record.
+      this.outOfSync = true;
+      throw error;
+    }
   }
 
   /**
@@ -264,9 +279,7 @@ export class ClusterPresence extends Disposable {
    */
   async leave(room: string, member: string): Promise<boolean> {
     const field = seatField(room, member);
-    const here = this.seats.get(field) ?? 0;
-    if (here <= 1) this.seats.delete(field);
-    else this.seats.set(field, here - 1);
+    this.dropSeat(field);
     try {
       return await this.changeSeat(field, -1);
     } catch (error) {
@@ -275,16 +288,25 @@ export class ClusterPresence extends Disposable {
     }
   }
 
+  private dropSeat(field: string): void {
+    const here = this.seats.get(field) ?? 0;
+    if (here <= 1) this.seats.delete(field);
+    else this.seats.set(field, here - 1);
+  }
+
+  /**
+   * The record of seats changes before the script is sent, in the same turn,
+   * so a resync sent later always carries the change and one sent earlier
+   * runs before it.
+   */
   private async changeSeat(field: string, delta: 1 | -1): Promise<boolean> {
     const args = [this.keys.roomPrefix(), this.nodeId, field, delta];
-    const keys = [this.keys.nodes(), this.keys.nodeSeats(this.nodeId)];
-    let result = Number(await CHANGE_SEAT.run(this.connection, keys, args));
-    if (result === -1) {
-      // This node was taken for dead, or Redis lost it: put its seats back first.
-      await this.resync();
-      result = Number(await CHANGE_SEAT.run(this.connection, keys, args));
-    }
-    return result === 1;
+    const result = Number(await CHANGE_SEAT.run(this.connection, [this.keys.nodes(), this.keys.nodeSeats(this.nodeId)], args));
+    if (result !== -1) return result === 1;
+    // This node was taken for dead, or Redis lost it: putting its record back
+    // applies this change too, and onResynced reports who gained or lost a seat.
+    await this.resync();
+    return false;
   }
 
   /** The room's members across the cluster. */

@@ -114,7 +114,12 @@ export class RedisConnection extends Disposable {
    * and the client keeps reconnecting in the background.
    */
   static open(url: string, options: RedisConnectionOptions = {}): RedisConnection {
-    return new RedisConnection(url, { ...DEFAULT_REDIS_CONNECTION_OPTIONS, ...options });
+    return new RedisConnection(url, {
+      ...options,
+      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_REDIS_CONNECTION_OPTIONS.connectTimeoutMs,
+      commandTimeoutMs: options.commandTimeoutMs ?? DEFAULT_REDIS_CONNECTION_OPTIONS.commandTimeoutMs,
+      maxReconnectDelayMs: options.maxReconnectDelayMs ?? DEFAULT_REDIS_CONNECTION_OPTIONS.maxReconnectDelayMs,
+    });
   }
 
   private constructor(

@@ -66,6 +66,8 @@ const MAX_FILL_ROUNDS = 100;
 
 interface FollowedRoom {
   readonly roomKey: string;
+  /** Settles when `follow` has subscribed and caught up (or failed to). */
+  started: Promise<void>;
   readonly channel: string;
   readonly listener: (payload: string) => void;
   epoch: string;
@@ -101,7 +103,9 @@ export class RedisRoomFollower extends Disposable {
     options: RoomFollowerOptions = {},
   ) {
     super();
-    const { fillBatch, checkIntervalMs } = { ...DEFAULT_ROOM_FOLLOWER_OPTIONS, ...options };
+    const fillBatch = options.fillBatch ?? DEFAULT_ROOM_FOLLOWER_OPTIONS.fillBatch;
+    const checkIntervalMs = options.checkIntervalMs ?? DEFAULT_ROOM_FOLLOWER_OPTIONS.checkIntervalMs;
+    if (!Number.isInteger(fillBatch) || fillBatch < 1) throw new Error('fillBatch must be a whole number >= 1');
     this.fillBatch = fillBatch;
     // node-redis subscribes again before it reports ready, so a fill started
     // here cannot miss an event published after its read.
@@ -129,10 +133,11 @@ export class RedisRoomFollower extends Disposable {
   async follow(roomKey: string, from?: { epoch: string; seq: number }): Promise<RoomPosition> {
     const existing = this.rooms.get(roomKey);
     if (existing) {
-      await existing.filling;
+      await existing.started;
       return this.positionOf(existing);
     }
     const room: FollowedRoom = {
+      started: Promise.resolve(),
       roomKey,
       channel: this.log.keys.roomChannel(roomKey),
       listener: (payload) => this.onLive(room, payload),
@@ -146,6 +151,12 @@ export class RedisRoomFollower extends Disposable {
       seqAtLastCheck: 0,
     };
     this.rooms.set(roomKey, room);
+    room.started = this.start(room, from);
+    await room.started;
+    return this.positionOf(room);
+  }
+
+  private async start(room: FollowedRoom, from: { epoch: string; seq: number } | undefined): Promise<void> {
     // Until the starting point is known, live events and reconnects only ask for a fill.
     let setupDone!: () => void;
     room.filling = new Promise<void>((resolve) => (setupDone = resolve));
@@ -153,7 +164,7 @@ export class RedisRoomFollower extends Disposable {
       try {
         await this.subscriber.run((client) => client.subscribe(room.channel, room.listener));
         if (!from) {
-          const position = await this.log.position(roomKey);
+          const position = await this.log.position(room.roomKey);
           room.epoch = position.epoch;
           room.lastSeq = position.seq;
         }
@@ -165,10 +176,9 @@ export class RedisRoomFollower extends Disposable {
       await this.fill(room);
       if (room.fillError !== undefined) throw room.fillError;
     } catch (error) {
-      await this.unfollow(roomKey).catch(() => undefined);
+      await this.unfollow(room.roomKey).catch(() => undefined);
       throw error;
     }
-    return this.positionOf(room);
   }
 
   /** Stops following a room; nothing more is delivered for it. */
@@ -283,11 +293,9 @@ export class RedisRoomFollower extends Disposable {
         return true;
       }
       events.shift();
-    } else if (verify) {
-      // The last delivered event itself is trimmed: nothing to compare it with.
-      while (events.length > 0 && events[0].seq <= room.lastSeq) events.shift();
     }
-    if ((events.length > 0 && events[0].seq !== room.lastSeq + 1) || (events.length === 0 && page.seq > room.lastSeq)) {
+    // (When the last delivered event is itself trimmed there is nothing to compare it with.)
+    if (page.seq > room.lastSeq && page.firstSeq > room.lastSeq + 1) {
       this.reset(room, 'trimmed', page.epoch, page.seq);
       return true;
     }

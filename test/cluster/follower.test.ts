@@ -116,10 +116,10 @@ describe('cluster: RedisRoomFollower', function () {
   }
 
   /** A node: its own command connection and subscriber (through the proxy when `proxied`). */
-  async function startNode(name: string, options: { proxied?: boolean; retainEvents?: number; checkIntervalMs?: number } = {}): Promise<RecordingNode> {
+  async function startNode(name: string, options: { proxied?: boolean; retainEvents?: number; checkIntervalMs?: number; fillBatch?: number } = {}): Promise<RecordingNode> {
     const log = new RedisRoomLog(await connect(`${name} commands`), { retainEvents: options.retainEvents });
     const subscriberUrl = options.proxied && proxy ? `redis://127.0.0.1:${proxy.port}` : redis.url;
-    const node = new RecordingNode(log, await connect(`${name} subscriber`, subscriberUrl), { checkIntervalMs: options.checkIntervalMs ?? 500 });
+    const node = new RecordingNode(log, await connect(`${name} subscriber`, subscriberUrl), { checkIntervalMs: options.checkIntervalMs ?? 500, fillBatch: options.fillBatch });
     nodes.push(node);
     return node;
   }
@@ -193,7 +193,8 @@ describe('cluster: RedisRoomFollower', function () {
     // A small PUB/SUB output buffer, so a subscriber that stops reading is dropped quickly.
     const raw = await connect('raw');
     await raw.run((client) => client.configSet('client-output-buffer-limit', 'pubsub 256kb 0 0'));
-    const node = await startNode('node-a', { proxied: true });
+    // Small fill batches: catching up takes hundreds of rounds, so a fill hands over and resumes several times.
+    const node = await startNode('node-a', { proxied: true, fillBatch: 7 });
     const other = await startNode('node-b');
     for (const room of ['burst-1', 'burst-2']) {
       await node.follower.follow(room);

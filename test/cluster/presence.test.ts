@@ -86,7 +86,7 @@ describe('cluster: ClusterPresence', function () {
   const children: NodeProcess[] = [];
   const survivors: { presence: ClusterPresence; lost: LostMember[]; resynced: { joined: Seat[]; left: Seat[] }[] }[] = [];
 
-  async function survivor(nodeId: string, onLost?: (lost: LostMember[]) => Promise<void>) {
+  async function survivor(nodeId: string, onLost?: (lost: LostMember[]) => Promise<void>, timing = { heartbeatTtlMs: TTL_MS, checkIntervalMs: CHECK_MS }) {
     const connection = RedisConnection.open(redis.url, { name: nodeId });
     connections.push(connection);
     await connection.ready();
@@ -101,7 +101,7 @@ describe('cluster: ClusterPresence', function () {
         },
         onResynced: (change) => void record.resynced.push(change),
       },
-      { namespace: NAMESPACE, heartbeatTtlMs: TTL_MS, checkIntervalMs: CHECK_MS },
+      { namespace: NAMESPACE, ...timing },
     );
     survivors.push(record);
     return record;
@@ -243,5 +243,22 @@ describe('cluster: ClusterPresence', function () {
     await waitFor('the seats put back', () => a.resynced.length === 1, TTL_MS * 10);
     assert.deepEqual(a.resynced, [{ joined: [{ room: 'lobby', member: 'alice' }], left: [] }]);
     assert.deepEqual(await a.presence.members('lobby'), ['alice']);
+  });
+
+  it('puts its seats back before a change when it finds itself unregistered, and reports them all through onResynced', async () => {
+    // Checks far apart, so the change finds out before the heartbeat does.
+    const a = await survivor('node-a', undefined, { heartbeatTtlMs: 60_000, checkIntervalMs: 30_000 });
+    assert.equal(await a.presence.enter('lobby', 'alice'), true);
+    await redis.kill();
+    await redis.restart({ empty: true });
+    const connection = connections[connections.length - 1];
+    await connection.ready(10_000);
+    assert.equal(await a.presence.enter('lobby', 'carol'), false, 'not announced by enter…');
+    assert.deepEqual(
+      a.resynced.map((change) => ({ joined: sortSeats(change.joined), left: change.left })),
+      [{ joined: [{ room: 'lobby', member: 'alice' }, { room: 'lobby', member: 'carol' }], left: [] }],
+      '…but by onResynced, with the seat put back',
+    );
+    assert.deepEqual((await a.presence.members('lobby')).sort(), ['alice', 'carol']);
   });
 });
