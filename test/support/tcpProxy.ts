@@ -84,6 +84,13 @@ export class TcpProxy {
     pair.upstream.pause();
   }
 
+  /** Forwards and reads again after `stall` (bytes that arrived while stalled stay dropped). */
+  resume(pair: ProxiedConnection): void {
+    pair.stalled = false;
+    pair.client.resume();
+    pair.upstream.resume();
+  }
+
   close(): Promise<void> {
     this.cutAll();
     return new Promise((resolve) => this.server.close(() => resolve()));

@@ -1,0 +1,75 @@
+/**
+ * Where the cluster keeps things in Redis: every key and channel name is made
+ * here and nowhere else.
+ *
+ * A room's keys share the hash tag `{roomKey}`, so they would land in one slot
+ * of a sharded Redis; the primitives themselves assume one Redis primary
+ * (with replicas), since presence scripts touch several rooms at once.
+ *
+ * All names start with a namespace (default `chat-room`), so one Redis can
+ * serve several clusters, or a test can keep to its own.
+ */
+export const DEFAULT_NAMESPACE = 'chat-room';
+
+export class ClusterKeys {
+  constructor(readonly namespace: string = DEFAULT_NAMESPACE) {
+    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(namespace)) {
+      throw new Error(`a cluster namespace is 1-64 letters, digits or _.:- (got ${JSON.stringify(namespace)})`);
+    }
+  }
+
+  private room(roomKey: string): string {
+    if (roomKey.length === 0) throw new Error('a room key must not be empty');
+    return `${this.namespace}:room:{${roomKey}}`;
+  }
+
+  /** Hash: `epoch` (random, made when the room is first seen), `seq` (the last seq given), `ts` (the last event's time). */
+  roomMeta(roomKey: string): string {
+    return `${this.room(roomKey)}:meta`;
+  }
+
+  /** Stream: one entry per event, its ID `<seq>-0`, fields `e` (the encoded event) and `t` (its time). */
+  roomEvents(roomKey: string): string {
+    return `${this.room(roomKey)}:events`;
+  }
+
+  /** Sorted set: de-duplication keys scored by the seq they were stored at, pruned with the stream. */
+  roomDedup(roomKey: string): string {
+    return `${this.room(roomKey)}:dedup`;
+  }
+
+  /** PUB/SUB channel: `<epoch> <seq> <ts> <encoded event>` for each new event. */
+  roomChannel(roomKey: string): string {
+    return `${this.room(roomKey)}:live`;
+  }
+
+  /** Hash: member → how many nodes hold a seat for that member in the room. */
+  roomMembers(roomKey: string): string {
+    return `${this.room(roomKey)}:members`;
+  }
+
+  /** Set: the ids of nodes that are registered and not yet claimed by a survivor. */
+  nodes(): string {
+    return `${this.namespace}:nodes`;
+  }
+
+  /** String with a TTL: present while the node is alive. */
+  nodeHeartbeat(nodeId: string): string {
+    return `${this.namespace}:node:${nodeId}:alive`;
+  }
+
+  /** Hash: JSON `[room, member]` → how many of that member's connections in that room this node holds. */
+  nodeSeats(nodeId: string): string {
+    return `${this.namespace}:node:${nodeId}:seats`;
+  }
+
+  /** Hash: JSON `[room, member]` → the dead node it came from: members this node must still announce as lost. */
+  nodeLost(nodeId: string): string {
+    return `${this.namespace}:node:${nodeId}:lost`;
+  }
+
+  /** The prefix every room key starts with, for scripts that build room keys themselves. */
+  roomPrefix(): string {
+    return `${this.namespace}:room:`;
+  }
+}
