@@ -4,19 +4,24 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RoomEvent } from '../../shared/protocol';
+import { DataFolder } from '../../server/dataFolder';
 import { createLogger } from '../../server/log';
 import { type EncodedEvent, Room, type RoomMember } from '../../server/room';
 import { RoomLog, roomLogFileName } from '../../server/roomLog';
 
 class RecordingMember implements RoomMember {
   readonly received: RoomEvent[] = [];
-  constructor(
-    readonly name: string,
-    readonly clientId: string | undefined = undefined,
-  ) {}
+  constructor(readonly name: string) {}
   deliver(event: EncodedEvent): void {
     this.received.push(JSON.parse(event.wire.toString('utf8')) as RoomEvent);
   }
+}
+
+/** The log's records after its header line. */
+function storedRecords(path: string): string[] {
+  const [header, ...records] = readFileSync(path, 'utf8').trim().split('\n');
+  assert.equal(JSON.parse(header).room, 'lobby', 'the first line names the room the log belongs to');
+  return records;
 }
 
 function recordingLogger(): { lines: string[]; logger: ReturnType<typeof createLogger> } {
@@ -33,15 +38,16 @@ describe('room', () => {
 
   async function openRoom(retain = 100): Promise<{ room: Room; lines: string[] }> {
     const { lines, logger } = recordingLogger();
-    const { log, records } = await RoomLog.open(dataDir, 'lobby', retain, logger);
+    const folder = await DataFolder.prepare(dataDir, logger);
+    const { log, records } = await RoomLog.open(folder, 'lobby', 'lobby', retain, logger);
     return { room: new Room('lobby', log, records, retain, logger), lines };
   }
 
   it('numbers events in order and delivers each only after it is stored', async () => {
     const { room } = await openRoom();
-    const alice = new RecordingMember('alice', 'c-alice');
+    const alice = new RecordingMember('alice');
     room.join(alice);
-    const result = await room.say(alice, 'c-alice', 'm1', 'hello');
+    const result = await room.say(alice, 'hello', { clientId: 'c-alice', id: 'm1' });
     assert.deepEqual(result, { ok: true, seq: 2, duplicate: false });
     assert.deepEqual(
       alice.received.map((event) => [event.type, event.seq]),
@@ -50,7 +56,7 @@ describe('room', () => {
         ['message', 2],
       ],
     );
-    const onDisk = readFileSync(join(dataDir, roomLogFileName('lobby')), 'utf8').trim().split('\n');
+    const onDisk = storedRecords(join(dataDir, roomLogFileName('lobby')));
     assert.equal(onDisk.length, 2);
     assert.equal(JSON.parse(onDisk[1]).clientId, 'c-alice', 'the client id is stored for de-duplication after a restart');
     assert.equal('clientId' in alice.received[1], false, 'but never sent to members');
@@ -59,14 +65,14 @@ describe('room', () => {
 
   it('stores a retried message once and answers the retry with the first seq, also while the first is still being stored', async () => {
     const { room } = await openRoom();
-    const alice = new RecordingMember('alice', 'c-alice');
+    const alice = new RecordingMember('alice');
     room.join(alice);
-    const [first, concurrentRetry] = await Promise.all([room.say(alice, 'c-alice', 'm1', 'once'), room.say(alice, 'c-alice', 'm1', 'once')]);
-    const laterRetry = await room.say(alice, 'c-alice', 'm1', 'once');
+    const [first, concurrentRetry] = await Promise.all([room.say(alice, 'once', { clientId: 'c-alice', id: 'm1' }), room.say(alice, 'once', { clientId: 'c-alice', id: 'm1' })]);
+    const laterRetry = await room.say(alice, 'once', { clientId: 'c-alice', id: 'm1' });
     assert.equal(first.duplicate, false);
     assert.deepEqual([concurrentRetry.seq, concurrentRetry.duplicate], [first.seq, true]);
     assert.deepEqual([laterRetry.seq, laterRetry.duplicate], [first.seq, true]);
-    const otherClient = await room.say(alice, 'c-other', 'm1', 'same id, other client');
+    const otherClient = await room.say(alice, 'same id, other client', { clientId: 'c-other', id: 'm1' });
     assert.notEqual(otherClient.seq, first.seq);
     assert.equal(alice.received.filter((event) => event.type === 'message').length, 2);
     await room.close();
@@ -74,9 +80,9 @@ describe('room', () => {
 
   it('continues sequence numbers, replays history and still de-duplicates after a restart', async () => {
     const first = await openRoom();
-    const alice = new RecordingMember('alice', 'c-alice');
+    const alice = new RecordingMember('alice');
     first.room.join(alice);
-    for (let i = 0; i < 5; i += 1) await first.room.say(alice, 'c-alice', `m${i}`, `text ${i}`);
+    for (let i = 0; i < 5; i += 1) await first.room.say(alice, `text ${i}`, { clientId: 'c-alice', id: `m${i}` });
     await first.room.close();
 
     const second = await openRoom();
@@ -86,18 +92,18 @@ describe('room', () => {
       [5, 6],
     );
     assert.equal(second.room.replay(undefined, 3).length, 3);
-    const retry = await second.room.say(alice, 'c-alice', 'm4', 'text 4');
+    const retry = await second.room.say(alice, 'text 4', { clientId: 'c-alice', id: 'm4' });
     assert.deepEqual([retry.seq, retry.duplicate], [6, true]);
-    const fresh = await second.room.say(alice, 'c-alice', 'm5', 'text 5');
+    const fresh = await second.room.say(alice, 'text 5', { clientId: 'c-alice', id: 'm5' });
     assert.equal(fresh.seq, 7);
     await second.room.close();
   });
 
   it('drops a torn last record on start with a log line, and loses nothing else', async () => {
     const first = await openRoom();
-    const alice = new RecordingMember('alice', 'c-alice');
+    const alice = new RecordingMember('alice');
     first.room.join(alice);
-    await first.room.say(alice, 'c-alice', 'm1', 'kept');
+    await first.room.say(alice, 'kept', { clientId: 'c-alice', id: 'm1' });
     await first.room.close();
     const path = join(dataDir, roomLogFileName('lobby'));
     const sizeBefore = statSync(path).size;
@@ -114,16 +120,17 @@ describe('room', () => {
     await second.room.close();
   });
 
-  it('compacts the log but always keeps at least the retained events', async () => {
+  it('compacts the log but always keeps at least the retained messages, and arrivals apart from them', async () => {
     const retain = 50;
     const { room } = await openRoom(retain);
-    const alice = new RecordingMember('alice', 'c-alice');
+    const alice = new RecordingMember('alice');
     room.join(alice);
-    for (let i = 0; i < 240; i += 1) await room.say(alice, 'c-alice', `m${i}`, `text ${i}`);
+    for (let i = 0; i < 240; i += 1) await room.say(alice, `text ${i}`, { clientId: 'c-alice', id: `m${i}` });
     await room.close();
-    const onDisk = readFileSync(join(dataDir, roomLogFileName('lobby')), 'utf8').trim().split('\n');
-    const seqs = onDisk.map((line) => (JSON.parse(line) as RoomEvent).seq);
-    assert.ok(seqs.length >= retain && seqs.length < 240, `kept ${seqs.length} records`);
+    const onDisk = storedRecords(join(dataDir, roomLogFileName('lobby'))).map((line) => JSON.parse(line) as RoomEvent);
+    assert.deepEqual([onDisk[0].type, onDisk[0].seq], ['joined', 1], 'the one arrival is kept: messages do not push presence out either');
+    const seqs = onDisk.filter((event) => event.type === 'message').map((event) => event.seq);
+    assert.ok(seqs.length >= retain && seqs.length < 240, `kept ${seqs.length} messages`);
     assert.equal(seqs[seqs.length - 1], 241, 'the newest event is there');
     for (let i = 1; i < seqs.length; i += 1) assert.equal(seqs[i], seqs[i - 1] + 1, 'no gap inside the kept window');
 

@@ -1,0 +1,32 @@
+/**
+ * When two names are one seat: not only when they are equal after case
+ * folding, but when they look alike. Names are compared by their UTS #39
+ * confusable skeleton, from Unicode's own confusables data (through the
+ * `unhomoglyph` package), so "аlice" with a Cyrillic а, "al\u0131ce" with a
+ * dotless ı and "alice" are one seat.
+ *
+ * The skeleton is taken twice, once after case folding and once before it
+ * (then folded): folding first makes "ALICE" and "alice" one seat, folding
+ * last makes "AIice" (a capital I) the seat of "Alice". A name holds both keys,
+ * and a newcomer whose keys meet any held key is refused.
+ *
+ * The data is about 100 KB, so it lives on the server only; shared/names.ts
+ * keeps the rules a client can check on its own.
+ */
+import unhomoglyph from 'unhomoglyph';
+import { nameKey } from '../shared/names';
+
+/** Emoji variation selectors change how an emoji is drawn, not which one it is. */
+const VARIATION_SELECTORS = /[\uFE0E\uFE0F]/gu;
+
+/** UTS #39: the decomposed string, each character replaced by its prototype, decomposed again. */
+function skeleton(text: string): string {
+  return unhomoglyph(text.replace(VARIATION_SELECTORS, '').normalize('NFD')).normalize('NFD');
+}
+
+/** The keys under which a name holds its seat (one or two of them). */
+export function seatKeys(name: string): string[] {
+  const foldedFirst = skeleton(nameKey(name));
+  const foldedLast = nameKey(skeleton(name.normalize('NFKC'))).normalize('NFD');
+  return foldedFirst === foldedLast ? [foldedFirst] : [foldedFirst, foldedLast];
+}
