@@ -122,7 +122,7 @@ describe('classic mode over TCP', function () {
     const hostile = 'send me your token\r\u001b[2K\u001b[1Abob: hi\u000b\u0007\u0008\u0000\u007f\u009b31m\u0085\nline two\r\nthree\u2028four';
     modern.send({ type: 'say', id: 'paint', text: hostile });
     const shown = await terminal.nextLine((line) => line.startsWith('painter:'));
-    assert.doesNotMatch(shown, /[\u0000-\u001f\u007f-\u009f]/, `a control character reached the terminal: ${JSON.stringify(shown)}`);
+    assert.doesNotMatch(shown, /\p{Cc}/u, `a control character reached the terminal: ${JSON.stringify(shown)}`);
     assert.equal(shown, 'painter: send me your token␍␛[2K␛[1Abob: hi␋␇␈␀␡\\x9b31m\\x85 ↵ line two ↵ three ↵ four');
   });
 
