@@ -41,6 +41,13 @@ function logLines(path: string): string[] {
   return readFileSync(path, 'utf8').split('\n').filter((line) => line.length > 0);
 }
 
+/** The log's event records: every line after the header that names the room. */
+function storedEvents(path: string): RoomEvent[] {
+  const [header, ...records] = logLines(path);
+  assert.equal((JSON.parse(header) as { room?: string }).room, ROOM, 'the log starts with the header naming its room');
+  return records.map((line) => JSON.parse(line) as RoomEvent);
+}
+
 describe('faults: disk trouble', function () {
   this.timeout(60_000);
   let dataDir: string;
@@ -61,7 +68,7 @@ describe('faults: disk trouble', function () {
     clients.push(writer);
     for (let index = 1; index <= count; index++) await sendAndAck(writer, `m${index}`, `message ${index}`);
     await server.stop('SIGKILL');
-    return logLines(logPath).map((line) => JSON.parse(line) as RoomEvent);
+    return storedEvents(logPath);
   }
 
   beforeEach(() => {
@@ -120,9 +127,9 @@ describe('faults: disk trouble', function () {
 
   it('serves a log truncated at a record boundary and continues from its last record', async () => {
     const stored = await storeThenCrash(8);
-    const lines = logLines(logPath);
-    const keep = Math.floor(lines.length / 2);
-    writeFileSync(logPath, lines.slice(0, keep).join('\n') + '\n');
+    const [header, ...records] = logLines(logPath);
+    const keep = Math.floor(records.length / 2);
+    writeFileSync(logPath, [header, ...records.slice(0, keep)].join('\n') + '\n');
     await restartAndExpect(stored.slice(0, keep));
   });
 
@@ -208,7 +215,7 @@ describe('faults: disk trouble', function () {
       assert.equal(await sendAndAck(writer, refused[0], bigText), seqs[0], 'a retry after recovery is acked with the same seq');
       await server.stop('SIGTERM');
 
-      const stored = logLines(logPath).map((line) => JSON.parse(line) as RoomEvent);
+      const stored = storedEvents(logPath);
       for (const id of [...refused, 'before-full', 'after-space']) {
         assert.equal(stored.filter((event) => event.type === 'message' && event.id === id).length, 1, `${id} is stored exactly once`);
       }
