@@ -1,6 +1,6 @@
 /** A room and its log on their own: sequence numbers, replay, de-duplication, torn records and compaction. */
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, promises as fsPromises, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RoomEvent } from '../../shared/protocol';
@@ -31,14 +31,19 @@ function recordingLogger(): { lines: string[]; logger: ReturnType<typeof createL
 
 describe('room', () => {
   let dataDir: string;
+  const folders: DataFolder[] = [];
   beforeEach(() => {
     dataDir = mkdtempSync(join(tmpdir(), 'chat-room-unit-'));
   });
-  afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
+  afterEach(async () => {
+    for (const folder of folders.splice(0)) await folder.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
 
   async function openRoom(retain = 100): Promise<{ room: Room; lines: string[] }> {
     const { lines, logger } = recordingLogger();
     const folder = await DataFolder.prepare(dataDir, logger);
+    folders.push(folder);
     const { log, records } = await RoomLog.open(folder, 'lobby', 'lobby', retain, logger);
     return { room: new Room('lobby', log, records, retain, logger), lines };
   }
@@ -138,5 +143,53 @@ describe('room', () => {
     assert.equal(reopened.room.latestSeq, 241);
     assert.ok(reopened.room.replay(0, 0).length >= retain);
     await reopened.room.close();
+  });
+
+  it('keeps writing to the live file when a compaction fails after its rename, and acks nothing until the folder is fsynced', async () => {
+    const retain = 5;
+    const { room, lines } = await openRoom(retain);
+    const alice = new RecordingMember('alice');
+    room.join(alice);
+    // The first fsync after a rename fails, as a folder fsync that hits an I/O error would.
+    const probe = await fsPromises.open(join(dataDir, 'probe'), 'w');
+    const handlePrototype = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+    await probe.close();
+    const realRename = fsPromises.rename;
+    const realSync = handlePrototype.sync;
+    let failNextSync = false;
+    let failedSyncs = 0;
+    fsPromises.rename = async (...args: Parameters<typeof realRename>) => {
+      await realRename(...args);
+      failNextSync = true;
+    };
+    handlePrototype.sync = function (this: unknown) {
+      if (failNextSync) {
+        failNextSync = false;
+        failedSyncs += 1;
+        return Promise.reject(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+      }
+      return realSync.call(this);
+    };
+    const acked: number[] = [];
+    const path = join(dataDir, roomLogFileName('lobby'));
+    try {
+      for (let i = 0; i < 40; i += 1) {
+        const result = await room.say(alice, `text ${i}`, { clientId: 'c-alice', id: `m${i}` });
+        if (!result.ok) continue;
+        acked.push(result.seq);
+        // A crash right after an ack must find the message in the file that holds the log's name.
+        const inFile = storedRecords(path).some((line) => (JSON.parse(line) as RoomEvent).seq === result.seq);
+        assert.ok(inFile, `acked seq ${result.seq} is not in ${path} (written to a replaced file?)`);
+      }
+    } finally {
+      fsPromises.rename = realRename;
+      handlePrototype.sync = realSync;
+    }
+    await room.close();
+    assert.ok(failedSyncs > 0, 'a compaction ran and its folder fsync failed');
+    assert.ok(lines.some((line) => /fsync of its folder failed/.test(line)), lines.join(''));
+    const onDisk = new Set(storedRecords(path).map((line) => (JSON.parse(line) as RoomEvent).seq));
+    for (const seq of acked.slice(-retain)) assert.ok(onDisk.has(seq), `acked seq ${seq} is in the file that holds the log's name`);
+    assert.ok(acked.length >= 35, `the log recovered once the folder fsync worked again (${acked.length} of 40 acked)`);
   });
 });
