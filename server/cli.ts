@@ -38,7 +38,11 @@ const LIMIT_FLAGS: Record<string, [keyof Limits, string]> = {
 
 function usage(): string {
   const limits = Object.entries(LIMIT_FLAGS)
-    .map(([flag, [key, text]]) => `  --${flag} N`.padEnd(32) + `${text} (default ${DEFAULT_LIMITS[key]})`)
+    .map(([flag, [key, text]]) => {
+      const name = `  --${flag} N`;
+      // A name too long for its column gets a line of its own.
+      return (name.length < 31 ? name.padEnd(32) : `${name}\n${' '.repeat(32)}`) + `${text} (default ${DEFAULT_LIMITS[key]})`;
+    })
     .join('\n');
   return `Chat Room server
 

@@ -192,4 +192,36 @@ describe('room', () => {
     for (const seq of acked.slice(-retain)) assert.ok(onDisk.has(seq), `acked seq ${seq} is in the file that holds the log's name`);
     assert.ok(acked.length >= 35, `the log recovered once the folder fsync worked again (${acked.length} of 40 acked)`);
   });
+
+  it('replays everything after lastSeq even when a refused message used up a seq', async () => {
+    const { logger } = recordingLogger();
+    const log = RoomLog.inMemory(100, logger);
+    const room = new Room('lobby', log, [], 100, logger);
+    const alice = new RecordingMember('alice');
+    room.join(alice);
+    const realAppend = log.append.bind(log);
+    let refuseNext = false;
+    log.append = (bytes, kind) => {
+      if (!refuseNext) return realAppend(bytes, kind);
+      refuseNext = false;
+      return Promise.reject(new Error('ENOSPC: no space left on device'));
+    };
+    await room.say(alice, 'one', { clientId: 'c', id: 'm1' });
+    refuseNext = true;
+    assert.equal((await room.say(alice, 'refused', { clientId: 'c', id: 'm2' })).ok, false);
+    await room.say(alice, 'three', { clientId: 'c', id: 'm3' });
+    await room.say(alice, 'four', { clientId: 'c', id: 'm4' });
+    const seqs = room.replay(0, 100).map((event) => event.event.seq);
+    assert.deepEqual(seqs, [1, 2, 4, 5], 'seq 3 was used up by the refused message');
+    assert.deepEqual(
+      room.replay(4, 100).map((event) => event.event.seq),
+      [5],
+      'a client that saw seq 4 gets seq 5',
+    );
+    assert.deepEqual(
+      room.replay(2, 100).map((event) => event.event.seq),
+      [4, 5],
+    );
+    await room.close();
+  });
 });
