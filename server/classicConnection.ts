@@ -17,6 +17,7 @@ import { isBlankText, nameProblem } from '../shared/names';
 import { DEFAULT_ROOM, type RoomEvent } from '../shared/protocol';
 import { Connection, type ConnectionHost } from './connection';
 import type { EncodedEvent, Room } from './room';
+import { seatNameProblem } from './seatNames';
 
 export const CLASSIC_GREETING = 'Greetings from the cave! Now type your name and press enter!';
 export const CLASSIC_QUIT = '{quit}';
@@ -157,7 +158,7 @@ export class ClassicConnection extends Connection<ClassicInput> {
   }
 
   private async takeName(name: string): Promise<void> {
-    const problem = nameProblem(name);
+    const problem = nameProblem(name) ?? seatNameProblem(name);
     if (problem) {
       this.send(line(`${problem} Type another name and press enter!`));
       return;

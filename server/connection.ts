@@ -43,8 +43,8 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
   /** The peer has closed its side: once its input is handled and answered, the server closes its own. */
   private inputEnded = false;
   private finishing = false;
-  /** Work whose answer the peer is still owed (a message being stored before its ack). */
-  private readonly owed = new Set<Promise<unknown>>();
+  /** Work whose answer the peer is still owed (a message being stored before its ack); made on first use, as most connections never owe anything. */
+  private owed: Set<Promise<unknown>> | undefined;
   /** Cleared once the client is in a room, so thousands of idle members hold no timers. */
   private joinTimer: NodeJS.Timeout | undefined;
 
@@ -121,13 +121,14 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
 
   /** Keeps track of an answer the peer is owed, so a departure waits for it. */
   protected owe(work: Promise<unknown>): void {
-    this.owed.add(work);
-    void work.finally(() => this.owed.delete(work)).catch((error: unknown) => this.failUnexpectedly(error));
+    const owed = (this.owed ??= new Set());
+    owed.add(work);
+    void work.finally(() => owed.delete(work)).catch((error: unknown) => this.failUnexpectedly(error));
   }
 
   /** Resolves once every answer owed so far has been sent. */
   protected async settleOwed(): Promise<void> {
-    while (this.owed.size > 0) await Promise.allSettled([...this.owed]);
+    while (this.owed && this.owed.size > 0) await Promise.allSettled([...this.owed]);
   }
 
   /** Queues parsed input and handles it as fast as the rate limit allows; over it, reading pauses (delay, never drop). */

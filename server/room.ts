@@ -49,8 +49,8 @@ export interface SayResult {
 }
 
 export class Room {
-  /** Each member with the seat keys its name holds. */
-  private readonly members = new Map<RoomMember, string[]>();
+  /** Each member with the seat keys its name holds (one or two). */
+  private readonly members = new Map<RoomMember, readonly string[]>();
   /** Seat key → the member holding it; names that look alike share a key. */
   private readonly seats = new Map<string, RoomMember>();
   /** Committed events, oldest first: at least the newest `retainEvents` messages and as many presence events. */

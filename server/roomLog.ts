@@ -393,7 +393,10 @@ export async function adoptOlderRoomLogs(folder: DataFolder, logger: Logger): Pr
   for (const entry of await fs.readdir(folder.path)) {
     if (!entry.endsWith('.ndjson')) continue;
     const path = join(folder.path, entry);
-    const firstLine = await readFirstLine(path);
+    const firstLine = await readFirstLine(path).catch((error: unknown) => {
+      logger.warn(`room log ${path}: could not be read to check its header (${String(error)}); left as it is`);
+      return undefined;
+    });
     if (firstLine === undefined || parseHeader(firstLine)) continue;
     const room = parseEventRecord(firstLine)?.room;
     if (typeof room !== 'string') continue;

@@ -15,6 +15,7 @@
  */
 import unhomoglyph from 'unhomoglyph';
 import { nameKey } from '../shared/names';
+import { RESERVED_NAMES } from '../shared/protocol';
 
 /** Emoji variation selectors change how an emoji is drawn, not which one it is. */
 const VARIATION_SELECTORS = /[\uFE0E\uFE0F]/gu;
@@ -24,9 +25,28 @@ function skeleton(text: string): string {
   return unhomoglyph(text.replace(VARIATION_SELECTORS, '').normalize('NFD')).normalize('NFD');
 }
 
+/** Emoji tag characters (as in 🏴󠁧󠁢󠁳󠁣󠁴󠁿) are drawn as the flag at most: text hidden in them must not tell two look-alike names apart. */
+const EMOJI_TAGS = /[\u{E0020}-\u{E007F}]/gu;
+
 /** The keys under which a name holds its seat (one or two of them). */
-export function seatKeys(name: string): string[] {
-  const foldedFirst = skeleton(nameKey(name));
-  const foldedLast = nameKey(skeleton(name.normalize('NFKC'))).normalize('NFD');
+export function seatKeys(name: string): readonly string[] {
+  const shown = name.replace(EMOJI_TAGS, '');
+  const foldedFirst = skeleton(nameKey(shown));
+  const foldedLast = nameKey(skeleton(shown.normalize('NFKC'))).normalize('NFD');
   return foldedFirst === foldedLast ? [foldedFirst] : [foldedFirst, foldedLast];
+}
+
+const RESERVED_SEATS = new Map(RESERVED_NAMES.flatMap((reserved) => seatKeys(reserved).map((key) => [key, reserved] as const)));
+
+/**
+ * Why a name that passes shared/names.ts is still refused by the server: it
+ * looks like a reserved name (`server`, `admin`…), as "ѕerver" with a
+ * Cyrillic ѕ does, and could pose as the room itself.
+ */
+export function seatNameProblem(name: string): string | undefined {
+  for (const key of seatKeys(name)) {
+    const reserved = RESERVED_SEATS.get(key);
+    if (reserved !== undefined) return `The name "${name}" looks like the reserved name "${reserved}".`;
+  }
+  return undefined;
 }

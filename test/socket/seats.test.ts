@@ -115,6 +115,23 @@ describe('seats over TCP', function () {
       }
     });
 
+    it('refuses look-alikes of the reserved names, and tells apart no names by text hidden in emoji tags', async () => {
+      const server = await start({ memory: true, classic: true });
+      for (const name of ['\u0455erver', 'SERV\u0415R', '\u0430dmin', 'r\u043E\u043Et']) {
+        const { error } = await refusedHello(server.port, { name, room: 'reserved' });
+        assert.equal(error.code, 'bad_name', JSON.stringify(name));
+        assert.match(error.message, /looks like the reserved name/);
+      }
+      const nc = await track(TestClient.connect(server.classicPort as number));
+      await nc.nextLine();
+      nc.write('\u0455ystem\n');
+      assert.match(await nc.nextLine(), /looks like the reserved name "system"/);
+      // A black flag with hidden tag text: both are drawn as the same flag.
+      await track(TestClient.join(server.port, 'bob\u{1F3F4}\u{E0061}\u{E006C}\u{E0069}\u{E007F}', { room: 'tags' }));
+      const { error } = await refusedHello(server.port, { name: 'bob\u{1F3F4}\u{E0078}\u{E007F}', room: 'tags' });
+      assert.equal(error.code, 'name_taken');
+    });
+
     it('keeps emoji names, ZWJ sequences, skin tones, flags and keycaps allowed', async () => {
       const server = await start();
       const watcher = await track(TestClient.join(server.port, 'watcher', { room: 'emoji' }));
