@@ -12,6 +12,12 @@
  *
  * The data is about 100 KB, so it lives on the server only; shared/names.ts
  * keeps the rules a client can check on its own.
+ *
+ * Why `unhomoglyph`: it is Unicode's whole confusables mapping (confusables.txt,
+ * 13.0) and nothing else, from the authors of markdown-it, with types. The
+ * `confusables` package is a hand-made table meant for English profanity
+ * filters, and `unicode-confusables` carries older data (10.0) and drops
+ * some characters on its own.
  */
 import unhomoglyph from 'unhomoglyph';
 import { nameKey } from '../shared/names';
