@@ -91,6 +91,7 @@ export class RoomLog {
   private flushScheduled = false;
   private flushing = false;
   private closed = false;
+  private closing: Promise<void> | undefined;
   /** Bytes of the file known to be whole records; a failed write is cut back to this. */
   private goodBytes: number;
   /** The newest records on disk, so compaction can rewrite them without reading the file. */
@@ -367,13 +368,16 @@ export class RoomLog {
     this.compactAtTail = 0;
   }
 
-  /** Waits for pending records, then closes the file. */
-  async close(): Promise<void> {
-    while (this.isBusy) {
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    this.closed = true;
-    await this.file?.close();
+  /** Waits for pending records, then closes the file; closing again waits for the first close. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      while (this.isBusy) {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      this.closed = true;
+      await this.file?.close();
+    })();
+    return this.closing;
   }
 }
 
