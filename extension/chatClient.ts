@@ -21,7 +21,7 @@ import { Disposable, type IDisposable, toDisposable } from '../shared/disposable
 import { encodeFrame, LineSplitter, parseServerFrame } from '../shared/framing';
 import {
   type ClientFrame,
-  DEFAULT_LIMITS,
+  MAX_SERVER_FRAME_BYTES,
   type ErrorCode,
   FATAL_ERRORS,
   NAME_ERRORS,
@@ -190,7 +190,7 @@ export class ChatClient extends Disposable {
     // Notices a peer that vanished without a FIN (a sleeping laptop, a pulled cable).
     socket.setKeepAlive(true, 15_000);
     socket.setTimeout(this.options.connectTimeoutMs ?? 10_000);
-    const lines = new LineSplitter(DEFAULT_LIMITS.maxFrameBytes * 4);
+    const lines = new LineSplitter(MAX_SERVER_FRAME_BYTES);
     let closeReason = 'The connection closed.';
 
     const onConnect = () => {

@@ -1,10 +1,13 @@
 /**
  * Who may say hello: the token check and the lock-out of addresses that keep
  * guessing. Loopback is never locked out, so a local user cannot be shut out
- * by their own mistakes (nor by another local process).
+ * by their own mistakes (nor by another local process). An IPv6 peer is
+ * locked out with its whole /64 (see addressKey).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isLoopbackHost } from '../shared/addresses';
+import { TOKEN_MAX_CHARS } from '../shared/protocol';
+import { addressKey } from './addressLimits';
 
 export interface AccessGateOptions {
   token: string | undefined;
@@ -26,7 +29,6 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
 }
 
-
 export class AccessGate {
   private readonly tokenDigest: Buffer | undefined;
   private readonly failures = new Map<string, number[]>();
@@ -46,18 +48,23 @@ export class AccessGate {
 
   isLockedOut(address: string | undefined): boolean {
     if (!address || this.isExempt(address)) return false;
-    const until = this.lockedUntil.get(address);
+    const key = addressKey(address);
+    const until = this.lockedUntil.get(key);
     if (until === undefined) return false;
     if (until > this.now()) return true;
-    this.lockedUntil.delete(address);
+    this.lockedUntil.delete(key);
     return false;
   }
 
-  /** Checks a hello's token; comparing digests keeps the time the same whatever the token's length. */
+  /**
+   * Checks a hello's token; comparing digests keeps the time the same whatever
+   * the token's length. A token longer than TOKEN_MAX_CHARS is wrong, never
+   * cut short (cut, it could match a token it is not).
+   */
   check(token: string | undefined, address: string | undefined): AccessVerdict {
     if (this.isLockedOut(address)) return 'locked_out';
     if (this.tokenDigest === undefined) return 'allowed';
-    if (token !== undefined && timingSafeEqual(digest(token), this.tokenDigest)) return 'allowed';
+    if (token !== undefined && token.length <= TOKEN_MAX_CHARS && timingSafeEqual(digest(token), this.tokenDigest)) return 'allowed';
     this.noteFailure(address);
     return 'unauthorized';
   }
@@ -68,15 +75,16 @@ export class AccessGate {
 
   private noteFailure(address: string | undefined): void {
     if (!address || this.isExempt(address)) return;
+    const key = addressKey(address);
     const now = this.now();
     if (this.failures.size + this.lockedUntil.size > MAX_TRACKED_ADDRESSES) this.forgetStale(now);
-    const recent = (this.failures.get(address) ?? []).filter((at) => now - at < this.options.failureWindowMs);
+    const recent = (this.failures.get(key) ?? []).filter((at) => now - at < this.options.failureWindowMs);
     recent.push(now);
     if (recent.length >= this.options.maxFailures) {
-      this.lockedUntil.set(address, now + this.options.lockoutMs);
-      this.failures.delete(address);
+      this.lockedUntil.set(key, now + this.options.lockoutMs);
+      this.failures.delete(key);
     } else {
-      this.failures.set(address, recent);
+      this.failures.set(key, recent);
     }
   }
 

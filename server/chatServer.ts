@@ -7,15 +7,18 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Disposable, toDisposable } from '../shared/disposable';
 import { encodeFrame } from '../shared/framing';
-import type { Limits } from '../shared/protocol';
+import type { ErrorCode, Limits } from '../shared/protocol';
 import { isLoopbackHost } from '../shared/addresses';
 import { AccessGate } from './accessGate';
+import { PerAddressRate } from './addressLimits';
 import { ClassicConnection } from './classicConnection';
 import type { Connection, ConnectionHost } from './connection';
+import type { DataFolder } from './dataFolder';
 import type { Logger } from './log';
 import { NdjsonConnection } from './ndjsonConnection';
-import { Room } from './room';
-import { RoomLog } from './roomLog';
+import type { Room } from './room';
+import { adoptOlderRoomLogs } from './roomLog';
+import { type RoomEntry, RoomRegistry } from './roomRegistry';
 import { WriteBatcher } from './writeBatcher';
 
 export interface ChatServerOptions {
@@ -23,8 +26,8 @@ export interface ChatServerOptions {
   port: number;
   /** A second listener for the seed's plain-text protocol. */
   classicPort?: number;
-  /** Where room logs live; undefined keeps history in memory only. */
-  dataDir: string | undefined;
+  /** Where room logs live (prepared by DataFolder.prepare, owned by the server from now on); undefined keeps history in memory only. */
+  dataFolder: DataFolder | undefined;
   token: string | undefined;
   limits: Limits;
   logger: Logger;
@@ -34,11 +37,20 @@ export interface ChatServerOptions {
   tls?: { cert: string; key: string };
   /** Test-only: lock out loopback addresses too, since tests can reach the server only through loopback. */
   lockoutLoopback?: boolean;
+  /** Test-only: apply the per-address limits (new connections, new rooms) to loopback addresses too. */
+  limitLoopback?: boolean;
   /** Under steady load, writes are flushed at most this often (see WriteBatcher); default 2 ms. */
   writeCoalesceMs?: number;
 }
 
 export const DEFAULT_WRITE_COALESCE_MS = 2;
+
+/** What a listener speaks: how it turns a socket into a connection, and how it turns one away. */
+interface Protocol {
+  accept(socket: Socket): Connection | undefined;
+  /** The last line a socket gets when it is turned away before it is a connection. */
+  refusal(code: ErrorCode, message: string): Buffer;
+}
 
 export interface ListeningAddresses {
   port: number;
@@ -51,7 +63,8 @@ export class ChatServer extends Disposable implements ConnectionHost {
   readonly batcher: WriteBatcher;
   readonly accessGate: AccessGate;
   private readonly connections = new Set<Connection>();
-  private readonly rooms = new Map<string, Promise<Room>>();
+  private readonly rooms: RoomRegistry;
+  private readonly newConnections: PerAddressRate;
   private readonly listeners: Server[] = [];
   private shuttingDown: Promise<void> | undefined;
 
@@ -67,6 +80,18 @@ export class ChatServer extends Disposable implements ConnectionHost {
       lockoutMs: 60_000,
       exemptLoopback: options.lockoutLoopback !== true,
     });
+    this.newConnections = new PerAddressRate(this.limits.newConnectionsPerMinute, options.limitLoopback !== true);
+    this.rooms = this.register(
+      new RoomRegistry({
+        folder: options.dataFolder,
+        retainEvents: this.limits.retainEvents,
+        maxRooms: this.limits.maxRooms,
+        roomIdleMs: this.limits.roomIdleMs,
+        newRoomsPerMinute: this.limits.newRoomsPerMinute,
+        limitLoopback: options.limitLoopback === true,
+        logger: this.logger,
+      }),
+    );
   }
 
   get connectionCount(): number {
@@ -74,30 +99,42 @@ export class ChatServer extends Disposable implements ConnectionHost {
   }
 
   async listen(): Promise<ListeningAddresses> {
-    const port = await this.startListener(this.options.port, (socket) => new NdjsonConnection(socket, this), this.options.tls);
+    if (this.options.dataFolder) await adoptOlderRoomLogs(this.options.dataFolder, this.logger);
+    const ndjson: Protocol = {
+      accept: (socket) => new NdjsonConnection(socket, this),
+      refusal: (code, message) => encodeFrame({ type: 'error', code, message }),
+    };
+    const port = await this.startListener(this.options.port, ndjson, this.options.tls);
     const addresses: ListeningAddresses = { port };
     if (this.options.classicPort !== undefined) {
-      addresses.classicPort = await this.startListener(this.options.classicPort, (socket) => {
-        if (this.options.token !== undefined && !isLoopbackHost(socket.remoteAddress)) {
-          // The seed protocol has no way to present a token, so it is for this machine only on a guarded server.
-          refuse(socket, Buffer.from('This server needs a token; the classic protocol cannot send one.\n', 'utf8'));
-          return undefined;
-        }
-        return new ClassicConnection(socket, this, this.options.classicPauseMs);
-      });
+      const classic: Protocol = {
+        accept: (socket) => {
+          if (this.options.token !== undefined && !isLoopbackHost(socket.remoteAddress)) {
+            // The seed protocol has no way to present a token, so it is for this machine only on a guarded server.
+            refuse(socket, Buffer.from('This server needs a token; the classic protocol cannot send one.\n', 'utf8'));
+            return undefined;
+          }
+          return new ClassicConnection(socket, this, this.options.classicPauseMs);
+        },
+        refusal: (_code, message) => Buffer.from(message + '\n', 'utf8'),
+      };
+      addresses.classicPort = await this.startListener(this.options.classicPort, classic);
     }
     this.startIdleSweep();
     return addresses;
   }
 
-  private async startListener(port: number, accept: (socket: Socket) => Connection | undefined, tls?: { cert: string; key: string }): Promise<number> {
-    const onSocket = (socket: Socket): void => this.onConnection(socket, accept);
-    const listener = tls ? this.createTlsListener(tls, onSocket) : createServer({ noDelay: true, pauseOnConnect: false }, onSocket);
+  private async startListener(port: number, protocol: Protocol, tls?: { cert: string; key: string }): Promise<number> {
+    const onSocket = (socket: Socket): void => this.onConnection(socket, protocol);
+    // Half-open: a peer that closes its side after sending still gets every answer it is owed.
+    const listener = tls ? this.createTlsListener(tls, onSocket) : createServer({ noDelay: true, pauseOnConnect: false, allowHalfOpen: true }, onSocket);
     this.listeners.push(listener);
     this.register(toDisposable(() => listener.close()));
     listener.maxConnections = this.limits.maxClients > 0 ? this.limits.maxClients * 2 : Infinity;
     listener.listen({ host: this.options.host, port, backlog: 1024 });
     await Promise.race([once(listener, 'listening'), once(listener, 'error').then(([error]) => Promise.reject(error))]);
+    // Once listening, an error (accept failing for want of file descriptors) is the listener's trouble, not the server's end.
+    listener.on('error', (error: NodeJS.ErrnoException) => this.logger.error(`listener on port ${port}: ${error.code ?? error.message}; still listening`));
     const address = listener.address();
     return typeof address === 'object' && address ? address.port : port;
   }
@@ -109,6 +146,7 @@ export class ChatServer extends Disposable implements ConnectionHost {
       key: tls.key,
       minVersion: 'TLSv1.2',
       noDelay: true,
+      allowHalfOpen: true,
       // A handshake gets no more time than a hello would.
       handshakeTimeout: this.limits.helloTimeoutMs,
     }, onSocket);
@@ -119,18 +157,24 @@ export class ChatServer extends Disposable implements ConnectionHost {
     return listener;
   }
 
-  private onConnection(socket: Socket, accept: (socket: Socket) => Connection | undefined): void {
+  private onConnection(socket: Socket, protocol: Protocol): void {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     if (this.shuttingDown) {
       socket.destroy();
       return;
     }
     if (this.limits.maxClients > 0 && this.connections.size >= this.limits.maxClients) {
-      refuse(socket, encodeFrame({ type: 'error', code: 'server_full', message: `The server is full (${this.limits.maxClients} connections).` }));
+      refuse(socket, protocol.refusal('server_full', `The server is full (${this.limits.maxClients} connections).`));
       this.logger.warn(`${peer} refused: server full`);
       return;
     }
-    const connection = accept(socket);
+    if (!this.newConnections.tryTake(socket.remoteAddress)) {
+      const perMinute = this.limits.newConnectionsPerMinute;
+      refuse(socket, protocol.refusal('too_many_connections', `This address has opened ${perMinute} connections within a minute, the most it may; try again in a little while.`));
+      this.logger.warn(`${peer} refused: more than ${perMinute} new connections a minute from its address`);
+      return;
+    }
+    const connection = protocol.accept(socket);
     if (!connection) return;
     this.connections.add(connection);
     this.logger.info(`${peer} has connected.`);
@@ -140,39 +184,17 @@ export class ChatServer extends Disposable implements ConnectionHost {
     this.connections.delete(connection);
   }
 
-  openRoom(name: string): Promise<Room> {
-    let room = this.rooms.get(name);
-    if (!room) {
-      room = this.loadRoom(name);
-      this.rooms.set(name, room);
-      // A room that failed to load may be tried again by the next hello.
-      room.catch(() => this.rooms.delete(name));
-    }
-    return room;
+  enterRoom<T>(name: string, address: string | undefined, use: (room: Room) => T): Promise<RoomEntry<T>> {
+    return this.rooms.enter(name, address, use);
   }
 
-  private async loadRoom(name: string): Promise<Room> {
-    const retain = this.limits.retainEvents;
-    if (this.options.dataDir === undefined) return new Room(name, RoomLog.inMemory(retain, this.logger), [], retain, this.logger);
-    const { log, records } = await RoomLog.open(this.options.dataDir, name, retain, this.logger);
-    return new Room(name, log, records, retain, this.logger);
-  }
-
-  /** Pings clients that fell silent, and closes those that did not answer in time. */
+  /** Pings clients that fell silent, and closes those that did not answer in time (or, for classic ones, were silent too long). */
   private startIdleSweep(): void {
-    const { idlePingMs, idleCloseMs } = this.limits;
-    const every = Math.max(10, Math.min(1000, Math.floor(Math.min(idlePingMs, idleCloseMs) / 4)));
+    const { idlePingMs, idleCloseMs, classicIdleMs } = this.limits;
+    const every = Math.max(10, Math.min(1000, Math.floor(Math.min(idlePingMs, idleCloseMs, classicIdleMs) / 4)));
     const sweep = setInterval(() => {
       const now = Date.now();
-      for (const connection of this.connections) {
-        if (!connection.answersPings || !(connection instanceof NdjsonConnection)) continue;
-        if (connection.pingedAt !== undefined) {
-          if (now - connection.pingedAt >= idleCloseMs) connection.fail('idle_timeout', `No answer to a ping within ${idleCloseMs} ms.`);
-        } else if (now - connection.lastHeardAt >= idlePingMs) {
-          connection.pingedAt = now;
-          connection.ping();
-        }
-      }
+      for (const connection of this.connections) connection.checkIdle(now);
     }, every);
     sweep.unref();
     this.register(toDisposable(() => clearInterval(sweep)));
@@ -189,18 +211,19 @@ export class ChatServer extends Disposable implements ConnectionHost {
 
   private async closeEverything(): Promise<void> {
     for (const listener of this.listeners) listener.close();
-    const goodbye = encodeFrame({ type: 'error', code: 'shutdown', message: 'The server is shutting down.' });
     for (const connection of this.connections) {
       connection.stopReading();
       connection.detachFromRoom();
     }
-    const rooms = await Promise.allSettled(this.rooms.values());
-    await Promise.all(rooms.map((room) => (room.status === 'fulfilled' ? room.value.departAll('shutdown') : undefined)));
-    for (const connection of this.connections) connection.endWith(connection instanceof NdjsonConnection ? goodbye : undefined, 'shutdown');
-    await Promise.all(rooms.map((room) => (room.status === 'fulfilled' ? room.value.close() : undefined)));
+    const rooms = await this.rooms.loadedRooms();
+    await Promise.all(rooms.map((room) => room.departAll('shutdown')));
+    for (const connection of this.connections) connection.endWith(connection.shutdownNotice, 'shutdown');
+    await Promise.all(rooms.map((room) => room.close()));
+    await this.rooms.closingDone();
     // Give the goodbyes a moment to reach clients that are reading, but never wait on those that are not.
     await Promise.race([Promise.all([...this.connections].map((connection) => once(connection.socket, 'close'))), new Promise((resolve) => setTimeout(resolve, 1000))]);
     for (const connection of [...this.connections]) connection.dispose();
+    await this.options.dataFolder?.close();
     this.dispose();
   }
 }

@@ -5,14 +5,19 @@
  *
  * The seed client sends each message as one bare send() with no newline, so a
  * chunk without a newline counts as a whole message once the client pauses.
+ *
+ * What reaches a terminal is made harmless here: other members' text arrives
+ * with every control character shown as a visible stand-in, so no message can
+ * move the cursor, clear the screen or ring the bell.
  */
 import type { Socket } from 'node:net';
 import { toDisposable } from '../shared/disposable';
 import { decodeUtf8, LineSplitter } from '../shared/framing';
-import { nameProblem } from '../shared/names';
-import { DEFAULT_ROOM } from '../shared/protocol';
+import { isBlankText, nameProblem } from '../shared/names';
+import { DEFAULT_ROOM, type RoomEvent } from '../shared/protocol';
 import { Connection, type ConnectionHost } from './connection';
-import type { EncodedEvent } from './room';
+import type { EncodedEvent, Room } from './room';
+import { seatNameProblem } from './seatNames';
 
 export const CLASSIC_GREETING = 'Greetings from the cave! Now type your name and press enter!';
 export const CLASSIC_QUIT = '{quit}';
@@ -21,10 +26,53 @@ function line(text: string): Buffer {
   return Buffer.from(text + '\n', 'utf8');
 }
 
+/** Line breaks inside a message: the whole message stays on one line, with a visible mark. */
+const LINE_BREAK = /\r\n|[\n\u2028\u2029]/g;
+/** Every C0 control, DEL, and every C1 control: \p{Cc} is exactly those. */
+const CONTROL = /\p{Cc}/gu;
+
+/**
+ * Shows a control character as what it is: C0 controls and DEL as their
+ * Unicode control pictures (ESC as ␛, BEL as ␇, CR as ␍), C1 controls, which
+ * have no pictures, as `\x9b`-style escapes.
+ */
+function visibleControl(control: string): string {
+  const code = control.charCodeAt(0);
+  if (code < 0x20) return String.fromCharCode(0x2400 + code);
+  if (code === 0x7f) return '\u2421';
+  return `\\x${code.toString(16)}`;
+}
+
+/** The seed protocol's plain-text line for an event. */
+export function classicLine(event: RoomEvent): string {
+  switch (event.type) {
+    case 'message':
+      // Classic clients show one line per message, so line breaks become a visible mark.
+      return `${event.from}: ${event.text.replace(LINE_BREAK, ' ↵ ').replace(CONTROL, visibleControl)}`;
+    case 'joined':
+      return `${event.name} has joined the chat!`;
+    case 'left':
+      return `${event.name} has left the chat.`;
+  }
+}
+
+/** Each event's classic line, made once on first use and shared by every classic member. */
+const classicBytes = new WeakMap<EncodedEvent, Buffer>();
+
+function classicBytesOf(event: EncodedEvent): Buffer {
+  let bytes = classicBytes.get(event);
+  if (!bytes) {
+    bytes = line(classicLine(event.event));
+    classicBytes.set(event, bytes);
+  }
+  return bytes;
+}
+
 type ClassicInput = { kind: 'line'; bytes: Buffer } | { kind: 'overflow' };
 
 export class ClassicConnection extends Connection<ClassicInput> {
-  readonly answersPings = false;
+  /** The seed protocol has no goodbye; the departures it hears say enough. */
+  readonly shutdownNotice = undefined;
   private readonly lines: LineSplitter;
   private pauseTimer: NodeJS.Timeout | undefined;
 
@@ -44,17 +92,37 @@ export class ClassicConnection extends Connection<ClassicInput> {
     const inputs: ClassicInput[] = this.lines.push(chunk).map((result) => (result.kind === 'line' ? { kind: 'line', bytes: result.bytes } : { kind: 'overflow' }));
     this.enqueue(inputs);
     if (this.lines.bufferedBytes > 0) {
-      this.pauseTimer = setTimeout(() => {
-        const rest = this.lines.takeRest();
-        if (rest) this.enqueue([{ kind: 'line', bytes: rest }]);
-      }, this.pauseMs);
+      this.pauseTimer = setTimeout(() => this.takeUnterminatedRest(), this.pauseMs);
+    }
+  }
+
+  /** At the end of the input, whatever rests without a newline is the last message. */
+  protected override onInputEnded(): void {
+    clearTimeout(this.pauseTimer);
+    this.takeUnterminatedRest();
+  }
+
+  private takeUnterminatedRest(): void {
+    const rest = this.lines.takeRest();
+    if (rest) this.enqueue([{ kind: 'line', bytes: rest }]);
+  }
+
+  protected onJoinTimeout(): void {
+    this.endWith(line(`No name within ${Math.round(this.host.limits.helloTimeoutMs / 1000)} s; goodbye.`), 'lost');
+  }
+
+  checkIdle(now: number): void {
+    // The seed protocol has no ping, so a member silent for this long is taken to be gone.
+    const { classicIdleMs } = this.host.limits;
+    if (this.isJoined && now - this.lastHeardAt >= classicIdleMs) {
+      this.endWith(line(`You have been silent for ${Math.round(classicIdleMs / 1000)} s; goodbye.`), 'lost');
     }
   }
 
   deliver(event: EncodedEvent): void {
     // The seed tells the newcomer "Welcome", and only everyone else "has joined".
     if (event.event.type === 'joined' && event.event.name === this.name) return;
-    this.send(event.classic);
+    this.send(classicBytesOf(event));
   }
 
   protected async handleInput(input: ClassicInput): Promise<void> {
@@ -71,6 +139,7 @@ export class ClassicConnection extends Connection<ClassicInput> {
     if (!this.isJoined) return this.takeName(text);
     if (text === CLASSIC_QUIT) {
       this.send(line(CLASSIC_QUIT));
+      this.ignoreFurtherInput();
       await this.leaveRoom('quit');
       this.endWith(undefined, 'quit');
       return;
@@ -80,25 +149,34 @@ export class ClassicConnection extends Connection<ClassicInput> {
       this.send(line(`Your message has ${textBytes} bytes; the limit is ${this.host.limits.maxTextBytes}. It was not sent.`));
       return;
     }
-    const result = await this.room!.say(this, this.clientId as string, undefined, text);
+    if (isBlankText(text)) {
+      this.send(line('That message shows nothing (only invisible characters); it was not sent.'));
+      return;
+    }
+    const result = await this.room!.say(this, text);
     if (!result.ok) this.send(line('The server could not store your message; it was not sent.'));
   }
 
   private async takeName(name: string): Promise<void> {
-    const problem = nameProblem(name);
+    const problem = nameProblem(name) ?? seatNameProblem(name);
     if (problem) {
       this.send(line(`${problem} Type another name and press enter!`));
       return;
     }
-    const room = await this.host.openRoom(DEFAULT_ROOM);
-    if (this.isDisposed || this.isStopping) return;
-    if (room.memberNamed(name)) {
+    const entry = await this.host.enterRoom(DEFAULT_ROOM, this.socket.remoteAddress, (room) => this.takeSeat(room, name));
+    if (!entry.ok) this.endWith(line(`${entry.message} Goodbye.`), 'lost');
+  }
+
+  /** Joins the lobby under `name` unless someone holds that seat; runs in the turn the room was found loaded. */
+  private takeSeat(room: Room, name: string): void {
+    if (this.isDisposed || this.isStopping || this.isJoined) return;
+    const holder = room.memberNamed(name);
+    if (holder) {
       this.send(line(`Someone is already called ${name}. Type another name and press enter!`));
       return;
     }
     this.name = name;
-    this.clientId = `classic:${this.peer}`;
-    this.room = room;
+    this.joined(room);
     this.send(line(`Welcome ${name}! If you ever want to quit, type ${CLASSIC_QUIT} to exit.`));
     room.join(this);
     this.host.logger.info(`${this.peer} joined ${room.name} as ${name} (classic).`);

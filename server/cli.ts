@@ -2,15 +2,15 @@
  * `node dist/server.js`: the companion chat server as a command-line program.
  * "Start Chat Server" in the extension runs this same file as a child process.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type Limits } from '../shared/protocol';
+import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type Limits, TOKEN_MAX_CHARS } from '../shared/protocol';
 import { isLoopbackHost } from '../shared/addresses';
 import { ChatServer } from './chatServer';
-import { createLogger, type LogFormat } from './log';
+import { DataFolder } from './dataFolder';
+import { createLogger, type LogFormat, type Logger } from './log';
 import { loadTlsIdentity } from './tls';
+import { keptToken } from './token';
 
 const DEFAULT_DATA_DIR = '.chat-room-data';
 /** Where a parent process (the extension) hands over the token: unlike arguments, the environment is hidden from other users' `ps`. */
@@ -28,12 +28,21 @@ const LIMIT_FLAGS: Record<string, [keyof Limits, string]> = {
   'idle-ping-ms': ['idlePingMs', 'silence after which the server pings a client'],
   'idle-close-ms': ['idleCloseMs', 'time after a ping within which the client must answer'],
   'replay-events': ['replayEvents', 'events replayed on join when the client gives no lastSeq'],
-  'retain-events': ['retainEvents', 'events each room keeps at least'],
+  'retain-events': ['retainEvents', 'messages each room keeps at least (and as many arrivals and departures)'],
+  'new-connections-per-minute': ['newConnectionsPerMinute', 'new connections one address may open a minute (0: no limit; loopback exempt)'],
+  'max-rooms': ['maxRooms', 'rooms loaded at once; empty ones are unloaded early to make space (0: no limit)'],
+  'new-rooms-per-minute': ['newRoomsPerMinute', 'rooms one address may load a minute (0: no limit; loopback exempt)'],
+  'room-idle-ms': ['roomIdleMs', 'an empty room is unloaded (its file closed) after this long'],
+  'classic-idle-ms': ['classicIdleMs', 'close a classic member silent this long (classic has no ping)'],
 };
 
 function usage(): string {
   const limits = Object.entries(LIMIT_FLAGS)
-    .map(([flag, [key, text]]) => `  --${flag} N`.padEnd(32) + `${text} (default ${DEFAULT_LIMITS[key]})`)
+    .map(([flag, [key, text]]) => {
+      const name = `  --${flag} N`;
+      // A name too long for its column gets a line of its own.
+      return (name.length < 31 ? name.padEnd(32) : `${name}\n${' '.repeat(32)}`) + `${text} (default ${DEFAULT_LIMITS[key]})`;
+    })
     .join('\n');
   return `Chat Room server
 
@@ -46,7 +55,10 @@ Usage: node dist/server.js [options]
   --data DIR                    keep room history in DIR (default ./${DEFAULT_DATA_DIR})
   --memory                      keep no history on disk
   --token T                     clients must send this token in their hello (or set it in the
-                                environment as ${TOKEN_ENV}, which other users cannot read)
+                                environment as ${TOKEN_ENV}, which other users cannot read);
+                                1 to ${TOKEN_MAX_CHARS} characters
+  --rotate-token                replace the token kept in DIR/token with a new one (a server
+                                bound beyond loopback without --token makes one once and keeps it)
   --tls                         serve TLS on --port; without --tls-cert/--tls-key a self-signed
                                 certificate is made once into the data folder and reused, and
                                 its SHA-256 fingerprint is printed for clients to pin
@@ -64,6 +76,8 @@ speak TLS. On a server with a token it serves this machine only.
 For tests only:
   --lockout-loopback            lock out loopback addresses after failed hellos too
                                 (normally loopback is exempt)
+  --limit-loopback              apply the per-address limits (new connections, new rooms)
+                                to loopback addresses too (normally loopback is exempt)
 
 When ready it prints "listening on HOST:PORT". SIGINT or SIGTERM tells every
 member the server is shutting down, stores everything, and exits with code 0.
@@ -90,6 +104,8 @@ async function main(): Promise<void> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'lockout-loopback': { type: 'boolean', default: false },
+      'limit-loopback': { type: 'boolean', default: false },
+      'rotate-token': { type: 'boolean', default: false },
       'log-format': { type: 'string', default: 'text' },
       'classic-pause-ms': { type: 'string', default: '80' },
       help: { type: 'boolean', default: false },
@@ -116,15 +132,17 @@ async function main(): Promise<void> {
 
   const host = values.host as string;
   const dataDir = values.memory ? undefined : resolve((values.data as string | undefined) ?? DEFAULT_DATA_DIR);
+  const dataFolder = dataDir === undefined ? undefined : await DataFolder.prepare(dataDir, logger);
   let token = (values.token as string | undefined) ?? (process.env[TOKEN_ENV] || undefined);
+  if (token !== undefined && (token.length === 0 || token.length > TOKEN_MAX_CHARS)) {
+    throw new Error(`the token must be 1 to ${TOKEN_MAX_CHARS} characters long (it has ${token.length})`);
+  }
   if (!isLoopbackHost(host) && token === undefined) {
-    if (dataDir === undefined) throw new Error(`binding ${host} opens the server to other machines: give it a --token`);
     // A server others can reach must not be open to anyone who finds the port.
-    token = randomBytes(32).toString('base64url');
-    mkdirSync(dataDir, { recursive: true });
-    const tokenFile = join(dataDir, 'token');
-    writeFileSync(tokenFile, token + '\n', { mode: 0o600 });
-    logger.warn(`binding ${host} makes the server reachable from other machines, so it requires a token; one was generated into ${tokenFile}`);
+    if (dataFolder === undefined) throw new Error(`binding ${host} opens the server to other machines: give it a --token`);
+    token = await keptToken(dataFolder, values['rotate-token'] as boolean, host, logger);
+  } else if (values['rotate-token']) {
+    throw new Error('--rotate-token replaces the token a server bound beyond loopback keeps in its data folder; it cannot be used with --token or on loopback');
   }
 
   const certFile = values['tls-cert'] as string | undefined;
@@ -140,13 +158,14 @@ async function main(): Promise<void> {
     host,
     port: wholeNumber('port', values.port as string),
     classicPort: values['classic-port'] === undefined ? undefined : wholeNumber('classic-port', values['classic-port'] as string),
-    dataDir,
+    dataFolder,
     token,
     limits,
     logger,
     classicPauseMs: wholeNumber('classic-pause-ms', values['classic-pause-ms'] as string),
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     lockoutLoopback: values['lockout-loopback'] as boolean,
+    limitLoopback: values['limit-loopback'] as boolean,
   });
 
   let stopping = false;
@@ -165,6 +184,7 @@ async function main(): Promise<void> {
   // When the extension host dies, the pipes behind stdout and stderr go with it; the
   // shutdown that follows must not be cut short by a failed log write (EPIPE).
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+  keepServingThroughStrayErrors(logger);
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   // Started by the extension with an IPC channel: if the editor goes away, so does the server.
@@ -182,6 +202,18 @@ async function main(): Promise<void> {
   if (typeof process.send === 'function') {
     process.send({ type: 'listening', host, port: addresses.port, classicPort: addresses.classicPort, fingerprint: tls?.fingerprint });
   }
+}
+
+/**
+ * An error no caller caught is a bug, but it must not end a server that others
+ * are talking through: every acknowledged message is already on disk, and
+ * every connection's own errors are caught where they happen (they end that
+ * connection alone), so what reaches here is logged and the server goes on.
+ */
+function keepServingThroughStrayErrors(logger: Logger): void {
+  const describe = (error: unknown): string => (error instanceof Error ? (error.stack ?? error.message) : String(error));
+  process.on('unhandledRejection', (reason) => logger.error(`unhandled rejection (the server keeps serving): ${describe(reason)}`));
+  process.on('uncaughtException', (error) => logger.error(`uncaught exception (the server keeps serving): ${describe(error)}`));
 }
 
 main().catch((error: unknown) => {

@@ -1,7 +1,8 @@
 /**
  * What every client connection shares, whichever protocol it speaks: the
- * socket and its ownership, pacing by the rate limit, the slow-reader rule,
- * and announcing the departure once the socket is gone.
+ * socket and its ownership, the time limit to join, pacing by the rate limit,
+ * the slow-reader rule, finishing what was said before the peer closed its
+ * side, and announcing the departure once the socket is gone.
  */
 import type { Socket } from 'node:net';
 import { Disposable, toDisposable } from '../shared/disposable';
@@ -10,6 +11,7 @@ import type { AccessGate } from './accessGate';
 import type { Logger } from './log';
 import { TokenBucket } from './rateLimiter';
 import type { EncodedEvent, Room, RoomMember } from './room';
+import type { RoomEntry } from './roomRegistry';
 import type { WriteBatcher } from './writeBatcher';
 
 /** What a connection needs from the server that accepted it. */
@@ -18,18 +20,16 @@ export interface ConnectionHost {
   readonly logger: Logger;
   readonly batcher: WriteBatcher;
   readonly accessGate: AccessGate;
-  openRoom(name: string): Promise<Room>;
+  /** Loads the room if need be and hands it to `use` at once (see RoomRegistry.enter). */
+  enterRoom<T>(name: string, address: string | undefined, use: (room: Room) => T): Promise<RoomEntry<T>>;
   forget(connection: Connection): void;
 }
 
 export abstract class Connection<Input = unknown> extends Disposable implements RoomMember {
   name = '';
-  clientId: string | undefined;
   room: Room | undefined;
   readonly peer: string;
   lastHeardAt = Date.now();
-  /** When the server pinged this client for being silent, if it has. */
-  pingedAt: number | undefined;
   /** Why the member leaves when the socket closes; unset means it vanished (`lost`). */
   protected leaveReason: LeaveReason | undefined;
   /** A resumed session took over this member: leave without an announcement. */
@@ -40,6 +40,13 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
   private pausedForRate = false;
   private resumeTimer: NodeJS.Timeout | undefined;
   private readingStopped = false;
+  /** The peer has closed its side: once its input is handled and answered, the server closes its own. */
+  private inputEnded = false;
+  private finishing = false;
+  /** Work whose answer the peer is still owed (a message being stored before its ack); made on first use, as most connections never owe anything. */
+  private owed: Set<Promise<unknown>> | undefined;
+  /** Cleared once the client is in a room, so thousands of idle members hold no timers. */
+  private joinTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -51,29 +58,82 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       this.lastHeardAt = Date.now();
-      this.pingedAt = undefined;
-      this.onBytes(chunk);
+      this.guard(() => this.onBytes(chunk));
+    });
+    // Sockets are half-open: what arrived before the peer's FIN is still handled and answered.
+    socket.on('end', () => {
+      this.inputEnded = true;
+      this.guard(() => this.onInputEnded());
+      void this.drainInputs();
     });
     // 'close' always follows 'error'; the departure is handled there.
     socket.on('error', () => undefined);
     socket.on('close', () => this.dispose());
     this.register(toDisposable(() => socket.destroy()));
     this.register(toDisposable(() => clearTimeout(this.resumeTimer)));
+    this.joinTimer = setTimeout(() => {
+      if (!this.isJoined) this.guard(() => this.onJoinTimeout());
+    }, host.limits.helloTimeoutMs);
+    this.register(toDisposable(() => clearTimeout(this.joinTimer)));
   }
 
   get isJoined(): boolean {
     return this.room !== undefined;
   }
 
-  /** Whether the server may ping this client when it falls silent. */
-  abstract readonly answersPings: boolean;
-
   protected abstract onBytes(chunk: Buffer): void;
   protected abstract handleInput(input: Input): void | Promise<void>;
+  /** The connection did not join within the hello time limit. */
+  protected abstract onJoinTimeout(): void;
+  /** The last line of the connection when the server shuts down, if its protocol has one. */
+  abstract readonly shutdownNotice: Buffer | undefined;
   abstract deliver(event: EncodedEvent): void;
+  /** Called about once a second: pings a silent client, or closes one silent for too long. */
+  abstract checkIdle(now: number): void;
+
+  /** Called when the peer has closed its side, before the input still queued is handled. */
+  protected onInputEnded(): void {}
+
+  /** Stops the join timer once the connection is in a room. */
+  protected joined(room: Room): void {
+    this.room = room;
+    clearTimeout(this.joinTimer);
+    this.joinTimer = undefined;
+  }
+
+  /**
+   * Runs `work` so that nothing it throws can leave this connection: an
+   * unexpected error is logged and ends this connection alone.
+   */
+  protected guard(work: () => void | Promise<void>): void {
+    try {
+      const result = work();
+      if (result instanceof Promise) result.catch((error: unknown) => this.failUnexpectedly(error));
+    } catch (error) {
+      this.failUnexpectedly(error);
+    }
+  }
+
+  private failUnexpectedly(error: unknown): void {
+    this.host.logger.error(`${this.peer}: unexpected error, closing this connection: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    this.socket.destroy();
+  }
+
+  /** Keeps track of an answer the peer is owed, so a departure waits for it. */
+  protected owe(work: Promise<unknown>): void {
+    const owed = (this.owed ??= new Set());
+    owed.add(work);
+    void work.finally(() => owed.delete(work)).catch((error: unknown) => this.failUnexpectedly(error));
+  }
+
+  /** Resolves once every answer owed so far has been sent. */
+  protected async settleOwed(): Promise<void> {
+    while (this.owed && this.owed.size > 0) await Promise.allSettled([...this.owed]);
+  }
 
   /** Queues parsed input and handles it as fast as the rate limit allows; over it, reading pauses (delay, never drop). */
   protected enqueue(inputs: Input[]): void {
+    if (this.readingStopped) return;
     this.inputs.push(...inputs);
     void this.drainInputs();
   }
@@ -89,9 +149,23 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
         }
         await this.handleInput(this.inputs.shift() as Input);
       }
+    } catch (error) {
+      this.failUnexpectedly(error);
+      return;
     } finally {
       this.handlingInput = false;
     }
+    if (this.inputEnded && this.inputs.length === 0) this.guard(() => this.finishAfterPeerEnded());
+  }
+
+  /** The peer closed its side and everything it sent is handled: answer what is owed, leave, and close. */
+  private async finishAfterPeerEnded(): Promise<void> {
+    if (this.finishing || this.isDisposed) return;
+    this.finishing = true;
+    await this.settleOwed();
+    const reason = this.leaveReason ?? 'lost';
+    await this.leaveRoom(reason);
+    this.endWith(undefined, reason);
   }
 
   private pauseForRate(): void {
@@ -153,8 +227,13 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
 
   /** Takes no more input (the server is shutting down): nothing said from now on is acted on. */
   stopReading(): void {
-    this.readingStopped = true;
+    this.ignoreFurtherInput();
     this.socket.pause();
+  }
+
+  /** Acts on nothing more that arrives (after a `bye`), but goes on reading so the peer's close is seen. */
+  protected ignoreFurtherInput(): void {
+    this.readingStopped = true;
   }
 
   /** Whether input has stopped being taken; a hello still waiting for its room must then not join. */

@@ -6,27 +6,84 @@
  * write and one fsync, so storage does not cap the message rate. A record's
  * promise resolves only after the fsync, which is what lets the server
  * acknowledge a message only once it is safe.
+ *
+ * The first line of the file is a header naming the room it belongs to (its
+ * key), and it is checked on every open, so two rooms can never share a file
+ * even if their names gave the same file name.
+ *
+ * Storage errors fail closed: a record is never acknowledged unless it is
+ * written, fsynced, and reachable through a durable directory entry. Work
+ * left half done by an error (a part-record to cut off, a directory to fsync)
+ * is finished before the next write, which is how the log recovers once
+ * storage works again.
  */
 import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { constants, promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { roomKey, roomProblem } from '../shared/names';
+import { type DataFolder, FILE_MODE } from './dataFolder';
 import type { Logger } from './log';
+
+/** What a record counts against: messages and presence (arrivals, departures) are retained apart. */
+export type RecordKind = 'message' | 'presence';
 
 interface PendingRecord {
   bytes: Buffer;
+  kind: RecordKind;
   resolve: () => void;
   reject: (error: Error) => void;
 }
 
+interface StoredRecord {
+  bytes: Buffer;
+  kind: RecordKind;
+}
+
 export interface LoadedLog {
   log: RoomLog;
+  /** The room's name as first spelled, from the header. */
+  name: string;
   /** Each stored record's text, oldest first, without its newline. */
   records: string[];
 }
 
-/** The file name of a room's log: a digest, so any room name makes a safe file name. */
-export function roomLogFileName(room: string): string {
-  return createHash('sha256').update(room, 'utf8').digest('hex').slice(0, 40) + '.ndjson';
+/** The log of another room was found where this room's log belongs. */
+export class RoomLogMismatch extends Error {}
+
+const HEADER_VERSION = 1;
+const OPEN_EXISTING = constants.O_RDWR | constants.O_APPEND;
+const CREATE_NEW = constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | constants.O_EXCL;
+const CREATE_OR_REPLACE = constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | constants.O_TRUNC;
+
+/** The file name of a room's log: a digest of its key, so any room name makes a safe file name. */
+export function roomLogFileName(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('hex').slice(0, 40) + '.ndjson';
+}
+
+function headerRecord(key: string, name: string): Buffer {
+  return Buffer.from(JSON.stringify({ chatRoomLog: HEADER_VERSION, room: key, name }) + '\n', 'utf8');
+}
+
+/** The header's fields when `line` is one. */
+function parseHeader(line: Buffer): { room: string; name: string } | undefined {
+  try {
+    const value = JSON.parse(line.toString('utf8')) as { chatRoomLog?: unknown; room?: unknown; name?: unknown };
+    if (typeof value.chatRoomLog === 'number' && typeof value.room === 'string' && typeof value.name === 'string') return { room: value.room, name: value.name };
+  } catch {
+    // Not JSON: an event record of an older log, or a torn line; the caller decides.
+  }
+  return undefined;
+}
+
+/** An event record's kind and room, or undefined when the line is not a whole event record. */
+function parseEventRecord(line: Buffer): { kind: RecordKind; room: unknown } | undefined {
+  try {
+    const value = JSON.parse(line.toString('utf8')) as { seq?: unknown; type?: unknown; room?: unknown };
+    if (typeof value !== 'object' || value === null || typeof value.seq !== 'number') return undefined;
+    return { kind: value.type === 'message' ? 'message' : 'presence', room: value.room };
+  } catch {
+    return undefined;
+  }
 }
 
 export class RoomLog {
@@ -34,82 +91,147 @@ export class RoomLog {
   private flushScheduled = false;
   private flushing = false;
   private closed = false;
+  private closing: Promise<void> | undefined;
   /** Bytes of the file known to be whole records; a failed write is cut back to this. */
   private goodBytes: number;
   /** The newest records on disk, so compaction can rewrite them without reading the file. */
-  private tail: Buffer[];
+  private tail: StoredRecord[];
+  private tailMessages = 0;
+  /** A failed write may have left a part-record; it is cut off before anything else is written. */
+  private cutBackPending = false;
+  /** A file was created or renamed into place and the folder is not yet fsynced: nothing is acked until it is. */
+  private directorySyncPending = false;
+  /** After a failed compaction, the next try waits until this many records are in the tail. */
+  private compactAtTail = 0;
 
   private constructor(
     private file: fs.FileHandle | undefined,
+    private readonly folder: DataFolder | undefined,
     private readonly path: string | undefined,
-    records: Buffer[],
+    private readonly header: Buffer,
+    records: StoredRecord[],
     goodBytes: number,
     private readonly retainRecords: number,
     private readonly logger: Logger,
   ) {
-    this.tail = records.slice(-retainRecords * 2);
+    this.tail = records;
+    this.tailMessages = records.filter((record) => record.kind === 'message').length;
     this.goodBytes = goodBytes;
   }
 
   /** A log that keeps nothing on disk (`--memory`). */
   static inMemory(retainRecords: number, logger: Logger): RoomLog {
-    return new RoomLog(undefined, undefined, [], 0, retainRecords, logger);
+    return new RoomLog(undefined, undefined, undefined, Buffer.alloc(0), [], 0, retainRecords, logger);
   }
 
   /**
    * Opens (or creates) a room's log and reads it back. A torn last record, left
    * by a crash in the middle of a write, is cut off with a log line; a broken
-   * record anywhere else is skipped and reported, never fatal.
+   * record anywhere else is skipped and reported, never fatal. A log written
+   * before logs had headers gets one, once its first record shows that it is
+   * this room's. Throws RoomLogMismatch when the file belongs to another room.
    */
-  static async open(dataDir: string, room: string, retainRecords: number, logger: Logger): Promise<LoadedLog> {
-    await fs.mkdir(dataDir, { recursive: true });
-    const path = join(dataDir, roomLogFileName(room));
-    const file = await fs.open(path, 'a+');
+  static async open(folder: DataFolder, key: string, name: string, retainRecords: number, logger: Logger): Promise<LoadedLog> {
+    const path = join(folder.path, roomLogFileName(key));
+    let file: fs.FileHandle;
+    try {
+      file = await fs.open(path, OPEN_EXISTING);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      file = await fs.open(path, CREATE_NEW, FILE_MODE);
+    }
     try {
       const content = await file.readFile();
-      const lastNewline = content.lastIndexOf(0x0a);
-      let goodBytes = lastNewline + 1;
-      if (goodBytes < content.length) {
-        logger.warn(`room log ${path}: dropped a torn last record (${content.length - goodBytes} bytes) left by an interrupted write`);
-        await file.truncate(goodBytes);
-        await file.sync();
+      const firstNewline = content.indexOf(0x0a);
+      const header = firstNewline === -1 ? undefined : parseHeader(content.subarray(0, firstNewline));
+      if (header && header.room !== key) throw new RoomLogMismatch(`room log ${path} belongs to the room "${header.name}", not "${name}"`);
+      const bodyStart = header ? firstNewline + 1 : 0;
+      const { records, texts, goodBytes, legacyRoom } = await RoomLog.readRecords(file, path, content, bodyStart, logger);
+      if (header) {
+        return { log: new RoomLog(file, folder, path, headerRecord(key, header.name), records, goodBytes, retainRecords, logger), name: header.name, records: texts };
       }
-      const records: Buffer[] = [];
-      const texts: string[] = [];
-      let start = 0;
-      let lineNumber = 0;
-      while (start < goodBytes) {
-        const end = content.indexOf(0x0a, start);
-        const line = content.subarray(start, end);
-        lineNumber += 1;
-        if (isWholeRecord(line)) {
-          records.push(Buffer.from(content.subarray(start, end + 1)));
-          texts.push(line.toString('utf8'));
-        } else if (end + 1 === goodBytes) {
-          // The last line has its newline but not all of its bytes (a torn page): drop it.
-          logger.warn(`room log ${path}: dropped a torn last record at line ${lineNumber}`);
-          goodBytes = start;
-          await file.truncate(goodBytes);
-          await file.sync();
-        } else {
-          logger.warn(`room log ${path}: skipped an unreadable record at line ${lineNumber}`);
-        }
-        start = end + 1;
+      if (records.length === 0) {
+        if (goodBytes > 0) throw new RoomLogMismatch(`room log ${path} has no header and no readable record; it is left as it is`);
+        // New, or left empty by a crash right after it was made: it starts with its header.
+        const log = new RoomLog(file, folder, path, headerRecord(key, name), [], 0, retainRecords, logger);
+        await log.writeHeader();
+        return { log, name, records: [] };
       }
-      return { log: new RoomLog(file, path, records, goodBytes, retainRecords, logger), records: texts };
+      if (typeof legacyRoom !== 'string' || roomKey(legacyRoom) !== key) throw new RoomLogMismatch(`room log ${path} holds events of the room ${JSON.stringify(legacyRoom)}, not "${name}"`);
+      // Written before logs had headers: rewritten once with one, keeping every record.
+      const log = new RoomLog(file, folder, path, headerRecord(key, legacyRoom), records, goodBytes, retainRecords, logger);
+      await log.rewrite(records);
+      logger.info(`room log ${path}: added the header that names its room (${JSON.stringify(legacyRoom)})`);
+      return { log, name: legacyRoom, records: texts };
     } catch (error) {
-      await file.close();
+      await file.close().catch(() => undefined);
       throw error;
     }
   }
 
+  /** Reads the event records after the header, cutting off a torn last one. */
+  private static async readRecords(
+    file: fs.FileHandle,
+    path: string,
+    content: Buffer,
+    bodyStart: number,
+    logger: Logger,
+  ): Promise<{ records: StoredRecord[]; texts: string[]; goodBytes: number; legacyRoom: unknown }> {
+    const lastNewline = content.lastIndexOf(0x0a);
+    let goodBytes = Math.max(bodyStart, lastNewline + 1);
+    if (goodBytes < content.length) {
+      logger.warn(`room log ${path}: dropped a torn last record (${content.length - goodBytes} bytes) left by an interrupted write`);
+      await file.truncate(goodBytes);
+      await file.sync();
+    }
+    const records: StoredRecord[] = [];
+    const texts: string[] = [];
+    let legacyRoom: unknown;
+    let start = bodyStart;
+    let lineNumber = bodyStart === 0 ? 0 : 1;
+    while (start < goodBytes) {
+      const end = content.indexOf(0x0a, start);
+      const line = content.subarray(start, end);
+      lineNumber += 1;
+      const event = parseEventRecord(line);
+      if (event) {
+        if (records.length === 0) legacyRoom = event.room;
+        records.push({ bytes: Buffer.from(content.subarray(start, end + 1)), kind: event.kind });
+        texts.push(line.toString('utf8'));
+      } else if (end + 1 === goodBytes) {
+        // The last line has its newline but not all of its bytes (a torn page): drop it.
+        logger.warn(`room log ${path}: dropped a torn last record at line ${lineNumber}`);
+        goodBytes = start;
+        await file.truncate(goodBytes);
+        await file.sync();
+      } else {
+        logger.warn(`room log ${path}: skipped an unreadable record at line ${lineNumber}`);
+      }
+      start = end + 1;
+    }
+    return { records, texts, goodBytes, legacyRoom: bodyStart === 0 ? legacyRoom : undefined };
+  }
+
+  /** Starts an empty file with its header, durably, directory entry included. */
+  private async writeHeader(): Promise<void> {
+    await this.writeAll(this.header);
+    await this.file!.datasync();
+    this.goodBytes = this.header.length;
+    await this.folder!.syncEntries();
+  }
+
   /** Stores one record (which must end with a newline); resolves once it is on disk. */
-  append(bytes: Buffer): Promise<void> {
+  append(bytes: Buffer, kind: RecordKind): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the room log is closed'));
     return new Promise((resolve, reject) => {
-      this.batch.push({ bytes, resolve, reject });
+      this.batch.push({ bytes, kind, resolve, reject });
       this.scheduleFlush();
     });
+  }
+
+  /** Whether records are waiting to be written or being written. */
+  get isBusy(): boolean {
+    return this.batch.length > 0 || this.flushing || this.flushScheduled;
   }
 
   private scheduleFlush(): void {
@@ -128,96 +250,189 @@ export class RoomLog {
     this.batch = [];
     try {
       if (this.file) {
+        await this.finishInterruptedWork();
         const bytes = Buffer.concat(batch.map((record) => record.bytes));
-        await this.writeAll(bytes);
-        await this.file.datasync();
+        try {
+          await this.writeAll(bytes);
+          await this.file.datasync();
+        } catch (error) {
+          this.cutBackPending = true;
+          await this.finishInterruptedWork().catch(() => undefined);
+          throw error;
+        }
         this.goodBytes += bytes.length;
       }
-      for (const record of batch) this.tail.push(record.bytes);
+      for (const record of batch) this.keepInTail(record);
       for (const record of batch) record.resolve();
-      if (this.tail.length >= this.retainRecords * 2) await this.compact();
     } catch (error) {
-      await this.cutBackToGoodBytes();
       const failure = error instanceof Error ? error : new Error(String(error));
       for (const record of batch) record.reject(failure);
     } finally {
+      if (this.tailNeedsCompaction()) await this.compact();
       this.flushing = false;
       if (this.batch.length > 0) this.scheduleFlush();
     }
   }
 
-  private async writeAll(bytes: Buffer): Promise<void> {
+  /** Cuts off a part-record and fsyncs the folder if an earlier error left either undone; throws while storage still fails. */
+  private async finishInterruptedWork(): Promise<void> {
+    if (this.cutBackPending) {
+      await this.file!.truncate(this.goodBytes);
+      this.cutBackPending = false;
+    }
+    if (this.directorySyncPending) {
+      await this.folder!.syncEntries();
+      this.directorySyncPending = false;
+    }
+  }
+
+  private keepInTail(record: StoredRecord): void {
+    this.tail.push({ bytes: record.bytes, kind: record.kind });
+    if (record.kind === 'message') this.tailMessages += 1;
+  }
+
+  private tailNeedsCompaction(): boolean {
+    const presence = this.tail.length - this.tailMessages;
+    return (this.tailMessages >= this.retainRecords * 2 || presence >= this.retainRecords * 2) && this.tail.length >= this.compactAtTail;
+  }
+
+  /** The newest `retainRecords` messages and the newest `retainRecords` arrivals and departures, in their order. */
+  private retainedTail(): StoredRecord[] {
+    let dropMessages = Math.max(0, this.tailMessages - this.retainRecords);
+    let dropPresence = Math.max(0, this.tail.length - this.tailMessages - this.retainRecords);
+    return this.tail.filter((record) => (record.kind === 'message' ? dropMessages-- <= 0 : dropPresence-- <= 0));
+  }
+
+  private async writeAll(bytes: Buffer, file = this.file!): Promise<void> {
     let written = 0;
     while (written < bytes.length) {
-      const { bytesWritten } = await this.file!.write(bytes, written, bytes.length - written);
+      const { bytesWritten } = await file.write(bytes, written, bytes.length - written);
       written += bytesWritten;
     }
   }
 
-  /** After a failed write (a full disk), remove any part-record so the file stays whole. */
-  private async cutBackToGoodBytes(): Promise<void> {
-    if (!this.file) return;
+  /**
+   * Rewrites the file with only the retained records. A failure leaves the
+   * old file as it was (nothing is lost, and the next try waits a while), so
+   * it is logged, not passed on.
+   */
+  private async compact(): Promise<void> {
+    const keep = this.retainedTail();
+    if (!this.file) {
+      this.setTail(keep);
+      return;
+    }
     try {
-      await this.file.truncate(this.goodBytes);
+      await this.rewrite(keep);
     } catch (error) {
-      this.logger.error(`room log ${this.path}: could not cut back a failed write: ${String(error)}`);
+      this.compactAtTail = this.tail.length + Math.max(1, Math.floor(this.retainRecords / 4));
+      this.logger.error(`room log ${this.path}: could not compact (${String(error)}); it keeps growing until a later try works`);
     }
   }
 
   /**
-   * Rewrites the file with only the newest `retainRecords` records, through a
-   * temporary file and a rename, so a crash at any point leaves either the old
-   * file or the new one, and never fewer than the retained records.
+   * Replaces the file with the header and `records`, through a temporary file
+   * and a rename, so a crash at any point leaves either the old file or the
+   * new one. The new file's handle is opened before the rename, so from the
+   * rename on every append goes to the file that holds the name, whatever
+   * fails after it; the folder's fsync, if it fails, is finished before the
+   * next write.
    */
-  private async compact(): Promise<void> {
-    const keep = this.tail.slice(-this.retainRecords);
-    if (!this.file || !this.path) {
-      this.tail = keep;
-      return;
-    }
-    const temporaryPath = this.path + '.compact';
-    const bytes = Buffer.concat(keep);
-    const temporary = await fs.open(temporaryPath, 'w');
+  private async rewrite(records: StoredRecord[]): Promise<void> {
+    const path = this.path!;
+    const temporaryPath = path + '.compact';
+    const bytes = Buffer.concat([this.header, ...records.map((record) => record.bytes)]);
+    const next = await fs.open(temporaryPath, CREATE_OR_REPLACE, FILE_MODE);
     try {
-      await temporary.writeFile(bytes);
-      await temporary.sync();
-    } finally {
-      await temporary.close();
+      await this.writeAll(bytes, next);
+      await next.sync();
+      await fs.rename(temporaryPath, path);
+    } catch (error) {
+      await next.close().catch(() => undefined);
+      await fs.rm(temporaryPath, { force: true }).catch(() => undefined);
+      throw error;
     }
-    await fs.rename(temporaryPath, this.path);
-    await syncDirectory(dirname(this.path));
-    await this.file.close();
-    // The old handle points at the replaced file; appends go to the new one.
-    this.file = await fs.open(this.path, 'a+');
+    const previous = this.file!;
+    this.file = next;
     this.goodBytes = bytes.length;
-    this.tail = keep;
+    this.cutBackPending = false;
+    this.directorySyncPending = true;
+    this.setTail(records);
+    await previous.close().catch((error: unknown) => this.logger.warn(`room log ${path}: closing the replaced file failed: ${String(error)}`));
+    await this.finishInterruptedWork().catch((error: unknown) => this.logger.error(`room log ${path}: fsync of its folder failed (${String(error)}); nothing more is acknowledged until it works`));
   }
 
-  /** Waits for pending records, then closes the file. */
-  async close(): Promise<void> {
-    while (this.batch.length > 0 || this.flushing || this.flushScheduled) {
-      await new Promise((resolve) => setImmediate(resolve));
+  private setTail(records: StoredRecord[]): void {
+    this.tail = records;
+    this.tailMessages = records.filter((record) => record.kind === 'message').length;
+    this.compactAtTail = 0;
+  }
+
+  /** Waits for pending records, then closes the file; closing again waits for the first close. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      while (this.isBusy) {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      this.closed = true;
+      await this.file?.close();
+    })();
+    return this.closing;
+  }
+}
+
+/** Longest first line the upgrade below reads; an event record is far shorter. */
+const FIRST_LINE_MAX_BYTES = 256 * 1024;
+
+/**
+ * Logs written before room names were compared like member names are named
+ * by the digest of the name as it was spelled ("Team"), while the room is now
+ * found by the digest of its key ("team"). Each such log is renamed to where
+ * its room is now looked for, unless a log is already there (two rooms that
+ * are now one: that history stays where it is, and the log says so). A log
+ * whose room name is no longer allowed stays where it is too.
+ */
+export async function adoptOlderRoomLogs(folder: DataFolder, logger: Logger): Promise<void> {
+  let renamed = 0;
+  for (const entry of await fs.readdir(folder.path)) {
+    if (!entry.endsWith('.ndjson')) continue;
+    const path = join(folder.path, entry);
+    const firstLine = await readFirstLine(path).catch((error: unknown) => {
+      logger.warn(`room log ${path}: could not be read to check its header (${String(error)}); left as it is`);
+      return undefined;
+    });
+    if (firstLine === undefined || parseHeader(firstLine)) continue;
+    const room = parseEventRecord(firstLine)?.room;
+    if (typeof room !== 'string') continue;
+    const problem = roomProblem(room);
+    if (problem) {
+      logger.warn(`room log ${path}: kept as it is and not served, since its room name is no longer allowed (${problem})`);
+      continue;
     }
-    this.closed = true;
-    await this.file?.close();
+    const target = roomLogFileName(roomKey(room));
+    if (target === entry) continue;
+    const targetPath = join(folder.path, target);
+    if (await fs.stat(targetPath).then(() => true, () => false)) {
+      logger.warn(`room log ${path}: kept as it is and not served: the room ${JSON.stringify(room)} is now the same room as the one in ${targetPath}`);
+      continue;
+    }
+    await fs.rename(path, targetPath);
+    renamed += 1;
+  }
+  if (renamed > 0) {
+    await folder.syncEntries();
+    logger.info(`data folder ${folder.path}: ${renamed} room log(s) from before room names were case-folded were renamed to their room's new file name`);
   }
 }
 
-function isWholeRecord(line: Buffer): boolean {
+async function readFirstLine(path: string): Promise<Buffer | undefined> {
+  const file = await fs.open(path, 'r');
   try {
-    const value: unknown = JSON.parse(line.toString('utf8'));
-    return typeof value === 'object' && value !== null && typeof (value as { seq?: unknown }).seq === 'number';
-  } catch {
-    return false;
-  }
-}
-
-/** Makes a rename durable: the directory entry itself must reach the disk. */
-async function syncDirectory(path: string): Promise<void> {
-  const directory = await fs.open(path, 'r');
-  try {
-    await directory.sync();
+    const buffer = Buffer.alloc(FIRST_LINE_MAX_BYTES);
+    const { bytesRead } = await file.read(buffer, 0, buffer.length, 0);
+    const newline = buffer.subarray(0, bytesRead).indexOf(0x0a);
+    return newline === -1 ? undefined : buffer.subarray(0, newline);
   } finally {
-    await directory.close();
+    await file.close();
   }
 }

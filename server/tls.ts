@@ -71,7 +71,7 @@ export async function loadTlsIdentity(options: TlsIdentityOptions): Promise<TlsI
   });
   await mkdir(options.dataDir, { recursive: true });
   await writeFileAtomically(keyFile, generated.private, 0o600);
-  await writeFileAtomically(certFile, generated.cert, 0o644);
+  await writeFileAtomically(certFile, generated.cert, 0o600);
   return { cert: generated.cert, key: generated.private, fingerprint: certificateFingerprint(generated.cert), source: 'generated' };
 }
 

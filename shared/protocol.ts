@@ -36,6 +36,16 @@ export interface Limits {
   retainEvents: number;
   /** Connections the server accepts at once (0: no limit). */
   maxClients: number;
+  /** New connections one address may open in a minute (0: no limit; loopback is exempt). */
+  newConnectionsPerMinute: number;
+  /** Rooms loaded at once; empty ones are unloaded early to make space (0: no limit). */
+  maxRooms: number;
+  /** Rooms one address may load in a minute (0: no limit; loopback is exempt). */
+  newRoomsPerMinute: number;
+  /** An empty room is unloaded (its file closed) after this long. */
+  roomIdleMs: number;
+  /** A classic (plain-text) member that sends nothing for this long is disconnected; classic has no ping. */
+  classicIdleMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -50,6 +60,11 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   replayEvents: 100,
   retainEvents: 10_000,
   maxClients: 10_000,
+  newConnectionsPerMinute: 120,
+  maxRooms: 20_000,
+  newRoomsPerMinute: 60,
+  roomIdleMs: 30_000,
+  classicIdleMs: 10 * 60_000,
 });
 
 export const NAME_MAX_CHARS = 32;
@@ -190,6 +205,9 @@ export type ErrorCode =
   | 'idle_timeout'
   | 'slow_reader'
   | 'storage_failed'
+  | 'room_unavailable'
+  | 'too_many_rooms'
+  | 'too_many_connections'
   | 'shutdown';
 
 export interface ErrorFrame {
@@ -211,6 +229,10 @@ export type ServerFrame = WelcomeFrame | RoomEvent | AckFrame | ErrorFrame | Pin
  * is about a message's text.
  */
 export const FATAL_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'name_taken',
+  'room_unavailable',
+  'too_many_rooms',
+  'too_many_connections',
   'unauthorized',
   'locked_out',
   'server_full',

@@ -7,7 +7,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ErrorFrame, RoomEvent, WelcomeFrame } from '../../shared/protocol';
@@ -41,6 +41,27 @@ function logLines(path: string): string[] {
   return readFileSync(path, 'utf8').split('\n').filter((line) => line.length > 0);
 }
 
+/** The log's event records: every line after the header that names the room. */
+function storedEvents(path: string): RoomEvent[] {
+  const [header, ...records] = logLines(path);
+  assert.equal((JSON.parse(header) as { room?: string }).room, ROOM, 'the log starts with the header naming its room');
+  return records.map((line) => JSON.parse(line) as RoomEvent);
+}
+
+/** Fills every byte the file system has left with one file. */
+function fillDisk(fillerPath: string): void {
+  const filler = openSync(fillerPath, 'w');
+  for (const chunkSize of [65536, 4096, 1]) {
+    const chunk = Buffer.alloc(chunkSize, 0x61);
+    try {
+      for (;;) writeSync(filler, chunk);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+    }
+  }
+  closeSync(filler);
+}
+
 describe('faults: disk trouble', function () {
   this.timeout(60_000);
   let dataDir: string;
@@ -61,7 +82,7 @@ describe('faults: disk trouble', function () {
     clients.push(writer);
     for (let index = 1; index <= count; index++) await sendAndAck(writer, `m${index}`, `message ${index}`);
     await server.stop('SIGKILL');
-    return logLines(logPath).map((line) => JSON.parse(line) as RoomEvent);
+    return storedEvents(logPath);
   }
 
   beforeEach(() => {
@@ -120,9 +141,9 @@ describe('faults: disk trouble', function () {
 
   it('serves a log truncated at a record boundary and continues from its last record', async () => {
     const stored = await storeThenCrash(8);
-    const lines = logLines(logPath);
-    const keep = Math.floor(lines.length / 2);
-    writeFileSync(logPath, lines.slice(0, keep).join('\n') + '\n');
+    const [header, ...records] = logLines(logPath);
+    const keep = Math.floor(records.length / 2);
+    writeFileSync(logPath, [header, ...records.slice(0, keep)].join('\n') + '\n');
     await restartAndExpect(stored.slice(0, keep));
   });
 
@@ -149,6 +170,34 @@ describe('faults: disk trouble', function () {
       rmSync(mountPoint, { recursive: true, force: true });
     });
 
+    it('refuses a new room it cannot create on a full disk with room_unavailable, stays up, and creates it once space returns', async () => {
+      for (const entry of readdirSync(mountPoint)) rmSync(join(mountPoint, entry), { recursive: true, force: true });
+      rmSync(dataDir, { recursive: true, force: true });
+      dataDir = mountPoint;
+      const server = await start();
+      const fillerPath = join(mountPoint, 'filler');
+      fillDisk(fillerPath);
+      const prober = await TestClient.connect(server.port);
+      clients.push(prober);
+      prober.send({ type: 'hello', name: 'first', room: 'born-on-a-full-disk' });
+      const refusal = await prober.nextFrame<ErrorFrame>((frame) => frame.type === 'error' || frame.type === 'welcome');
+      assert.equal(refusal.type, 'error', 'nobody is welcomed into a room whose log could not be made');
+      assert.equal(refusal.code, 'room_unavailable');
+      await prober.waitForClose();
+      assert.equal(server.exitCode, undefined);
+      assert.ok(!readdirSync(mountPoint).some((entry) => entry.endsWith('.compact')), 'nothing half-made is left behind');
+
+      unlinkSync(fillerPath);
+      const member = await TestClient.join(server.port, 'first', { room: 'born-on-a-full-disk', clientId: 'first-id' });
+      clients.push(member);
+      await sendAndAck(member, 'after', 'the room exists now');
+      await server.stop('SIGTERM');
+      const [header, ...records] = logLines(join(mountPoint, roomLogFileName('born-on-a-full-disk')));
+      assert.equal((JSON.parse(header) as { room: string }).room, 'born-on-a-full-disk');
+      assert.ok(records.some((line) => (JSON.parse(line) as { id?: string }).id === 'after'));
+      for (const entry of readdirSync(mountPoint)) rmSync(join(mountPoint, entry), { recursive: true, force: true });
+    });
+
     it('refuses messages with storage_failed, keeps serving reads, and takes the same ids once space returns', async () => {
       rmSync(dataDir, { recursive: true, force: true });
       dataDir = mountPoint;
@@ -158,18 +207,8 @@ describe('faults: disk trouble', function () {
       clients.push(writer);
       await sendAndAck(writer, 'before-full', 'stored before the disk filled up');
 
-      // Fill every byte the tmpfs has left.
       const fillerPath = join(mountPoint, 'filler');
-      const filler = openSync(fillerPath, 'w');
-      for (const chunkSize of [65536, 4096, 1]) {
-        const chunk = Buffer.alloc(chunkSize, 0x61);
-        try {
-          for (;;) writeSync(filler, chunk);
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
-        }
-      }
-      closeSync(filler);
+      fillDisk(fillerPath);
 
       // The log's last page may still have room, so big messages are sent until one is refused.
       const bigText = 'x'.repeat(3500);
@@ -208,7 +247,7 @@ describe('faults: disk trouble', function () {
       assert.equal(await sendAndAck(writer, refused[0], bigText), seqs[0], 'a retry after recovery is acked with the same seq');
       await server.stop('SIGTERM');
 
-      const stored = logLines(logPath).map((line) => JSON.parse(line) as RoomEvent);
+      const stored = storedEvents(logPath);
       for (const id of [...refused, 'before-full', 'after-space']) {
         assert.equal(stored.filter((event) => event.type === 'message' && event.id === id).length, 1, `${id} is stored exactly once`);
       }

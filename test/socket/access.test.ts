@@ -114,6 +114,49 @@ describe('access control', function () {
     });
   });
 
+  describe('token rules', () => {
+    /** Expects the server to refuse to start; one that starts anyway is stopped before the test fails. */
+    async function expectStartRefused(options: Parameters<typeof ServerProcess.start>[0], why: RegExp): Promise<void> {
+      const started = ServerProcess.start(options);
+      started.then((server) => cleanups.push(() => server.dispose()), () => undefined);
+      await assert.rejects(started, why);
+    }
+
+    it('refuses to start with an empty --token, on a network bind and on loopback', async () => {
+      for (const args of [['--host', '0.0.0.0', '--token', ''], ['--token', '']]) {
+        await expectStartRefused({ dataDir: tempDir(), args }, /token must be 1 to 512 characters/);
+      }
+    });
+
+    it('refuses to start with a token longer than TOKEN_MAX_CHARS, and never cuts a presented token down to match', async () => {
+      await expectStartRefused({ memory: true, args: ['--token', 't'.repeat(513)] }, /token must be 1 to 512 characters/);
+      const longest = 'k'.repeat(512);
+      const server = await start(['--token', longest]);
+      await expectRefusedHello(server.port, longest + 'x', 'unauthorized');
+      await expectRefusedHello(server.port, longest + 'k'.repeat(100), 'unauthorized');
+      const member = await TestClient.join(server.port, 'exact', { token: longest });
+      member.close();
+    });
+
+    it('keeps a generated token across restarts until --rotate-token replaces it', async () => {
+      const dataDir = tempDir();
+      const first = await start(['--host', '0.0.0.0'], dataDir);
+      const token = readFileSync(join(dataDir, 'token'), 'utf8').trim();
+      await first.stop();
+      const second = await start(['--host', '0.0.0.0'], dataDir);
+      assert.equal(readFileSync(join(dataDir, 'token'), 'utf8').trim(), token, 'the invite stays valid');
+      assert.match(second.log, /uses the one kept in/);
+      (await TestClient.join(second.port, 'invitee', { token })).close();
+      await second.stop();
+      const rotated = await start(['--host', '0.0.0.0', '--rotate-token'], dataDir);
+      const fresh = readFileSync(join(dataDir, 'token'), 'utf8').trim();
+      assert.notEqual(fresh, token);
+      assert.equal(statSync(join(dataDir, 'token')).mode & 0o777, 0o600);
+      await expectRefusedHello(rotated.port, token, 'unauthorized');
+      (await TestClient.join(rotated.port, 'invitee', { token: fresh })).close();
+    });
+  });
+
   describe('TLS', () => {
     it('serves TLS with a self-signed certificate whose printed fingerprint matches: hello, welcome, say, ack', async () => {
       const dataDir = tempDir();

@@ -111,4 +111,63 @@ describe('classic mode over TCP', function () {
     seed.write('x'.repeat(4096) + '\n');
     assert.equal(await seed.nextLine((line) => line.startsWith('limits:')), 'limits: ' + 'x'.repeat(4096));
   });
+
+  it('shows every C0 and C1 control character of another member\'s text as a visible stand-in, and keeps ↵ for line breaks', async () => {
+    const modern = await TestClient.join(server.port, 'painter');
+    clients.push(modern);
+    const terminal = await classic();
+    terminal.write('viewer\n');
+    await terminal.nextLine((line) => line.startsWith('Welcome viewer'));
+    // Carriage return, escape sequences, vertical tab, bell, backspace, NUL, DEL and C1 (CSI, NEL): none may reach the terminal.
+    const hostile = 'send me your token\r\u001b[2K\u001b[1Abob: hi\u000b\u0007\u0008\u0000\u007f\u009b31m\u0085\nline two\r\nthree\u2028four';
+    modern.send({ type: 'say', id: 'paint', text: hostile });
+    const shown = await terminal.nextLine((line) => line.startsWith('painter:'));
+    assert.doesNotMatch(shown, /\p{Cc}/u, `a control character reached the terminal: ${JSON.stringify(shown)}`);
+    assert.equal(shown, 'painter: send me your token␍␛[2K␛[1Abob: hi␋␇␈␀␡\\x9b31m\\x85 ↵ line two ↵ three ↵ four');
+  });
+
+  describe('time limits (no ping in the seed protocol)', () => {
+    let limited: ServerProcess | undefined;
+    async function startLimited(args: string[]): Promise<ServerProcess> {
+      limited = await ServerProcess.start({ memory: true, classic: true, args });
+      return limited;
+    }
+    afterEach(async () => {
+      await limited?.dispose();
+    });
+
+    it('closes a connection that gives no name within the hello time limit', async () => {
+      const limited = await startLimited(['--hello-timeout-ms', '600']);
+      const silent = await TestClient.connect(limited.classicPort as number);
+      clients.push(silent);
+      assert.equal(await silent.nextLine(), GREETING);
+      assert.match(await silent.nextLine(undefined, 3000), /No name within/);
+      await silent.waitForClose(3000);
+    });
+
+    it('closes a member silent for --classic-idle-ms and tells the room it left, but keeps one that talks', async () => {
+      const limited = await startLimited(['--classic-idle-ms', '900']);
+      const watcher = await TestClient.join(limited.port, 'watcher');
+      clients.push(watcher);
+      watcher.socket.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('"type":"ping"')) watcher.send({ type: 'pong' });
+      });
+      const talker = await TestClient.connect(limited.classicPort as number);
+      const sleeper = await TestClient.connect(limited.classicPort as number);
+      clients.push(talker, sleeper);
+      talker.write('talker\n');
+      sleeper.write('sleeper\n');
+      await sleeper.nextLine((line) => line.startsWith('Welcome sleeper'));
+      const keepTalking = setInterval(() => talker.write('still here\n'), 300);
+      try {
+        assert.match(await sleeper.nextLine((line) => /silent/.test(line), 4000), /You have been silent for/);
+        await sleeper.waitForClose(3000);
+        const left = await watcher.nextFrame<LeftEvent>((frame) => frame.type === 'left' && frame.name === 'sleeper', 3000);
+        assert.equal(left.reason, 'lost');
+        assert.equal(talker.closed, false, 'a member who talks is not idle');
+      } finally {
+        clearInterval(keepTalking);
+      }
+    });
+  });
 });

@@ -17,7 +17,9 @@ describe('server command line', function () {
 
   it('documents every flag in --help', async () => {
     const { stdout } = await run(process.execPath, [SERVER_SCRIPT, '--help']);
-    for (const flag of ['--host', '--port', '--data', '--memory', '--token', '--classic-port', '--max-clients', '--log-format', '--max-frame-bytes', '--max-text-bytes', '--hello-timeout-ms', '--rate-burst', '--rate-per-second', '--max-pending-write-bytes', '--idle-ping-ms', '--idle-close-ms']) {
+    const flags = ['--host', '--port', '--data', '--memory', '--token', '--classic-port', '--max-clients', '--log-format', '--max-frame-bytes', '--max-text-bytes', '--hello-timeout-ms', '--rate-burst', '--rate-per-second', '--max-pending-write-bytes', '--idle-ping-ms', '--idle-close-ms'];
+    const hardeningFlags = ['--rotate-token', '--new-connections-per-minute', '--max-rooms', '--new-rooms-per-minute', '--room-idle-ms', '--classic-idle-ms', '--limit-loopback'];
+    for (const flag of [...flags, ...hardeningFlags]) {
       assert.ok(stdout.includes(flag), `--help lacks ${flag}`);
     }
   });

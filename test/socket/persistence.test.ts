@@ -103,19 +103,33 @@ describe('history that survives, over TCP', function () {
     assert.equal(observer.frames().filter((f) => f.type === 'message').length, 1);
   });
 
-  it('lets a client resume its own name before its old connection is noticed gone, without a departure', async () => {
+  it('lets a client take its seat back with the secret from its welcome, before its old connection is noticed gone, without a departure', async () => {
     const server = await start();
     const observer = await join(server, 'observer', { room: 'resume' });
-    const old = await join(server, 'roamer', { clientId: 'install-r', room: 'resume' });
-    const resumed = await join(server, 'roamer', { clientId: 'install-r', room: 'resume' });
+    const old = await TestClient.connect(server.port);
+    clients.push(old);
+    old.send({ type: 'hello', name: 'roamer', clientId: 'install-r', room: 'resume' });
+    const firstWelcome = await old.nextFrame<WelcomeFrame>((f) => f.type === 'welcome');
+    assert.equal(typeof firstWelcome.resume, 'string', 'every welcome hands out a seat secret');
+    const resumed = await TestClient.connect(server.port);
+    clients.push(resumed);
+    resumed.send({ type: 'hello', name: 'roamer', clientId: 'install-r', room: 'resume', resume: firstWelcome.resume });
+    const secondWelcome = await resumed.nextFrame<WelcomeFrame>((f) => f.type === 'welcome');
+    assert.notEqual(secondWelcome.resume, firstWelcome.resume, 'the resumed connection gets a fresh secret');
     await old.waitForClose();
     resumed.send({ type: 'say', id: 'r1', text: 'still me' });
     await observer.nextFrame((f) => f.type === 'message' && f.from === 'roamer');
     assert.ok(!observer.frames().some((f) => f.type === 'left'), 'no departure for a resume');
-    const impostor = await TestClient.connect(server.port);
-    clients.push(impostor);
-    impostor.send({ type: 'hello', name: 'roamer', clientId: 'someone-else', room: 'resume' });
-    assert.equal((await impostor.nextFrame<ErrorFrame>((f) => f.type === 'error')).code, 'name_taken');
+    for (const hello of [{ clientId: 'install-r' }, { clientId: 'install-r', resume: firstWelcome.resume }, { clientId: 'someone-else', resume: 'not-the-secret' }]) {
+      const impostor = await TestClient.connect(server.port);
+      clients.push(impostor);
+      impostor.send({ type: 'hello', name: 'roamer', room: 'resume', ...hello });
+      assert.equal((await impostor.nextFrame<ErrorFrame>((f) => f.type === 'error')).code, 'name_taken', JSON.stringify(hello));
+      await impostor.waitForClose();
+    }
+    resumed.send({ type: 'ping' });
+    await resumed.nextFrame((f) => f.type === 'pong');
+    assert.equal(resumed.closed, false, 'the seat stays with the connection that resumed it');
   });
 
   it('drops a torn last record after a crash, logs it, and keeps everything before it', async () => {

@@ -181,11 +181,12 @@ export async function startServerOnPort(port: number, options: ServerProcessOpti
   }
 }
 
-/** The stored history read straight from a room's log file (every record, oldest first). */
+/** The stored history read straight from a room's log file (every event record, oldest first; the header naming the room is left out). */
 export function readRoomLog(path: string): (RoomEvent & { clientId?: string })[] {
   const text = readFileSync(path, 'utf8');
   return text
     .split('\n')
     .filter((line) => line.length > 0)
-    .map((line) => JSON.parse(line) as RoomEvent & { clientId?: string });
+    .map((line) => JSON.parse(line) as (RoomEvent & { clientId?: string }) | { chatRoomLog: number })
+    .filter((record): record is RoomEvent & { clientId?: string } => !('chatRoomLog' in record));
 }

@@ -22,6 +22,11 @@ export interface ServerProcessOptions {
   startTimeoutMs?: number;
   /** Extra environment variables for the server process. */
   env?: Record<string, string>;
+  /**
+   * Starts the server under this many file descriptors (`ulimit -n` in the
+   * shell that execs it, so the PID is still the server's own).
+   */
+  fileLimit?: number;
 }
 
 export class ServerProcess {
@@ -57,7 +62,11 @@ export class ServerProcess {
     const args = [...SERVER_NODE_FLAGS, SERVER_SCRIPT, '--port', '0', ...(dataDir ? ['--data', dataDir] : ['--memory'])];
     if (options.classic) args.push('--classic-port', '0');
     args.push(...(options.args ?? []));
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(options.env ? { env: { ...process.env, ...options.env } } : {}) });
+    const spawnOptions = { stdio: ['ignore', 'pipe', 'pipe'] as ('ignore' | 'pipe')[], ...(options.env ? { env: { ...process.env, ...options.env } } : {}) };
+    const child =
+      options.fileLimit === undefined
+        ? spawn(process.execPath, args, spawnOptions)
+        : spawn('bash', ['-c', `ulimit -n ${options.fileLimit} && exec "$@"`, 'bash', process.execPath, ...args], spawnOptions);
     let output = '';
     const ready = await new Promise<{ port: number; classicPort?: number }>((resolveReady, rejectReady) => {
       const timer = setTimeout(() => {

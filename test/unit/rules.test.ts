@@ -1,7 +1,9 @@
 /** Pure rules: names, the rate limit and the access gate, with the clock under the test's control. */
 import assert from 'node:assert/strict';
-import { nameKey, nameProblem, roomProblem } from '../../shared/names';
+import { isBlankText, nameKey, nameProblem, roomProblem } from '../../shared/names';
 import { AccessGate } from '../../server/accessGate';
+import { addressKey, PerAddressRate } from '../../server/addressLimits';
+import { seatKeys } from '../../server/seatNames';
 import { isLoopbackHost } from '../../shared/addresses';
 import { TokenBucket } from '../../server/rateLimiter';
 import { inertNotificationText } from '../../extension/notificationText';
@@ -19,6 +21,28 @@ describe('name rules', () => {
     for (const name of ['a\nb', 'a\u0000b', 'a\u200Bb', 'a\u202Eb', ' a', 'a ', '\ta']) assert.ok(nameProblem(name), JSON.stringify(name));
   });
 
+  it('refuses lone surrogates, default-ignorable code points and fillers, naming the character', () => {
+    assert.match(nameProblem('a\uD800') ?? '', /U\+D800/);
+    assert.match(nameProblem('\uDC00a') ?? '', /U\+DC00/);
+    assert.match(nameProblem('alice\u3164') ?? '', /U\+3164 HANGUL FILLER/);
+    assert.match(nameProblem('\u115Fx') ?? '', /U\+115F HANGUL CHOSEONG FILLER/);
+    assert.match(nameProblem('x\u2800') ?? '', /U\+2800 BRAILLE PATTERN BLANK/);
+    assert.match(nameProblem('alice\u034F') ?? '', /U\+034F COMBINING GRAPHEME JOINER/);
+    assert.match(nameProblem('a\u200Db') ?? '', /U\+200D ZERO WIDTH JOINER/, 'a joiner between letters is not an emoji sequence');
+    assert.match(nameProblem('a\uFE0F') ?? '', /U\+FE0F/, 'a variation selector after a letter is not an emoji');
+    assert.match(nameProblem('x\u{E0041}') ?? '', /U\+E0041/);
+    assert.match(roomProblem('room\uD83D') ?? '', /U\+D83D/);
+  });
+
+  it('allows emoji: ZWJ sequences, skin tones, variation selectors, flags, tag sequences and keycaps', () => {
+    for (const name of ['🐙', '👩‍💻', '👨‍👩‍👧‍👦', '🏳️‍🌈', '👍🏽', '❤️', '🇫🇷', '🏴󠁧󠁢󠁳󠁣󠁴󠁿', '1️⃣', 'zoë 🐙']) assert.equal(nameProblem(name), undefined, name);
+  });
+
+  it('takes a message made only of spaces and invisible characters as blank', () => {
+    for (const text of ['', ' ', '\u200B', '\u3164', '\u2800 \u2060', '\uFEFF\u200D']) assert.equal(isBlankText(text), true, JSON.stringify(text));
+    for (const text of ['a', '\u200B👍', '‍🐙']) assert.equal(isBlankText(text), false, JSON.stringify(text));
+  });
+
   it('refuses reserved names in any case or width', () => {
     for (const name of ['server', 'SERVER', 'ｓｅｒｖｅｒ', 'System']) assert.match(nameProblem(name) ?? '', /reserved/);
   });
@@ -33,6 +57,66 @@ describe('name rules', () => {
     assert.equal(roomProblem('r'.repeat(64)), undefined);
     assert.ok(roomProblem('r'.repeat(65)));
     assert.ok(roomProblem(''));
+  });
+});
+
+describe('seats of look-alike names', () => {
+  const sameSeat = (a: string, b: string): boolean => seatKeys(a).some((key) => seatKeys(b).includes(key));
+
+  it('puts names that look alike on one seat, from Unicode confusables data, before and after case folding', () => {
+    for (const [a, b] of [
+      ['alice', '\u0430lice'],
+      ['alice', 'al\u0131ce'],
+      ['Alice', 'AIice'],
+      ['alice', '\u0410LICE'],
+      ['paypal', 'p\u0430yp\u0430l'],
+      ['m', 'rn'],
+      ['❤️', '❤'],
+    ]) {
+      assert.ok(sameSeat(a, b), `${a} / ${b}`);
+    }
+  });
+
+  it('keeps different names apart', () => {
+    for (const [a, b] of [
+      ['alice', 'alicia'],
+      ['bob', 'rob'],
+      ['👩‍💻', '👨‍💻'],
+      ['zoë', 'zoe'],
+    ]) {
+      assert.ok(!sameSeat(a, b), `${a} / ${b}`);
+    }
+  });
+});
+
+describe('addresses as the server counts them', () => {
+  it('counts an IPv6 address by its /64 prefix, however it is written, and IPv4 as itself', () => {
+    assert.equal(addressKey('2001:db8:1:2::1'), '2001:db8:1:2::/64');
+    assert.equal(addressKey('2001:0db8:0001:0002:ffff:0:0:9'), '2001:db8:1:2::/64');
+    assert.equal(addressKey('2001:db8::1'), '2001:db8:0:0::/64');
+    assert.equal(addressKey('fe80::1%eth0'), 'fe80:0:0:0::/64');
+    assert.equal(addressKey('::ffff:192.0.2.7'), '192.0.2.7');
+    assert.equal(addressKey('192.0.2.7'), '192.0.2.7');
+    assert.equal(addressKey('64:ff9b::192.0.2.7'), '64:ff9b:0:0::/64');
+  });
+
+  it('locks out the whole /64 of an IPv6 peer that keeps failing, and not its neighbours', () => {
+    const gate = new AccessGate({ token: 't', maxFailures: 3, failureWindowMs: 60_000, lockoutMs: 60_000 });
+    for (const address of ['2001:db8:1:2::1', '2001:db8:1:2::2', '2001:db8:1:2:abcd::3']) gate.check('wrong', address);
+    assert.equal(gate.check('t', '2001:db8:1:2:ffff:ffff:ffff:ffff'), 'locked_out');
+    assert.equal(gate.check('t', '2001:db8:1:3::1'), 'allowed');
+  });
+
+  it('allows so many a minute per address, then one every 60/N seconds, with loopback exempt', () => {
+    let now = 0;
+    const rate = new PerAddressRate(3, true, () => now);
+    for (let i = 0; i < 3; i += 1) assert.equal(rate.tryTake('192.0.2.1'), true);
+    assert.equal(rate.tryTake('192.0.2.1'), false);
+    assert.equal(rate.tryTake('192.0.2.2'), true, 'another address has its own share');
+    for (let i = 0; i < 10; i += 1) assert.equal(rate.tryTake('127.0.0.1'), true, 'loopback is exempt');
+    now += 20_000;
+    assert.equal(rate.tryTake('192.0.2.1'), true);
+    assert.equal(rate.tryTake('192.0.2.1'), false);
   });
 });
 
