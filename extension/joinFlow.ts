@@ -15,6 +15,7 @@ import type { FirstOutcome } from './chatClient';
 import { fingerprintMismatchMessage, fingerprintsMatch, normalizeFingerprint, probeServerFingerprint } from './certificatePin';
 import { readSettings } from './settings';
 import { inertNotificationText } from './notificationText';
+import { inviteFromText } from './invite';
 
 /** Arguments `chatRoom.join` accepts; any value given is not asked for. */
 export interface JoinArgs {
@@ -73,9 +74,10 @@ export async function rememberedCredentials(deps: Pick<JoinDeps, 'globalState' |
   return { ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}) };
 }
 
-export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<JoinResult> {
+export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Promise<JoinResult> {
   const settings = readSettings();
   const remembered = deps.globalState.get<RememberedJoin>(LAST_JOIN_KEY);
+  let args = givenArgs;
   const interactive = args.confirm === true || args.address === undefined || args.name === undefined;
 
   const addressDefault = args.address ?? (remembered ? formatAddress(remembered) : settings.defaultAddress || `localhost:${DEFAULT_PORT}`);
@@ -83,14 +85,17 @@ export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<
     interactive && (args.confirm || args.address === undefined)
       ? await vscode.window.showInputBox({
           title: 'Join Room (1/3): server address',
-          prompt: 'The chat server to join, as host:port',
+          prompt: 'The chat server to join, as host:port, or an invite link',
           value: addressDefault,
           ignoreFocusOut: true,
-          validateInput: (text) => (parseAddress(text) ? undefined : 'Type an address such as localhost:33000 or 192.168.1.20:33000.'),
+          validateInput: (text) => (parseAddress(text) || inviteFromText(text) ? undefined : 'Type an address such as localhost:33000 or 192.168.1.20:33000, or paste an invite link.'),
         })
       : addressDefault;
   if (addressText === undefined) return { joined: false, reason: 'cancelled' };
-  const address = parseAddress(addressText);
+  // A pasted invite fills in the rest, as opening the link does; what it names is still shown to confirm.
+  const invite = inviteFromText(addressText);
+  if (invite) args = { ...args, address: invite.address, confirm: true, ...(invite.room ? { room: invite.room } : {}), ...(invite.token ? { token: invite.token } : {}), ...(invite.fingerprint ? { fingerprint: invite.fingerprint } : {}) };
+  const address = parseAddress(invite ? invite.address : addressText);
   if (!address) return { joined: false, reason: `"${addressText}" is not an address.`, code: 'bad_address' };
 
   let name = args.name ?? (remembered?.name || settings.defaultName || (await gitUserName()) || osUserName());
