@@ -9,7 +9,7 @@ import { nameKey } from '../shared/names';
 import type { RoomEvent, WelcomeFrame } from '../shared/protocol';
 import type { ChatEntry, ConnectionView, PendingView, StatusView } from '../shared/webviewMessages';
 import { formatAddress } from './address';
-import { mentions } from './mentions';
+import { mentions } from '../shared/mentions';
 import { ChatClient, type ClientState, type FirstOutcome, type KeyValueStore, type SendFailure } from './chatClient';
 
 export interface JoinParams {
@@ -128,7 +128,7 @@ export class ChatSession extends Disposable {
     };
   }
 
-  /** True when `text` mentions us as `@name` at a word boundary (see mentions.ts). */
+  /** True when `text` mentions us as `@name` at a word boundary (shared/mentions.ts: `x@bob.com` does not). */
   mentionsMe(text: string): boolean {
     return this.myName !== undefined && mentions(text, this.myName);
   }
