@@ -199,8 +199,13 @@ export class ServerController extends Disposable {
       this.setState({ kind: 'stopped' });
       throw error;
     }
+    if (child.pid === undefined) {
+      follower.dispose();
+      this.setState({ kind: 'stopped' });
+      throw new Error('The chat server process did not start.');
+    }
     const record: ServerRecord = {
-      pid: child.pid ?? 0,
+      pid: child.pid,
       host,
       port: listening.port,
       ...(listening.classicPort !== undefined ? { classicPort: listening.classicPort } : {}),

@@ -84,7 +84,8 @@ export async function startPerson(browser: Browser, name: string, options: Perso
       closed ??= (async () => {
         serverToStop = chatServerRecord(host);
         await openedContext.close().catch(() => undefined);
-        await host.stop();
+        // The temp folders stay until stop(): a chat server still running keeps its history there.
+        await host.stopProcesses();
       })();
       return closed;
     };
@@ -100,6 +101,7 @@ export async function startPerson(browser: Browser, name: string, options: Perso
           const record = chatServerRecord(host);
           await closeWindow();
           await stopChatServer(record ?? serverToStop);
+          await host.stop();
         })();
         return stopped;
       },
