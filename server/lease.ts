@@ -32,19 +32,19 @@ export function holdLease(file: string | undefined, stop: (why: string) => void,
     reason = why;
     stop(why);
   };
-  const startedAt = Date.now();
+  // Until the lease is read, the server counts as held since it started.
+  let heldAt = Date.now();
   let timer: NodeJS.Timeout | undefined;
   let watcher: FSWatcher | undefined;
 
   const check = () => {
     clearTimeout(timer);
-    let heldAt = startedAt;
     let lease;
     try {
       heldAt = statSync(file).mtimeMs;
       lease = parseLease(readFileSync(file, 'utf8'));
     } catch {
-      // A missing or unreadable lease is an unrenewed one: it lapses like any other.
+      // A missing or unreadable lease is not being renewed: it lapses from when it last was.
     }
     if (lease?.stop) return finish('asked to stop (Stop Chat Server)');
     const keepAliveMs = lease?.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
