@@ -146,10 +146,17 @@ export class ChatRoomController extends Disposable implements PanelHost {
     return this.runServer({ host, port, lan: openToLan, ...(settings.classicPort ? { classicPort: settings.classicPort } : {}) }, interactive, args?.join);
   }
 
-  /** Starts the server again with the choices it last ran with, asking nothing (the Restart button). */
+  /**
+   * Starts the server again with the choices it last ran with, asking nothing
+   * (the Restart button). Without any (the panel's Start Server for a room on
+   * this machine), it serves that room's port to this machine only.
+   */
   async restartServer(): Promise<StartServerResult> {
-    const choices = this.server.lastChoices;
     if (this.server.state.kind === 'running' || this.server.state.kind === 'starting') return { started: false, reason: 'already running', code: 'already_running' };
+    const session = this.session;
+    const classicPort = readSettings().classicPort;
+    const choices: ServerChoices | undefined =
+      this.server.lastChoices ?? (session && isLoopbackHost(session.params.host) ? { host: '127.0.0.1', port: session.params.port, lan: false, ...(classicPort ? { classicPort } : {}) } : undefined);
     if (!choices) return this.startServer();
     return this.runServer(choices, false, false);
   }

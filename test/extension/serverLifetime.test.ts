@@ -103,6 +103,27 @@ describe('Chat Room server lifetime', function () {
     await sendFromPanel(api, 'after the restart');
   });
 
+  it('offers to start the server in the panel of a room on this machine whose server is not running', async () => {
+    const server = await ServerProcess.start();
+    cleanups.push(() => server.dispose());
+    const config = vscode.workspace.getConfiguration('chatRoom');
+    await config.update('server.port', server.port, vscode.ConfigurationTarget.Global);
+    cleanups.push(() => config.update('server.port', undefined, vscode.ConfigurationTarget.Global));
+    assert.equal((await join(server.port, 'sven', 'down')).joined, true);
+    await server.stop('SIGKILL');
+    const view = await waitFor('the panel to offer to start the server', async () => {
+      const probed = await api.probePanel();
+      return probed?.actions.includes('Start Server') ? probed : undefined;
+    });
+    assert.ok(!view.actions.includes('Join Room'), JSON.stringify(view.actions));
+    api.postFromPanel({ type: 'startServer' });
+    await waitFor('this window\'s server running on that port', () => {
+      const state = api.serverState();
+      return state.kind === 'running' && state.port === server.port;
+    }, 10_000);
+    await waitFor('the room back', () => api.session()?.connection.kind === 'connected', 5_000);
+  });
+
   it('retries every 2 s or so while a server on this machine is down, and is back within seconds of it listening again', async function () {
     this.timeout(60_000);
     const server = await ServerProcess.start();
