@@ -33,6 +33,7 @@ import {
   type ErrorCode,
   FATAL_ERRORS,
   NAME_ERRORS,
+  RESUME_MAX_CHARS,
   type RoomEvent,
   type ServerFrame,
   type WelcomeFrame,
@@ -330,7 +331,8 @@ export class ChatClient extends Disposable {
       case 'welcome': {
         this.welcomed = true;
         this.everWelcomed = true;
-        this.seatSecret = frame.resume;
+        // Anything but a plausible secret is dropped: it goes back in every later hello.
+        this.seatSecret = typeof frame.resume === 'string' && frame.resume.length > 0 && frame.resume.length <= RESUME_MAX_CHARS ? frame.resume : undefined;
         this.attempt = 0;
         this.socket?.setTimeout(0);
         // A server that lost its history (started with --memory) counts from 0 again.

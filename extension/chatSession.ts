@@ -161,7 +161,8 @@ export class ChatSession extends Disposable {
     this.welcome = welcome;
     this.myName = welcome.you;
     this.memberList = [...welcome.members];
-    this.memberTotal = welcome.memberCount ?? welcome.members.length;
+    const count = welcome.memberCount;
+    this.memberTotal = typeof count === 'number' && Number.isSafeInteger(count) && count >= welcome.members.length ? count : welcome.members.length;
     this.membersAsOf = welcome.seq;
     if (this.historyUpTo === Number.POSITIVE_INFINITY) this.historyUpTo = welcome.seq;
     this.log.info(`Welcomed to ${welcome.room} as ${welcome.you}; ${this.memberTotal} member(s), room at seq ${welcome.seq}`);

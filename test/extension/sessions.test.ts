@@ -4,6 +4,7 @@
 // secret, and a name taken while we were away is a clear refusal, not a loop.
 // Inside a real extension host, against the real bundled server.
 import * as assert from 'node:assert/strict';
+import * as net from 'node:net';
 import * as vscode from 'vscode';
 import type { ChatRoomApi } from '../../extension/extension';
 import type { LeftEvent, ServerFrame } from '../../shared/protocol';
@@ -170,5 +171,36 @@ describe('Chat Room sessions', function () {
     await waitFor('the whole room counted', async () => (await api.probePanel())?.memberCountLabel === 'Members (206)', 15_000);
     crowd.pop()!.close();
     await waitFor('a departure counted', async () => (await api.probePanel())?.memberCountLabel === 'Members (205)', 15_000);
+  });
+
+  it('trusts a hostile server\'s welcome only as far as it is plausible: an oversized seat secret is not sent back, an impossible member count is not shown', async () => {
+    const hellos: string[] = [];
+    const sockets = new Set<net.Socket>();
+    const hostile = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      let buffered = '';
+      socket.on('data', (chunk) => {
+        buffered += chunk.toString('utf8');
+        if (!buffered.includes('\n')) return;
+        hellos.push(buffered.slice(0, buffered.indexOf('\n')));
+        const welcome = { type: 'welcome', you: 'vera', room: 'lobby', members: ['vera', 'mallory'], memberCount: 1e300, resume: 'r'.repeat(60_000), seq: 0, firstSeq: 1, protocol: 1 };
+        socket.write(JSON.stringify(welcome) + '\n');
+        // Then drop the connection, so the client comes back with a hello.
+        if (hellos.length === 1) setTimeout(() => socket.destroy(), 200);
+      });
+    });
+    await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => {
+      for (const socket of sockets) socket.destroy();
+      hostile.close(resolve);
+    }));
+    const port = (hostile.address() as net.AddressInfo).port;
+    assert.equal((await join(port, 'vera', 'lobby')).joined, true);
+    await waitFor('the client back after the drop', () => hellos.length >= 2, 10_000);
+    const again = JSON.parse(hellos[1]) as { resume?: string };
+    assert.equal(again.resume, undefined, 'a 60,000-character "secret" is not sent back');
+    assert.ok(hellos[1].length < 1_000, `the hello stays small (${hellos[1].length} bytes)`);
+    await waitFor('the member count as listed', async () => (await api.probePanel())?.memberCountLabel === 'Members (2)');
   });
 });
