@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import * as os from 'node:os';
 import * as vscode from 'vscode';
+import { isLoopbackHost } from '../shared/addresses';
 import { nameProblem, roomProblem } from '../shared/names';
 import { DEFAULT_PORT, DEFAULT_ROOM } from '../shared/protocol';
 import { formatAddress, parseAddress } from './address';
@@ -163,7 +164,13 @@ export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Pro
       if (fingerprint) continue;
     }
     if (outcome.kind === 'unreachable') {
-      if (interactive) void vscode.window.showErrorMessage(`Could not join ${formatAddress(address)}: ${inertNotificationText(outcome.reason, 300)}`);
+      if (interactive) {
+        // Nothing listening on this machine is most often a server not started yet.
+        const offer = isLoopbackHost(address.host) ? ['Start Chat Server'] : [];
+        void vscode.window.showErrorMessage(`Could not join ${formatAddress(address)}: ${inertNotificationText(outcome.reason, 300)}`, ...offer).then((choice) => {
+          if (choice) void vscode.commands.executeCommand('chatRoom.startServer');
+        });
+      }
       return { joined: false, reason: outcome.reason, code: 'unreachable' };
     }
     if (outcome.code === 'fingerprint_mismatch') {
