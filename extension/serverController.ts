@@ -261,8 +261,9 @@ export class ServerController extends Disposable {
   }
 
   /** Renews the lease, watches the process and follows its log while it runs. */
-  private hold(record: ServerRecord, startedHere: boolean, follower = new LogFollower(record.logFile, this.log, false), child?: ChildProcess): void {
+  private hold(record: ServerRecord, startedHere: boolean, follower = new LogFollower(this.home.logFile, this.log, false), child?: ChildProcess): void {
     this.holding?.dispose();
+    // The log followed is always this home's (the record's path is only informative): nothing read from a file picks what is shown.
     const keepAlive = this.keepAliveMs();
     let leaseKeepAlive = keepAlive;
     void this.home.writeLease(keepAlive);
@@ -308,7 +309,7 @@ export class ServerController extends Disposable {
     this.record = record;
     const how = note ? `exit code ${note.code}` : 'it was killed or crashed';
     this.log.error(`The chat server stopped unexpectedly (${how}).`);
-    this.setState({ kind: 'crashed', reason: `The chat server stopped unexpectedly (${how}). ${lastLogLine(record.logFile)}`.trim(), choices: record.choices, seen: true });
+    this.setState({ kind: 'crashed', reason: `The chat server stopped unexpectedly (${how}). ${lastLogLine(this.home.logFile)}`.trim(), choices: record.choices, seen: true });
   }
 
   /** Waits for the child's "listening" over IPC, or its early exit, or the time limit. */

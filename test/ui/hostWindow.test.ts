@@ -197,6 +197,15 @@ describe('Chat Room: the room outlives the window that started it', function () 
     const buttons = await restart.locator('a.monaco-button').allInnerTexts();
     assert.equal(buttons[0], 'Restart', `Restart is the main button: ${JSON.stringify(buttons)}`);
     await eventually('bob\'s panel to notice', async () => /Reconnecting/.test(await panelText(bob.page)));
+    // Alice's panel offers the server back, never "Join", and its buttons read on one line each.
+    const aliceFrame = await chatFrame(alice.page);
+    await eventually('alice\'s panel to offer a restart', async () => (await aliceFrame.locator('#connection button', { hasText: 'Restart Server' }).count()) === 1, 10_000);
+    const buttonLines = (await aliceFrame.evaluate(`[...document.querySelectorAll('#connection button')].map((button) => {
+      const range = document.createRange();
+      range.selectNodeContents(button);
+      return { label: button.textContent, lines: new Set([...range.getClientRects()].map((rect) => Math.round(rect.top))).size };
+    })`)) as { label: string; lines: number }[];
+    assert.deepEqual(buttonLines, [{ label: 'Restart Server', lines: 1 }, { label: 'Reconnect Now', lines: 1 }]);
 
     const clicked = Date.now();
     await restart.locator('a.monaco-button', { hasText: 'Restart' }).click();

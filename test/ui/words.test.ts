@@ -5,6 +5,7 @@
 // Join Room fills in the rest, and emoji names are welcome.
 import * as assert from 'node:assert/strict';
 import type { Browser, Frame, Page } from 'playwright-core';
+import { freeLoopbackPort } from '../support/freeLoopbackPort';
 import { ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
 import { closeChromium, launchChromium, notificationTexts, runCommand, saveScreenshot, startPerson, type Person } from './harness';
@@ -206,6 +207,19 @@ describe('Chat Room: what a person types, clicks and reads', function () {
     await eventually('the room prompt filled in from the link', async () => (await widget.innerText()).includes('room') && (await wanda.page.locator('.quick-input-widget input.input').inputValue()) === 'invited-here', 10_000);
     await wanda.page.locator('.quick-input-widget input.input').press('Enter');
     await eventually('wanda in the invited room', async () => /# invited-here/.test(await panelText(wanda.page)) && /Connected to 127\.0\.0\.1:\d+ as wanda/.test(await panelText(wanda.page)));
+  });
+
+  it('offers to start a server when Join Room finds nothing listening on this machine', async () => {
+    const nothingThere = await freeLoopbackPort();
+    await runCommand(wanda.page, 'Notifications: Clear All Notifications');
+    await joinThroughPrompts(wanda.page, `127.0.0.1:${nothingThere}`, 'wanda', 'words');
+    const toast = wanda.page.locator('.notifications-toasts .notification-list-item', { hasText: 'Nothing is listening' }).first();
+    await toast.waitFor({ state: 'visible', timeout: 15_000 });
+    await toast.locator('a.monaco-button', { hasText: 'Start Chat Server' }).click();
+    const widget = wanda.page.locator('.quick-input-widget');
+    await eventually('Start Chat Server asking who may connect', async () => (await widget.isVisible()) && (await widget.innerText()).includes('This machine only'), 10_000);
+    await wanda.page.keyboard.press('Escape');
+    assert.match(await panelText(wanda.page), /Connected to .* as wanda/, 'still in the room it was in');
   });
 
   it('names the character it refuses in a name, and welcomes a name with emoji joined by ZWJ', async () => {
