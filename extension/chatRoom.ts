@@ -20,6 +20,7 @@ import { findFreePort, PortBusyError, ServerController, type ServerState } from 
 import { type ServerChoices, ServerHome } from './serverHome';
 import { isLoopbackHost, isReachableThroughLoopback } from '../shared/addresses';
 import { readSettings } from './settings';
+import { MessageNotifier } from './messageNotifier';
 import { inertNotificationText } from './notificationText';
 
 const CLIENT_ID_KEY = 'chatRoom.clientId';
@@ -63,6 +64,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
   private leftRoom: { entries: ChatSession['entries']; reason: string } | undefined;
   private chatPanel: ChatPanel | undefined;
   private unreadCount = 0;
+  private readonly notifier = new MessageNotifier(() => this.openPanel({ focus: true }));
   private readonly serverItem: vscode.StatusBarItem;
   private readonly chatItem: vscode.StatusBarItem;
   private readonly clientId: string;
@@ -402,14 +404,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
     this.unreadCount += 1;
     this.updateTitle();
     this.updateStatusBar();
-    const mode = readSettings().notifications;
-    const mentioned = this.session?.mentionsMe(text) === true;
-    if (mode === 'off' || (mode === 'mentions' && !mentioned)) return;
-    const preview = inertNotificationText(text);
-    const headline = mentioned ? `${inertNotificationText(from)} mentioned you: ${preview}` : `${inertNotificationText(from)}: ${preview}`;
-    void vscode.window.showInformationMessage(headline, 'Open Chat').then((choice) => {
-      if (choice) this.openPanel({ focus: true });
-    });
+    this.notifier.notify(from, text, this.session?.mentionsMe(text) === true);
   }
 
   // ------------------------------------------------------------ panel
@@ -443,6 +438,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
     });
     panel.onDidChangeVisibility((visible) => {
       if (visible) {
+        this.notifier.seen();
         this.unreadCount = 0;
         this.updateTitle();
         this.updateStatusBar();

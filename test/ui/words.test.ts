@@ -171,6 +171,18 @@ describe('Chat Room: what a person types, clicks and reads', function () {
     assert.equal(await typingLandsInMessageBox(wanda.page, 'answering the mention'), true);
   });
 
+  it('shows one notification for a flood of mentions, not one each: a hostile member cannot bury the window in them', async () => {
+    await showPanel(wanda.page);
+    await hidePanelBehindAnEditor(wanda.page);
+    await runCommand(wanda.page, 'Notifications: Clear All Notifications');
+    for (let index = 1; index <= 12; index++) chattySays(`@wanda flood ${index}`);
+    await eventually('the flood counted as unread', async () => (await wanda.page.locator('.part.statusbar').innerText()).includes('12 unread'), 15_000);
+    await delay(1_000);
+    const toasts = (await notificationTexts(wanda.page)).filter((toast) => toast.includes('flood'));
+    assert.equal(toasts.length, 1, `one notification for the flood: ${JSON.stringify(toasts)}`);
+    await runCommand(wanda.page, 'Notifications: Clear All Notifications');
+  });
+
   it('puts the focus in the message box after Open Chat Panel', async () => {
     await showPanel(wanda.page);
     await hidePanelBehindAnEditor(wanda.page);
