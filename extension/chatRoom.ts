@@ -60,6 +60,8 @@ export class ChatRoomController extends Disposable implements PanelHost {
   private sessionListeners: IDisposable[] = [];
   /** A join under way while we are still in a room: it replaces the room only once welcomed. */
   private pendingJoin: ChatSession | undefined;
+  /** The rejoin after a reload, started by activation or by the restored panel, whichever comes first. */
+  private rejoining: Promise<void> | undefined;
   /** What the room showed when we left it, so the panel keeps the conversation on screen. */
   private leftRoom: { entries: ChatSession['entries']; reason: string } | undefined;
   private chatPanel: ChatPanel | undefined;
@@ -99,6 +101,8 @@ export class ChatRoomController extends Disposable implements PanelHost {
     this.register(toDisposable(() => this.chatPanel?.dispose()));
     // A server this installation runs may be up already (started by another window, or before a reload).
     void this.server.attach();
+    // So may the room this window was in: the room is not the panel, and a reload with the panel closed keeps it.
+    void this.rejoinRememberedRoom();
   }
 
   /**
@@ -293,8 +297,10 @@ export class ChatRoomController extends Disposable implements PanelHost {
    * Connects to a room. While in another room, that room is kept until the new
    * one has welcomed us (a refused name changes nothing), and then left on
    * purpose. The panel opens, with the focus in its message box, once welcomed.
+   * A rejoin after a reload (`rejoin`) keeps trying while the server is away,
+   * and leaves the panel as the person left it.
    */
-  async join(params: JoinParams, keepTrying = false): Promise<FirstOutcome> {
+  async join(params: JoinParams, rejoin = false): Promise<FirstOutcome> {
     const current = this.session;
     // Joining the room we are in, under the name we have: nothing to change.
     if (current && current.lastWelcome && sameSeat(current.params, params) && current.client.state.kind !== 'closed') {
@@ -308,8 +314,8 @@ export class ChatRoomController extends Disposable implements PanelHost {
       current?.dispose();
       const outcome = await candidate.start();
       if (this.session !== candidate) return outcome;
-      if (outcome.kind === 'welcome') this.welcomed(candidate);
-      else if (!keepTrying) this.endSession();
+      if (outcome.kind === 'welcome') this.welcomed(candidate, !rejoin);
+      else if (!rejoin) this.endSession();
       this.updateStatusBar();
       return outcome;
     }
@@ -331,13 +337,13 @@ export class ChatRoomController extends Disposable implements PanelHost {
       this.log.info(`Left ${previous.room} for ${candidate.room}`);
       void previous.leave().finally(() => previous.dispose());
     }
-    this.welcomed(candidate);
+    this.welcomed(candidate, true);
     return outcome;
   }
 
-  private welcomed(session: ChatSession): void {
+  private welcomed(session: ChatSession, showPanel: boolean): void {
     void this.context.workspaceState.update(CURRENT_ROOM_KEY, { host: session.params.host, port: session.params.port, name: session.params.name, room: session.room } satisfies RememberedJoin);
-    this.openPanel({ focus: true });
+    if (showPanel) this.openPanel({ focus: true });
     this.updateStatusBar();
   }
 
@@ -417,17 +423,23 @@ export class ChatRoomController extends Disposable implements PanelHost {
     return panel;
   }
 
-  /** A panel brought back after a window reload: show it again and rejoin the room it showed (unless it was left). */
+  /** A panel brought back after a window reload: show it again, and the room this window was in (unless it was left). */
   restorePanel(webviewPanel: vscode.WebviewPanel): void {
     this.chatPanel?.dispose();
     this.adoptPanel(new ChatPanel(webviewPanel, this.context.extensionUri, this));
-    const current = this.context.workspaceState.get<RememberedJoin>(CURRENT_ROOM_KEY);
-    if (!this.session && current) {
+    void this.rejoinRememberedRoom();
+  }
+
+  /** Rejoins, once, the room this window was in before a reload (kept until Leave Room). */
+  private rejoinRememberedRoom(): Promise<void> {
+    this.rejoining ??= (async () => {
+      const current = this.context.workspaceState.get<RememberedJoin>(CURRENT_ROOM_KEY);
+      if (this.session || !current) return;
       const { host, port, name, room } = current;
-      void rememberedCredentials(this.context, host, port).then((credentials) => {
-        if (!this.session) void this.join({ host, port, name, room, ...credentials }, true);
-      });
-    }
+      const credentials = await rememberedCredentials(this.context, host, port);
+      if (!this.session && !this.isDisposed) await this.join({ host, port, name, room, ...credentials }, true);
+    })();
+    return this.rejoining;
   }
 
   private adoptPanel(panel: ChatPanel): ChatPanel {

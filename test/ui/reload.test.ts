@@ -7,8 +7,9 @@ import * as assert from 'node:assert/strict';
 import type { Browser } from 'playwright-core';
 import { ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
-import { closeChromium, launchChromium, saveScreenshot, startPerson, type Person } from './harness';
+import { closeChromium, launchChromium, runCommand, saveScreenshot, startPerson, type Person } from './harness';
 import {
+  chatTab,
   delay,
   draftInPanel,
   eventually,
@@ -35,6 +36,8 @@ describe('Chat Room: the panel across hiding and a window reload', function () {
   let server: ServerProcess;
   let restarted: ServerProcess | undefined;
   let watcher: TestClient;
+  /** On the restarted server, from the outbox test on. */
+  let verifier: TestClient;
   const rawClients: TestClient[] = [];
 
   before(async () => {
@@ -132,7 +135,7 @@ describe('Chat Room: the panel across hiding and a window reload', function () {
     for (const text of ['said before anything broke', 'watcher was here first', 'written while the server was down']) {
       assert.equal(countOf(texts, text), 1, `"${text}" shown once in ${JSON.stringify(texts)}`);
     }
-    const verifier = await TestClient.join(restarted.port, 'verifier', { room: 'reload' });
+    verifier = await TestClient.join(restarted.port, 'verifier', { room: 'reload' });
     rawClients.push(verifier);
     await delay(500);
     const stored = verifier.frames().flatMap((frame) => (frame.type === 'message' ? [frame.text] : []));
@@ -140,5 +143,24 @@ describe('Chat Room: the panel across hiding and a window reload', function () {
     assert.equal(countOf(stored, 'said before anything broke'), 1);
     assert.equal(await draftInPanel(rita.page), 'a draft written offline', 'the draft is still there, unsent');
     await saveScreenshot(rita.page, 'reload-after-delivery');
+  });
+
+  it('is still in the room after a reload with the chat panel closed: the room is not the panel', async () => {
+    const seenBefore = verifier.frames().length;
+    await chatTab(rita.page).locator('.codicon-close, .tab-actions a').first().click();
+    await eventually('the chat tab closed', async () => (await chatTab(rita.page).count()) === 0, 10_000);
+    await delay(DRAFT_SETTLE_MS);
+    const reloaded = rita.page.waitForEvent('framenavigated', { predicate: (frame) => frame === rita.page.mainFrame(), timeout: 60_000 });
+    await runCommand(rita.page, 'Developer: Reload Window');
+    await reloaded;
+    await rita.page.waitForSelector('.part.statusbar', { timeout: 60_000 });
+    await eventually('rita back in the room, without a panel', async () => (await rita.page.locator('.part.statusbar').innerText()).includes('reload'), 30_000);
+    await eventually('the room to see rita come back', async () => verifier.frames().slice(seenBefore).some((frame) => frame.type === 'joined' && frame.name === 'rita'), 15_000);
+    const departures = verifier.frames().slice(seenBefore).flatMap((frame) => (frame.type === 'left' && frame.name === 'rita' ? [frame.reason] : []));
+    assert.deepEqual(departures, ['quit'], 'she left on purpose as the window reloaded, and came back');
+    assert.equal(await chatTab(rita.page).count(), 0, 'the panel she closed stays closed');
+    await delay(2_000); // the reloaded workbench takes commands a moment after it paints
+    await runCommand(rita.page, 'Chat Room: Open Chat Panel');
+    await eventually('the panel shows the room', async () => /Connected to 127\.0\.0\.1:\d+ as rita/.test(await panelText(rita.page)), 20_000);
   });
 });
