@@ -50,8 +50,9 @@ export class ServerHome {
     return path.join(this.dataDir, LOG_FILE);
   }
 
+  /** Makes the folder, for its owner alone, as the server keeps it (its logs hold every message). */
   async prepare(): Promise<void> {
-    await fs.mkdir(this.dataDir, { recursive: true });
+    await fs.mkdir(this.dataDir, { recursive: true, mode: 0o700 });
   }
 
   async readRecord(): Promise<ServerRecord | undefined> {
