@@ -56,6 +56,8 @@ const READY_TIMEOUT_MS = 15_000;
 const STOP_GRACE_MS = 5_000;
 /** How often an attached window checks that the server process is still there. */
 const WATCH_MS = 1_000;
+/** How often a window that holds no server looks for one another window started. */
+const LOOK_FOR_SERVER_MS = 3_000;
 /** The CLI's exit code for a port that is already taken. */
 const EXIT_PORT_BUSY = 3;
 /** Where the extension hands the token to the server (the environment, which other users cannot read). */
@@ -105,6 +107,7 @@ export class ServerController extends Disposable {
   private holding: IDisposable | undefined;
   private record: ServerRecord | undefined;
   private stopRequested = false;
+  private attaching = false;
 
   constructor(
     private readonly serverScript: string,
@@ -116,6 +119,8 @@ export class ServerController extends Disposable {
     super();
     // Closing the window lets go of the server; it keeps running for the others.
     this.register(toDisposable(() => this.letGo()));
+    const lookAgain = setInterval(() => void this.attach(), LOOK_FOR_SERVER_MS);
+    this.register(toDisposable(() => clearInterval(lookAgain)));
   }
 
   get state(): ServerState {
@@ -130,22 +135,43 @@ export class ServerController extends Disposable {
   /**
    * Attaches to the server this installation runs, if any (a window opening,
    * or a reload): the status bar, the log and the lease follow it from now on.
+   * A window that holds no server looks again every few seconds, so it also
+   * finds a server another window started, or restarted after a crash.
    */
   async attach(): Promise<void> {
-    if (this.currentState.kind !== 'stopped') return;
+    if (this.attaching || this.isDisposed) return;
+    this.attaching = true;
+    try {
+      await this.attachOnce();
+    } finally {
+      this.attaching = false;
+    }
+  }
+
+  private async attachOnce(): Promise<void> {
+    const before = this.currentState;
+    if (before.kind !== 'stopped' && before.kind !== 'crashed') return;
     const record = await this.home.readRecord();
-    if (!record || this.isDisposed || this.currentState.kind !== 'stopped') return;
-    const ours = await this.home.isOurServer(record.pid);
-    if (this.isDisposed || this.currentState.kind !== 'stopped') return;
-    if (ours !== false) {
+    const ours = record ? await this.home.isOurServer(record.pid) : false;
+    // Anything may have happened meanwhile (a start, a stop, the window closing).
+    if (this.isDisposed || this.currentState !== before) return;
+    if (record && ours !== false) {
       this.record = record;
       const token = record.choices.lan ? await this.savedToken() : undefined;
-      this.log.info(`Attached to the chat server already running on ${record.host}:${record.port} (pid ${record.pid}).`);
+      if (this.isDisposed || this.currentState !== before) return;
+      this.log.info(`Attached to the chat server running on ${record.host}:${record.port} (pid ${record.pid}).`);
       this.hold(record, false);
       this.setState(runningState(record, token));
       return;
     }
+    if (before.kind === 'crashed') {
+      // Another window dismissed the crash (Stop Chat Server forgets the record).
+      if (!record) this.setState({ kind: 'stopped' });
+      return;
+    }
+    if (!record) return;
     const note = await this.home.exitNoteOf(record.pid);
+    if (this.isDisposed || this.currentState !== before) return;
     if (note?.code === 0) {
       await this.home.forgetRecord();
       return;

@@ -181,14 +181,14 @@ describe('Chat Room: the room outlives the window that started it', function () 
     assert.ok(!/alice lost connection/.test(bobSees), 'nobody was knocked off');
     await sendInPanel(alice.page, 'still here in my first window');
     await eventually('bob hears the first window', async () => (await messageTexts(bob.page)).includes('still here in my first window'));
+    // It stays open (out of the room) for the next test.
     await runCommand(secondWindow, 'Chat Room: Leave Room');
-    await secondWindow.close();
-    secondWindow = undefined;
   });
 
-  it('after a crash, alice restarts the server with one click (same choices, no questions), and bob is back within seconds', async () => {
+  it('after a crash, alice restarts the server with one click (same choices, no questions), and bob is back within seconds; her other window finds the new server', async () => {
     await alice.page.bringToFront();
     await runCommand(alice.page, 'Notifications: Clear All Notifications');
+    serverPid = chatServerRecord(alice.host)?.pid ?? 0;
     // Never signal pid 0 or below: that would be this test's own process group.
     assert.ok(serverPid > 0 && processAlive(serverPid), `the recorded server (pid ${serverPid}) is running`);
     process.kill(serverPid, 'SIGKILL');
@@ -224,6 +224,14 @@ describe('Chat Room: the room outlives the window that started it', function () 
     assert.ok(!toasts.some((toast) => /Chat server running/.test(toast)), `alice, in the room already, is not offered Join: ${JSON.stringify(toasts)}`);
     await sendInPanel(bob.page, 'that was quick');
     await eventually('alice hears bob', async () => (await messageTexts(alice.page)).includes('that was quick'));
+    // The window that did not click Restart attaches to the new server too.
+    const other = secondWindow!;
+    await eventually('the second window to show the running server', async () => {
+      const status = await statusBarText(other);
+      return status.includes(`Chat server 127.0.0.1:${port}`) && !status.includes('stopped');
+    }, 15_000);
+    await other.close();
+    secondWindow = undefined;
   });
 
   it('closing alice\'s window leaves the room up; the server stops by itself once no window has held it for the keep-alive time', async function () {
