@@ -61,6 +61,29 @@ describe('Chat Room sessions', function () {
     await sendFromPanel(api, 'still here');
   });
 
+  it('changes nothing when the person presses Escape at the name asked again after a refusal', async () => {
+    const watcher = await TestClient.join(server.port, 'watcher', { room: 'stay' });
+    const holder = await TestClient.join(server.port, 'bob', { room: 'elsewhere' });
+    cleanups.push(() => watcher.close(), () => holder.close());
+    assert.equal((await join(server.port, 'erin', 'stay')).joined, true);
+    // The Join flow as a person meets it: every prompt shown, filled in; accepted as it is.
+    const flow = vscode.commands.executeCommand<JoinResult>('chatRoom.join', { address: `127.0.0.1:${server.port}`, name: 'bob', room: 'elsewhere', confirm: true });
+    for (let prompt = 0; prompt < 3; prompt++) {
+      await pause(400);
+      await vscode.commands.executeCommand('workbench.action.acceptSelectedQuickOpenItem');
+    }
+    // The server refuses "bob"; the name is asked again, and the person presses Escape.
+    await pause(1_000);
+    await vscode.commands.executeCommand('workbench.action.closeQuickOpen');
+    const result = await flow;
+    assert.deepEqual({ joined: result.joined, reason: result.reason }, { joined: false, reason: 'cancelled' });
+    const session = api.session();
+    assert.equal(session?.room, 'stay', 'still in the room');
+    assert.equal(session?.connection.kind, 'connected');
+    await pause(500);
+    assert.deepEqual(presence(watcher).filter((line) => line.startsWith('erin ')), ['erin joined'], 'the room saw nothing');
+  });
+
   it('leaves the old room on purpose when switching: the others there see "left", not "lost connection"', async () => {
     const watcher = await TestClient.join(server.port, 'watcher', { room: 'first' });
     cleanups.push(() => watcher.close());
