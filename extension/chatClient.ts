@@ -7,9 +7,15 @@
  * - every `say` gets an id and sits in an outbox (persisted, so it survives a
  *   window reload) until the server acknowledges it; after a reconnect the
  *   outbox is sent again with the same ids, and the server stores each id once;
- * - after a drop it reconnects with backoff (doubling, capped at 30 s) and asks
- *   for everything after the last sequence number it saw, and it drops any
- *   event at or below that number, so nothing is shown twice.
+ * - after a drop it reconnects with backoff (doubling with jitter, capped at
+ *   30 s, or at 2 s while a server on this machine refuses connections, which
+ *   is a server restarting) and asks for everything after the last sequence
+ *   number it saw, and it drops any event at or below that number, so nothing
+ *   is shown twice;
+ * - it hands the seat secret of its last welcome back in its next hello, so a
+ *   drop the server has not noticed yet is a resume, not a leave and a join;
+ *   the secret belongs to this connection, so it is kept in memory only;
+ * - a refused name is final: it never retries a hello the server refused.
  *
  * It does not import `vscode`: persistence is any Memento-like store, so the
  * same client runs in the extension host and in plain Node.
@@ -19,12 +25,15 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { Disposable, type IDisposable, toDisposable } from '../shared/disposable';
 import { encodeFrame, LineSplitter, parseServerFrame } from '../shared/framing';
+import { nameKey } from '../shared/names';
+import { isLoopbackHost } from '../shared/addresses';
 import {
   type ClientFrame,
   MAX_SERVER_FRAME_BYTES,
   type ErrorCode,
   FATAL_ERRORS,
   NAME_ERRORS,
+  RESUME_MAX_CHARS,
   type RoomEvent,
   type ServerFrame,
   type WelcomeFrame,
@@ -58,6 +67,8 @@ export interface ChatClientOptions {
   /** First reconnect delay; it doubles on each failure up to `maxBackoffMs`. */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /** The cap while a server on this machine refuses connections (it is restarting). */
+  maxLoopbackBackoffMs?: number;
 }
 
 /** Refusals the client makes itself, never sent by a server. */
@@ -85,7 +96,19 @@ export interface SendFailure {
 
 const OUTBOX_KEY = 'chatRoom.outbox.v1';
 export const MAX_BACKOFF_MS = 30_000;
-/** Refusals that no amount of retrying will fix: the person has to act. */
+/**
+ * A loopback server that refuses connections is one being restarted on this
+ * machine; trying every 2 s or so costs nothing, and brings the room back
+ * within a few seconds of the server listening again.
+ */
+export const MAX_LOOPBACK_BACKOFF_MS = 2_000;
+/** How long a planned leave waits for its `bye` to go out before the socket is destroyed. */
+export const BYE_TIMEOUT_MS = 1_000;
+/**
+ * Refusals that no amount of retrying will fix: the person has to act. A name
+ * taken while we were away is one of them, even after a welcome: retrying it
+ * would knock heads with whoever holds it (another window, perhaps) forever.
+ */
 const REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([...NAME_ERRORS, 'bad_room', 'unauthorized', 'locked_out']);
 /** A `say` refused for these reasons will never be accepted, so it leaves the outbox. */
 const PERMANENT_SAY_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['too_long', 'bad_frame']);
@@ -128,6 +151,10 @@ export class ChatClient extends Disposable {
   private welcomed = false;
   private everWelcomed = false;
   private lastSeqSeen = 0;
+  /** The seat secret from the last welcome; it belongs to that connection, so it is never stored. */
+  private seatSecret: string | undefined;
+  /** Why the last connection attempt failed, for the backoff policy. */
+  private lastFailureCode: string | undefined;
   private readonly outbox: PendingView[];
   private readonly outboxKey: string;
   private firstOutcomeResolve: ((outcome: FirstOutcome) => void) | undefined;
@@ -136,7 +163,7 @@ export class ChatClient extends Disposable {
 
   constructor(private readonly options: ChatClientOptions) {
     super();
-    this.outboxKey = `${options.host}:${options.port}/${options.room}`;
+    this.outboxKey = outboxKey(options);
     this.outbox = [...(this.readStoredOutboxes()[this.outboxKey] ?? [])];
     this.firstOutcomePromise = new Promise((resolve) => (this.firstOutcomeResolve = resolve));
     this.register(toDisposable(() => this.dropSocket()));
@@ -155,10 +182,6 @@ export class ChatClient extends Disposable {
 
   get room(): string {
     return this.options.room;
-  }
-
-  get requestedName(): string {
-    return this.options.name;
   }
 
   /** The highest room sequence number this client has seen. */
@@ -194,6 +217,7 @@ export class ChatClient extends Disposable {
     let closeReason = 'The connection closed.';
 
     const onConnect = () => {
+      this.lastFailureCode = undefined;
       if (socket instanceof tls.TLSSocket && pin !== undefined) {
         const presented = peerFingerprint(socket) ?? 'no certificate';
         if (!fingerprintsMatch(pin, presented)) {
@@ -205,6 +229,7 @@ export class ChatClient extends Disposable {
       const hello: ClientFrame = { type: 'hello', name: this.options.name, room: this.options.room, clientId: this.options.clientId };
       if (this.options.token) hello.token = this.options.token;
       if (this.everWelcomed && this.lastSeqSeen > 0) hello.lastSeq = this.lastSeqSeen;
+      if (this.seatSecret !== undefined) hello.resume = this.seatSecret;
       this.write(hello);
     };
     const onData = (chunk: Buffer) => {
@@ -232,6 +257,7 @@ export class ChatClient extends Disposable {
     };
     const onError = (error: NodeJS.ErrnoException) => {
       closeReason = describeSocketError(error, this.address);
+      this.lastFailureCode = error.code;
     };
     const onClose = () => {
       if (this.socket !== socket) return;
@@ -269,22 +295,35 @@ export class ChatClient extends Disposable {
     }
   }
 
-  /** Leaves on purpose: says bye, closes, and never reconnects. Pending messages stay stored for next time. */
-  leave(): void {
-    if (this.socket && this.welcomed) this.write({ type: 'bye' });
+  /**
+   * Leaves on purpose: says bye, closes, and never reconnects. Resolves once
+   * the bye has gone out and the server closed, or after BYE_TIMEOUT_MS.
+   * Pending messages stay stored for next time.
+   */
+  leave(): Promise<void> {
     const socket = this.socket;
+    const saidBye = socket !== undefined && this.welcomed;
+    if (saidBye) this.write({ type: 'bye' });
     this.socket = undefined;
     this.socketOwner = undefined;
-    if (socket) {
-      socket.removeAllListeners('close');
-      socket.end();
-      // A server that does not close its side is not waited for.
-      setTimeout(() => socket.destroy(), 1_000).unref();
-    }
     this.welcomed = false;
     this.retryTimer?.dispose();
     this.setState({ kind: 'closed', reason: 'You left the room.' });
     this.settleFirstOutcome({ kind: 'unreachable', reason: 'You left the room.' });
+    if (!socket) return Promise.resolve();
+    socket.removeAllListeners('close');
+    socket.removeAllListeners('data');
+    return new Promise((resolve) => {
+      // A server that does not close its side is not waited for.
+      const timer = setTimeout(() => socket.destroy(), saidBye ? BYE_TIMEOUT_MS : 0);
+      timer.unref();
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.end();
+      if (!saidBye) socket.destroy();
+    });
   }
 
   private handleFrame(frame: ServerFrame, setCloseReason: (reason: string) => void): void {
@@ -292,6 +331,8 @@ export class ChatClient extends Disposable {
       case 'welcome': {
         this.welcomed = true;
         this.everWelcomed = true;
+        // Anything but a plausible secret is dropped: it goes back in every later hello.
+        this.seatSecret = typeof frame.resume === 'string' && frame.resume.length > 0 && frame.resume.length <= RESUME_MAX_CHARS ? frame.resume : undefined;
         this.attempt = 0;
         this.socket?.setTimeout(0);
         // A server that lost its history (started with --memory) counts from 0 again.
@@ -322,7 +363,7 @@ export class ChatClient extends Disposable {
           this.handleSayError(frame.id, frame.code, frame.message);
           return;
         }
-        if (!this.welcomed && REFUSALS.has(frame.code) && !(this.everWelcomed && frame.code === 'name_taken')) {
+        if (!this.welcomed && REFUSALS.has(frame.code)) {
           this.refuse(frame.code, frame.message);
           return;
         }
@@ -359,7 +400,8 @@ export class ChatClient extends Disposable {
     if (this.isDisposed || this.currentState.kind === 'closed') return;
     if (!this.everWelcomed) this.settleFirstOutcome({ kind: 'unreachable', reason });
     const base = this.options.initialBackoffMs ?? 500;
-    const cap = this.options.maxBackoffMs ?? MAX_BACKOFF_MS;
+    const restarting = this.lastFailureCode === 'ECONNREFUSED' && isLoopbackHost(this.options.host);
+    const cap = restarting ? Math.min(this.options.maxBackoffMs ?? MAX_BACKOFF_MS, this.options.maxLoopbackBackoffMs ?? MAX_LOOPBACK_BACKOFF_MS) : (this.options.maxBackoffMs ?? MAX_BACKOFF_MS);
     const exponential = Math.min(cap, base * 2 ** this.attempt);
     // Jitter keeps a room full of clients from reconnecting in lockstep after a restart.
     const delay = Math.min(cap, Math.round(exponential * (0.8 + Math.random() * 0.4)));
@@ -414,6 +456,15 @@ export class ChatClient extends Disposable {
     this.firstOutcomeResolve = undefined;
     resolve?.(outcome);
   }
+}
+
+/**
+ * Where a room's unsent messages are kept: per server, room and name, so two
+ * windows of one installation in one room under different names never send
+ * each other's words.
+ */
+function outboxKey({ host, port, room, name }: Pick<ChatClientOptions, 'host' | 'port' | 'room' | 'name'>): string {
+  return `${host}:${port}/${room}/${nameKey(name)}`;
 }
 
 function describeSocketError(error: NodeJS.ErrnoException, address: string): string {

@@ -35,6 +35,8 @@ export interface PanelHost {
 
 export class ChatPanel extends Disposable {
   private ready = false;
+  /** Put the focus in the message box once the webview is ready for it. */
+  private focusWhenReady = false;
   private nextProbeId = 1;
   private readonly probes = new Map<number, (view: PanelView) => void>();
   private readonly disposeEmitter = this.register(new vscode.EventEmitter<void>());
@@ -102,6 +104,12 @@ export class ChatPanel extends Disposable {
     this.panel.reveal(undefined, false);
   }
 
+  /** Puts the keyboard focus in the message box (now, or as soon as the webview has drawn itself). */
+  focusInput(): void {
+    if (this.ready) this.post({ type: 'focusInput' });
+    else this.focusWhenReady = true;
+  }
+
   /** Posts to the webview once it has said `ready`; earlier messages are covered by the snapshot. */
   post(message: HostToWebview): void {
     if (!this.ready || this.isDisposed) return;
@@ -135,6 +143,10 @@ export class ChatPanel extends Disposable {
       this.host.snapshotFor(this);
       const draft = draftStore?.get<string>(DRAFT_KEY);
       if (draft !== undefined) this.post({ type: 'restoreDraft', text: draft });
+      if (this.focusWhenReady) {
+        this.focusWhenReady = false;
+        this.post({ type: 'focusInput' });
+      }
       return;
     }
     if (message.type === 'draft') {
@@ -189,9 +201,15 @@ export class ChatPanel extends Disposable {
     </aside>
   </div>
   <form id="composer" class="composer">
-    <label for="input" class="visually-hidden">Message</label>
-    <textarea id="input" class="input" rows="2" placeholder="Message (Enter to send, Shift+Enter for a new line)" aria-describedby="composer-hint"></textarea>
-    <button id="send" class="send" type="submit" aria-label="Send message">Send</button>
+    <div class="composer-row">
+      <label for="input" class="visually-hidden">Message</label>
+      <textarea id="input" class="input" rows="2" placeholder="Message (Enter to send, Shift+Enter for a new line)" aria-describedby="composer-hint composer-notice byte-count"></textarea>
+      <button id="send" class="send" type="submit" aria-label="Send message">Send</button>
+    </div>
+    <div class="composer-status">
+      <p id="composer-notice" class="composer-notice" role="status" aria-live="polite"></p>
+      <span id="byte-count" class="byte-count" hidden></span>
+    </div>
     <p id="composer-hint" class="visually-hidden">Enter sends. Shift and Enter adds a new line.</p>
   </form>
 </div>
@@ -202,5 +220,18 @@ export class ChatPanel extends Disposable {
 }
 
 function emptyView(): PanelView {
-  return { messages: [], systemLines: [], members: [], memberCountLabel: '', connectionText: '', pendingTexts: [], newMessagesMarkerVisible: false, draft: '' };
+  return {
+    messages: [],
+    systemLines: [],
+    members: [],
+    memberCountLabel: '',
+    connectionText: '',
+    actions: [],
+    composerEnabled: false,
+    composerNotice: '',
+    byteCounter: '',
+    pendingTexts: [],
+    newMessagesMarkerVisible: false,
+    draft: '',
+  };
 }

@@ -1,27 +1,38 @@
 /**
- * The extension's one controller: it owns the server child, the joined room,
- * the panel and the status bar, and carries out every command.
+ * The extension's one controller: it owns the server this window holds, the
+ * joined room, the panel and the status bar, and carries out every command.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { Disposable, type IDisposable, toDisposable } from '../shared/disposable';
-import { DEFAULT_LIMITS, DEFAULT_PORT } from '../shared/protocol';
-import type { PanelView, WebviewToHost } from '../shared/webviewMessages';
+import { nameKey } from '../shared/names';
+import { DEFAULT_LIMITS } from '../shared/protocol';
+import type { PanelView, ServerOffer, StatusView, WebviewToHost } from '../shared/webviewMessages';
 import { formatAddress } from './address';
-import { textBytes } from './chatClient';
+import { type FirstOutcome, textBytes } from './chatClient';
 import { ChatPanel, type PanelHost } from './chatPanel';
 import { ChatSession, type JoinParams } from './chatSession';
-import { type JoinArgs, type JoinResult, LAST_JOIN_KEY, type RememberedJoin, rememberedCredentials, runJoinFlow } from './joinFlow';
+import { inviteFromParts, inviteLink } from './invite';
+import { type JoinArgs, type JoinResult, type RememberedJoin, rememberedCredentials, runJoinFlow } from './joinFlow';
 import { findFreePort, PortBusyError, ServerController, type ServerState } from './serverController';
+import { type ServerChoices, ServerHome } from './serverHome';
 import { isLoopbackHost, isReachableThroughLoopback } from '../shared/addresses';
 import { readSettings } from './settings';
+import { MessageNotifier } from './messageNotifier';
 import { inertNotificationText } from './notificationText';
 
 const CLIENT_ID_KEY = 'chatRoom.clientId';
 const SERVER_TOKEN_KEY = 'chatRoom.serverToken';
+/**
+ * The room this window is in (workspace state: per window, unlike the
+ * installation-wide global state), so a reload rejoins it and a Leave stays left.
+ */
+const CURRENT_ROOM_KEY = 'chatRoom.currentRoom';
+
+/** Whether a send was taken, or why not (the text then stays in the message box). */
+export type SendOutcome = { accepted: true } | { accepted: false; reason: string };
 
 export interface StartServerArgs {
   port?: number;
@@ -47,8 +58,15 @@ export class ChatRoomController extends Disposable implements PanelHost {
   readonly server: ServerController;
   private session: ChatSession | undefined;
   private sessionListeners: IDisposable[] = [];
+  /** A join under way while we are still in a room: it replaces the room only once welcomed. */
+  private pendingJoin: ChatSession | undefined;
+  /** The rejoin after a reload, started by activation or by the restored panel, whichever comes first. */
+  private rejoining: Promise<void> | undefined;
+  /** What the room showed when we left it, so the panel keeps the conversation on screen. */
+  private leftRoom: { entries: ChatSession['entries']; reason: string } | undefined;
   private chatPanel: ChatPanel | undefined;
   private unreadCount = 0;
+  private readonly notifier = new MessageNotifier(() => this.openPanel({ focus: true }));
   private readonly serverItem: vscode.StatusBarItem;
   private readonly chatItem: vscode.StatusBarItem;
   private readonly clientId: string;
@@ -67,7 +85,10 @@ export class ChatRoomController extends Disposable implements PanelHost {
       void context.globalState.update(CLIENT_ID_KEY, clientId);
     }
     this.clientId = clientId;
-    this.server = this.register(new ServerController(vscode.Uri.joinPath(context.extensionUri, 'dist', 'server.js').fsPath, serverLog));
+    const home = new ServerHome(path.join(context.globalStorageUri.fsPath, 'server-data'));
+    this.server = this.register(
+      new ServerController(vscode.Uri.joinPath(context.extensionUri, 'dist', 'server.js').fsPath, home, serverLog, () => readSettings().keepAliveMs, () => context.secrets.get(SERVER_TOKEN_KEY)),
+    );
     this.register(this.server.onDidChangeState((state) => this.onServerState(state)));
     this.serverItem = this.register(vscode.window.createStatusBarItem('chatRoom.server', vscode.StatusBarAlignment.Left, 50));
     this.serverItem.name = 'Chat Room Server';
@@ -76,7 +97,22 @@ export class ChatRoomController extends Disposable implements PanelHost {
     this.chatItem.name = 'Chat Room';
     this.chatItem.command = 'chatRoom.openPanel';
     this.register(toDisposable(() => this.endSession()));
+    this.register(toDisposable(() => this.pendingJoin?.dispose()));
     this.register(toDisposable(() => this.chatPanel?.dispose()));
+    // A server this installation runs may be up already (started by another window, or before a reload).
+    void this.server.attach();
+    // So may the room this window was in: the room is not the panel, and a reload with the panel closed keeps it.
+    void this.rejoinRememberedRoom();
+  }
+
+  /**
+   * The window is closing or reloading: leave the room on purpose (the others
+   * see "left", within a second) and let go of the server, which keeps running.
+   */
+  async windowClosing(): Promise<void> {
+    this.server.letGo();
+    const session = this.session;
+    if (session) await session.leave();
   }
 
   get currentSession(): ChatSession | undefined {
@@ -112,26 +148,47 @@ export class ChatRoomController extends Disposable implements PanelHost {
     }
     openToLan ??= !isLoopbackHost(settings.bindAddress);
     const host = args?.host ?? (openToLan ? (isLoopbackHost(settings.bindAddress) ? '0.0.0.0' : settings.bindAddress) : isLoopbackHost(settings.bindAddress) ? settings.bindAddress : '127.0.0.1');
-    let port = args?.port ?? settings.serverPort;
-    const dataDir = path.join(this.context.globalStorageUri.fsPath, 'server-data');
-    await fs.mkdir(dataDir, { recursive: true });
+    const port = args?.port ?? settings.serverPort;
+    return this.runServer({ host, port, lan: openToLan, ...(settings.classicPort ? { classicPort: settings.classicPort } : {}) }, interactive, args?.join);
+  }
+
+  /**
+   * Starts the server again with the choices it last ran with, asking nothing
+   * (the Restart button). Without any (the panel's Start Server for a room on
+   * this machine), it serves that room's port to this machine only.
+   */
+  async restartServer(): Promise<StartServerResult> {
+    if (this.server.state.kind === 'running' || this.server.state.kind === 'starting') return { started: false, reason: 'already running', code: 'already_running' };
+    const session = this.session;
+    const classicPort = readSettings().classicPort;
+    const choices: ServerChoices | undefined =
+      this.server.lastChoices ?? (session && isLoopbackHost(session.params.host) ? { host: '127.0.0.1', port: session.params.port, lan: false, ...(classicPort ? { classicPort } : {}) } : undefined);
+    if (!choices) return this.startServer();
+    return this.runServer(choices, false, false);
+  }
+
+  private async runServer(choices: ServerChoices, interactive: boolean, join: boolean | undefined): Promise<StartServerResult> {
+    const settings = readSettings();
+    let { port } = choices;
+    const { host, lan: openToLan } = choices;
     // Anyone who can reach the port could join, so beyond loopback a token is a must, and TLS keeps it (and the talk) private.
     const token = openToLan || !isLoopbackHost(host) ? await this.serverToken() : undefined;
     const tls = openToLan;
 
     for (let tries = 0; tries < 2; tries++) {
       try {
-        const running = await vscode.window.withProgress(
-          { location: vscode.ProgressLocation.Window, title: `Starting chat server on ${formatAddress({ host, port })}` },
-          () =>
-            this.server.start({ host, port, dataDir, ...(settings.classicPort ? { classicPort: settings.classicPort } : {}), ...(token ? { token } : {}), tls }),
+        const running = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: `Starting chat server on ${formatAddress({ host, port })}` }, () =>
+          this.server.start({ choices: { ...choices, port }, ...(token ? { token } : {}), tls, keepAliveMs: settings.keepAliveMs }),
         );
         this.log.info(`Chat server running on ${formatAddress(running)}${running.fingerprint ? `, TLS certificate fingerprint (SHA-256) ${running.fingerprint}` : ''}`);
-        const joinNow = args?.join ?? settings.joinOnStart;
         const joinAddress = formatAddress({ host: isReachableThroughLoopback(host) ? '127.0.0.1' : host, port: running.port });
         // Our own server: its token and certificate are known, so joining it asks for neither.
         const ownCredentials: JoinArgs = { ...(token ? { token } : {}), ...(running.fingerprint ? { fingerprint: running.fingerprint } : {}) };
-        if (joinNow) {
+        if (this.sessionIsOnOurServer()) {
+          // Already in a room there (a restart): back in at once, and nobody in the room is offered "Join".
+          this.session?.client.reconnectNow();
+          if (interactive) void vscode.window.setStatusBarMessage(`$(radio-tower) Chat server back on ${formatAddress(running)}`, 5_000);
+        } else if (join ?? settings.joinOnStart) {
           await this.joinFlow(interactive ? { address: joinAddress, ...ownCredentials } : { address: joinAddress, name: readSettings().defaultName || 'host', ...ownCredentials });
         } else if (interactive) {
           void vscode.window.showInformationMessage(describeRunningServer(running, openToLan), 'Join', 'Copy Invite').then((choice) => {
@@ -171,7 +228,10 @@ export class ChatRoomController extends Disposable implements PanelHost {
   }
 
   async stopServer(): Promise<boolean> {
-    if (this.server.state.kind === 'stopped' || this.server.state.kind === 'crashed') {
+    const kind = this.server.state.kind;
+    if (kind === 'stopped' || kind === 'crashed') {
+      // A crashed server is dismissed: the status bar stops offering to restart it.
+      if (kind === 'crashed') await this.server.stop();
       void vscode.window.showInformationMessage('The chat server is not running.');
       return false;
     }
@@ -190,13 +250,41 @@ export class ChatRoomController extends Disposable implements PanelHost {
   }
 
   private onServerState(state: ServerState): void {
-    if (state.kind === 'crashed') {
-      void vscode.window.showErrorMessage(state.reason, 'Show Server Log', 'Restart').then((choice) => {
+    if (state.kind === 'crashed' && state.seen) {
+      // Restart comes first: it is what the person wants, and it asks nothing again.
+      void vscode.window.showErrorMessage(state.reason, 'Restart', 'Show Server Log').then((choice) => {
         if (choice === 'Show Server Log') this.serverLog.show(true);
-        if (choice === 'Restart') void this.startServer();
+        if (choice === 'Restart') void this.restartServer();
       });
     }
     this.updateStatusBar();
+    // The panel's offer to start or restart the server follows the server's state.
+    if (this.session) this.chatPanel?.post({ type: 'status', status: this.statusForPanel(this.session) });
+  }
+
+  /** Whether the current room is on the server this installation runs. */
+  private sessionIsOnOurServer(): boolean {
+    const session = this.session;
+    const state = this.server.state;
+    return session !== undefined && state.kind === 'running' && session.params.port === state.port && (isLoopbackHost(session.params.host) || session.params.host === state.host);
+  }
+
+  /**
+   * What the panel offers when the room's server is this machine's and is not
+   * running: Restart after a crash (with the last choices), else Start.
+   */
+  private serverOfferFor(session: ChatSession): ServerOffer | undefined {
+    if (!isLoopbackHost(session.params.host) || session.isConnected) return undefined;
+    const state = this.server.state;
+    if (state.kind === 'running' || state.kind === 'starting' || state.kind === 'stopping') return undefined;
+    const port = state.kind === 'crashed' ? state.choices.port : readSettings().serverPort;
+    if (session.params.port !== port) return undefined;
+    return state.kind === 'crashed' ? 'restart' : 'start';
+  }
+
+  private statusForPanel(session: ChatSession): StatusView {
+    const offer = this.serverOfferFor(session);
+    return { ...session.status(), ...(offer ? { serverOffer: offer } : {}) };
   }
 
   // ------------------------------------------------------------ room
@@ -205,19 +293,73 @@ export class ChatRoomController extends Disposable implements PanelHost {
     return runJoinFlow({ globalState: this.context.globalState, secrets: this.context.secrets, join: (params) => this.join(params) }, args);
   }
 
-  /** Connects to a room (leaving any other); the panel opens once welcomed. */
-  async join(params: JoinParams, keepTrying = false): ReturnType<ChatSession['start']> {
-    this.endSession();
-    const session = new ChatSession(params, this.clientId, this.context.globalState, readSettings().historyLength, this.log);
+  /**
+   * Connects to a room. While in another room, that room is kept until the new
+   * one has welcomed us (a refused name changes nothing), and then left on
+   * purpose. The panel opens, with the focus in its message box, once welcomed.
+   * A rejoin after a reload (`rejoin`) keeps trying while the server is away,
+   * and leaves the panel as the person left it.
+   */
+  async join(params: JoinParams, rejoin = false): Promise<FirstOutcome> {
+    const current = this.session;
+    // Joining the room we are in, under the name we have: nothing to change.
+    if (current && current.lastWelcome && sameSeat(current.params, params) && current.client.state.kind !== 'closed') {
+      current.client.reconnectNow();
+      this.openPanel({ focus: true });
+      return { kind: 'welcome', welcome: current.lastWelcome };
+    }
+    const candidate = new ChatSession(params, this.clientId, this.context.globalState, readSettings().historyLength, this.log);
+    if (!current || current.client.state.kind === 'closed') {
+      this.adoptSession(candidate);
+      current?.dispose();
+      const outcome = await candidate.start();
+      if (this.session !== candidate) return outcome;
+      if (outcome.kind === 'welcome') this.welcomed(candidate, !rejoin);
+      else if (!rejoin) this.endSession();
+      this.updateStatusBar();
+      return outcome;
+    }
+    this.pendingJoin?.dispose();
+    this.pendingJoin = candidate;
+    const outcome = await candidate.start();
+    if (this.pendingJoin !== candidate) {
+      candidate.dispose();
+      return outcome;
+    }
+    this.pendingJoin = undefined;
+    if (outcome.kind !== 'welcome') {
+      candidate.dispose();
+      return outcome;
+    }
+    const previous = this.session;
+    this.adoptSession(candidate);
+    if (previous) {
+      this.log.info(`Left ${previous.room} for ${candidate.room}`);
+      void previous.leave().finally(() => previous.dispose());
+    }
+    this.welcomed(candidate, true);
+    return outcome;
+  }
+
+  private welcomed(session: ChatSession, showPanel: boolean): void {
+    void this.context.workspaceState.update(CURRENT_ROOM_KEY, { host: session.params.host, port: session.params.port, name: session.params.name, room: session.room } satisfies RememberedJoin);
+    if (showPanel) this.openPanel({ focus: true });
+    this.updateStatusBar();
+  }
+
+  /** Makes `session` the room this window shows; the one before it is no longer listened to (the caller ends it). */
+  private adoptSession(session: ChatSession): void {
+    for (const listener of this.sessionListeners.splice(0)) listener.dispose();
     this.session = session;
+    this.leftRoom = undefined;
     this.unreadCount = 0;
     this.sessionListeners = [
       session.onAppend(({ entries, live }) => {
         this.chatPanel?.post({ type: 'append', entries });
         if (live) for (const entry of entries) if (entry.kind === 'message' && !entry.mine) this.onLiveMessage(entry.from, entry.text);
       }),
-      session.onStatus((status) => {
-        this.chatPanel?.post({ type: 'status', status });
+      session.onStatus(() => {
+        this.chatPanel?.post({ type: 'status', status: this.statusForPanel(session) });
         this.updateStatusBar();
       }),
       session.onOutbox((pending) => this.chatPanel?.post({ type: 'outbox', pending })),
@@ -227,38 +369,38 @@ export class ChatRoomController extends Disposable implements PanelHost {
       }),
     ];
     this.redrawPanel();
-    const outcome = await session.start();
-    if (this.session !== session) return outcome;
-    if (outcome.kind === 'welcome') {
-      this.openPanel();
-    } else if (!keepTrying) {
-      this.endSession();
-    }
-    this.updateStatusBar();
-    return outcome;
   }
 
-  leave(): boolean {
-    if (!this.session) {
+  /** Leave Room: says bye (the others see "left"), and the panel says so and offers Join. */
+  async leave(): Promise<boolean> {
+    const session = this.session;
+    if (!session) {
       void vscode.window.showInformationMessage('You are not in a chat room.');
       return false;
     }
-    this.session.leave();
-    this.log.info(`Left ${this.session.room}`);
+    this.pendingJoin?.dispose();
+    this.pendingJoin = undefined;
+    void this.context.workspaceState.update(CURRENT_ROOM_KEY, undefined);
+    const unsent = session.pending.length;
+    const kept = unsent === 0 ? '' : ` ${unsent === 1 ? 'One unsent message goes' : `${unsent} unsent messages go`} out when you join it again.`;
+    this.endSession(false);
+    this.leftRoom = { entries: [...session.entries], reason: `You left ${session.room}.${kept}` };
     this.redrawPanel();
-    this.endSession(true);
+    this.log.info(`Left ${session.room}`);
+    await session.leave();
+    session.dispose();
     return true;
   }
 
-  /** Stops listening to the session; `keepPanel` leaves its last state on screen. */
-  private endSession(keepPanel = false): void {
+  /** Stops listening to the session (and disposes it, unless the caller still needs it); the panel is redrawn. */
+  private endSession(dispose = true): void {
     const session = this.session;
     if (!session) return;
     this.session = undefined;
     for (const listener of this.sessionListeners.splice(0)) listener.dispose();
-    session.dispose();
+    if (dispose) session.dispose();
     this.unreadCount = 0;
-    if (!keepPanel) this.redrawPanel();
+    this.redrawPanel();
     this.updateStatusBar();
   }
 
@@ -268,37 +410,36 @@ export class ChatRoomController extends Disposable implements PanelHost {
     this.unreadCount += 1;
     this.updateTitle();
     this.updateStatusBar();
-    const mode = readSettings().notifications;
-    const mentioned = this.session?.mentionsMe(text) === true;
-    if (mode === 'off' || (mode === 'mentions' && !mentioned)) return;
-    const preview = inertNotificationText(text);
-    const headline = mentioned ? `${inertNotificationText(from)} mentioned you: ${preview}` : `${inertNotificationText(from)}: ${preview}`;
-    void vscode.window.showInformationMessage(headline, 'Open Chat').then((choice) => {
-      if (choice) this.openPanel();
-    });
+    this.notifier.notify(from, text, this.session?.mentionsMe(text) === true);
   }
 
   // ------------------------------------------------------------ panel
 
-  openPanel(): ChatPanel {
-    if (this.chatPanel) {
-      this.chatPanel.reveal();
-      return this.chatPanel;
-    }
-    return this.adoptPanel(ChatPanel.create(this.context.extensionUri, this, this.panelTitle()));
+  /** Shows the panel; with `focus`, the keyboard lands in its message box. */
+  openPanel({ focus = false }: { focus?: boolean } = {}): ChatPanel {
+    const panel = this.chatPanel ?? this.adoptPanel(ChatPanel.create(this.context.extensionUri, this, this.panelTitle()));
+    panel.reveal();
+    if (focus) panel.focusInput();
+    return panel;
   }
 
-  /** A panel brought back after a window reload: show it again and rejoin the room it showed. */
+  /** A panel brought back after a window reload: show it again, and the room this window was in (unless it was left). */
   restorePanel(webviewPanel: vscode.WebviewPanel): void {
     this.chatPanel?.dispose();
     this.adoptPanel(new ChatPanel(webviewPanel, this.context.extensionUri, this));
-    const remembered = this.context.globalState.get<RememberedJoin>(LAST_JOIN_KEY);
-    if (!this.session && remembered) {
-      const { host, port, name, room } = remembered;
-      void rememberedCredentials(this.context, host, port).then((credentials) => {
-        if (!this.session) void this.join({ host, port, name, room, ...credentials }, true);
-      });
-    }
+    void this.rejoinRememberedRoom();
+  }
+
+  /** Rejoins, once, the room this window was in before a reload (kept until Leave Room). */
+  private rejoinRememberedRoom(): Promise<void> {
+    this.rejoining ??= (async () => {
+      const current = this.context.workspaceState.get<RememberedJoin>(CURRENT_ROOM_KEY);
+      if (this.session || !current) return;
+      const { host, port, name, room } = current;
+      const credentials = await rememberedCredentials(this.context, host, port);
+      if (!this.session && !this.isDisposed) await this.join({ host, port, name, room, ...credentials }, true);
+    })();
+    return this.rejoining;
   }
 
   private adoptPanel(panel: ChatPanel): ChatPanel {
@@ -309,6 +450,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
     });
     panel.onDidChangeVisibility((visible) => {
       if (visible) {
+        this.notifier.seen();
         this.unreadCount = 0;
         this.updateTitle();
         this.updateStatusBar();
@@ -327,20 +469,24 @@ export class ChatRoomController extends Disposable implements PanelHost {
 
   snapshotFor(panel: ChatPanel): void {
     const session = this.session;
+    const notInRoom: StatusView = { connection: { kind: 'disconnected', reason: this.leftRoom?.reason ?? 'You are not in a room.' }, members: [], memberCount: 0, inRoom: false };
     panel.post({
       type: 'snapshot',
-      status: session ? session.status() : { connection: { kind: 'disconnected', reason: 'You are not in a room.' }, members: [] },
-      entries: session ? [...session.entries] : [],
+      status: session ? this.statusForPanel(session) : notInRoom,
+      entries: session ? [...session.entries] : [...(this.leftRoom?.entries ?? [])],
       pending: session ? [...session.pending] : [],
       historyLimit: readSettings().historyLength,
+      maxTextBytes: DEFAULT_LIMITS.maxTextBytes,
     });
   }
 
-  handleMessage(message: WebviewToHost): void {
+  handleMessage(message: WebviewToHost, panel?: ChatPanel): void {
     switch (message.type) {
-      case 'send':
-        this.sendText(message.text);
+      case 'send': {
+        const outcome = this.trySend(message.text);
+        (panel ?? this.chatPanel)?.post({ type: 'sendResult', inReplyTo: message.requestId, ...outcome });
         return;
+      }
       case 'openLink':
         void openLink(message.href);
         return;
@@ -356,27 +502,41 @@ export class ChatRoomController extends Disposable implements PanelHost {
       case 'join':
         void this.joinFlow();
         return;
+      case 'startServer':
+        void this.restartServer();
+        return;
       default:
         return;
     }
   }
 
-  /** Sends text to the room; false (with a message to the person) when it cannot. */
+  /** Queues text for the room, or says why it cannot (nothing is queued then). */
+  trySend(text: string): SendOutcome {
+    if (!text.trim()) return { accepted: false, reason: 'The message is empty.' };
+    const session = this.session;
+    if (!session) return { accepted: false, reason: 'You are not in a room. Join one to send this.' };
+    const state = session.client.state;
+    if (state.kind === 'closed') return { accepted: false, reason: `You are not in ${session.room}: ${state.reason}` };
+    const bytes = textBytes(text);
+    if (bytes > DEFAULT_LIMITS.maxTextBytes) {
+      return { accepted: false, reason: `This message is ${bytes.toLocaleString('en-US')} bytes; a message may be at most ${DEFAULT_LIMITS.maxTextBytes.toLocaleString('en-US')}. Shorten it or split it.` };
+    }
+    session.say(text);
+    return { accepted: true };
+  }
+
+  /** Sends text to the room (Send Selection); false, with a message to the person, when it cannot. */
   sendText(text: string): boolean {
-    if (!text.trim()) return false;
+    const outcome = this.trySend(text);
+    if (outcome.accepted) return true;
     if (!this.session) {
       void vscode.window.showWarningMessage('Join a chat room first.', 'Join Room').then((choice) => {
         if (choice) void this.joinFlow();
       });
-      return false;
+    } else {
+      void vscode.window.showWarningMessage(outcome.reason);
     }
-    const bytes = textBytes(text);
-    if (bytes > DEFAULT_LIMITS.maxTextBytes) {
-      void vscode.window.showWarningMessage(`That message is ${bytes} bytes; a message may be at most ${DEFAULT_LIMITS.maxTextBytes}.`);
-      return false;
-    }
-    this.session.say(text);
-    return true;
+    return false;
   }
 
   async probePanel(): Promise<PanelView | undefined> {
@@ -434,10 +594,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
       fingerprint = fingerprint ?? state.fingerprint;
     }
     if (host === '0.0.0.0' || host === '::') host = '127.0.0.1';
-    const query = new URLSearchParams({ host, port: String(port), room });
-    if (token) query.set('token', token);
-    if (fingerprint) query.set('fp', fingerprint);
-    const link = `${vscode.env.uriScheme}://${this.context.extension.id}/join?${query.toString()}`;
+    const link = inviteLink(vscode.env.uriScheme, this.context.extension.id, host, port, room, token, fingerprint);
     await vscode.env.clipboard.writeText(link);
     this.lastInvite = link;
     // The shown text names addresses only; the token stays in the link on the clipboard.
@@ -451,22 +608,12 @@ export class ChatRoomController extends Disposable implements PanelHost {
 
   /** vscode://chat-room.chat-room/join?host=…&port=…&room=… lands in the Join flow with the values filled in. */
   handleUri(uri: vscode.Uri): void {
-    if (uri.path !== '/join') {
-      void vscode.window.showWarningMessage(`Chat Room does not know the link ${uri.path}.`);
+    const invite = inviteFromParts(uri.path, uri.query);
+    if (!invite) {
+      void vscode.window.showWarningMessage(`Chat Room does not know the link ${inertNotificationText(uri.path, 200)}.`);
       return;
     }
-    const query = new URLSearchParams(uri.query);
-    const host = query.get('host') ?? undefined;
-    const port = query.get('port') ?? undefined;
-    const args: JoinArgs = { confirm: true };
-    if (host) args.address = formatAddress({ host, port: Number(port) || DEFAULT_PORT });
-    const room = query.get('room');
-    if (room) args.room = room;
-    const token = query.get('token');
-    if (token) args.token = token;
-    const fingerprint = query.get('fp');
-    if (fingerprint) args.fingerprint = fingerprint;
-    void this.joinFlow(args);
+    void this.joinFlow({ confirm: true, ...invite });
   }
 
   // ------------------------------------------------------------ status bar and title
@@ -487,7 +634,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
     if (state.kind === 'stopped') {
       this.serverItem.hide();
     } else {
-      const members = session && state.kind === 'running' && session.params.port === state.port && session.isConnected ? ` · ${session.members.length} in ${session.room}` : '';
+      const members = session && state.kind === 'running' && session.params.port === state.port && session.isConnected ? ` · ${session.memberCount} in ${session.room}` : '';
       switch (state.kind) {
         case 'starting':
           this.serverItem.text = `$(loading~spin) Chat server ${formatAddress(state)}`;
@@ -502,7 +649,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
           this.serverItem.text = '$(error) Chat server stopped';
           break;
       }
-      this.serverItem.tooltip = state.kind === 'crashed' ? `${state.reason}\nClick to show the server log.` : 'Chat Room server. Click to show its log.';
+      this.serverItem.tooltip = state.kind === 'crashed' ? `${state.reason}\nClick to show the server log; Start Chat Server or the panel restarts it.` : 'Chat Room server. Click to show its log.';
       this.serverItem.backgroundColor = state.kind === 'crashed' ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
       this.serverItem.show();
     }
@@ -521,7 +668,12 @@ export class ChatRoomController extends Disposable implements PanelHost {
   }
 }
 
-/** Text safe to put in a notification: no control or bidi characters, and short. */
+/** Whether two joins would take the same seat: one server, one room, one name. */
+function sameSeat(a: JoinParams, b: JoinParams): boolean {
+  return a.host === b.host && a.port === b.port && a.room === b.room && nameKey(a.name) === nameKey(b.name);
+}
+
+/** Opens an http(s) link through VS Code, which asks the person first; anything else is ignored. */
 async function openLink(href: string): Promise<void> {
   let url: URL;
   try {

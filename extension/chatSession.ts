@@ -9,6 +9,7 @@ import { nameKey } from '../shared/names';
 import type { RoomEvent, WelcomeFrame } from '../shared/protocol';
 import type { ChatEntry, ConnectionView, PendingView, StatusView } from '../shared/webviewMessages';
 import { formatAddress } from './address';
+import { mentions } from '../shared/mentions';
 import { ChatClient, type ClientState, type FirstOutcome, type KeyValueStore, type SendFailure } from './chatClient';
 
 export interface JoinParams {
@@ -25,7 +26,10 @@ export class ChatSession extends Disposable {
   readonly client: ChatClient;
   private readonly entryList: ChatEntry[] = [];
   private memberList: string[] = [];
+  /** The room's size: the welcome's count, then every arrival and departure after it. */
+  private memberTotal = 0;
   private myName: string | undefined;
+  private welcome: WelcomeFrame | undefined;
   /** Events up to this seq came with the first welcome (history), not live. */
   private historyUpTo = Number.POSITIVE_INFINITY;
   /** Membership changes at or below this seq are already in the welcome's member list. */
@@ -65,6 +69,11 @@ export class ChatSession extends Disposable {
     return this.params.room;
   }
 
+  /** The latest welcome, once the server has let us in. */
+  get lastWelcome(): WelcomeFrame | undefined {
+    return this.welcome;
+  }
+
   /** The name the server welcomed us with. */
   get me(): string | undefined {
     return this.myName;
@@ -72,6 +81,10 @@ export class ChatSession extends Disposable {
 
   get members(): readonly string[] {
     return this.memberList;
+  }
+
+  get memberCount(): number {
+    return this.memberTotal;
   }
 
   get entries(): readonly ChatEntry[] {
@@ -96,27 +109,28 @@ export class ChatSession extends Disposable {
     return this.client.say(text);
   }
 
-  leave(): void {
-    this.client.leave();
+  /** Leaves on purpose (the others see "left", not "lost connection"); resolves once the bye is out, within a second. */
+  leave(): Promise<void> {
+    return this.client.leave();
   }
 
   status(): StatusView {
-    return { connection: this.connectionView(), me: this.myName, room: this.params.room, members: [...this.memberList] };
+    const connection = this.connectionView();
+    const inRoom = connection.kind !== 'disconnected';
+    // Once out of the room, the last member list would be a stale claim.
+    return {
+      connection,
+      me: this.myName,
+      room: this.params.room,
+      members: inRoom ? [...this.memberList] : [],
+      memberCount: inRoom ? Math.max(this.memberTotal, this.memberList.length) : 0,
+      inRoom,
+    };
   }
 
-  /** True when `text` mentions us as `@name` (case and width folded like names are). */
+  /** True when `text` mentions us as `@name` at a word boundary (shared/mentions.ts: `x@bob.com` does not). */
   mentionsMe(text: string): boolean {
-    if (!this.myName) return false;
-    const key = nameKey(this.myName);
-    const folded = nameKey(text);
-    let from = 0;
-    for (;;) {
-      const at = folded.indexOf('@' + key, from);
-      if (at === -1) return false;
-      const after = folded.charAt(at + 1 + key.length);
-      if (!after || !/[\p{L}\p{N}_-]/u.test(after)) return true;
-      from = at + 1;
-    }
+    return this.myName !== undefined && mentions(text, this.myName);
   }
 
   isMine(name: string): boolean {
@@ -144,19 +158,26 @@ export class ChatSession extends Disposable {
   }
 
   private onWelcome(welcome: WelcomeFrame): void {
+    this.welcome = welcome;
     this.myName = welcome.you;
     this.memberList = [...welcome.members];
+    const count = welcome.memberCount;
+    this.memberTotal = typeof count === 'number' && Number.isSafeInteger(count) && count >= welcome.members.length ? count : welcome.members.length;
     this.membersAsOf = welcome.seq;
     if (this.historyUpTo === Number.POSITIVE_INFINITY) this.historyUpTo = welcome.seq;
-    this.log.info(`Welcomed to ${welcome.room} as ${welcome.you}; ${welcome.members.length} member(s), room at seq ${welcome.seq}`);
+    this.log.info(`Welcomed to ${welcome.room} as ${welcome.you}; ${this.memberTotal} member(s), room at seq ${welcome.seq}`);
   }
 
   private onRoomEvent(event: RoomEvent): void {
     const entry = this.toEntry(event);
     if (event.type !== 'message' && event.seq > this.membersAsOf) {
       const key = nameKey(event.name);
+      const listed = this.memberList.some((member) => nameKey(member) === key);
       this.memberList = this.memberList.filter((member) => nameKey(member) !== key);
       if (event.type === 'joined') this.memberList.push(event.name);
+      // A big room's welcome lists only some members, so a departure may be of one not listed.
+      const change = event.type === 'joined' ? (listed ? 0 : 1) : -1;
+      this.memberTotal = Math.max(this.memberList.length, this.memberTotal + change);
       this.statusEmitter.fire(this.status());
     }
     this.entryList.push(entry);

@@ -28,8 +28,10 @@ export interface SessionSnapshot {
 
 /** What tests inside the extension host may observe. Commands are the way to act. */
 export interface ChatRoomApi {
-  /** The server child process as the extension sees it (with its pid when running). */
+  /** The server process as the extension sees it (with its pid when running). */
   serverState(): ServerState;
+  /** The server's home: its data, log, lease and the record windows attach with. */
+  serverDataDir(): string;
   /** The joined room, or undefined when not in one. */
   session(): SessionSnapshot | undefined;
   panel(): { open: boolean; visible: boolean; ready: boolean; title: string } | undefined;
@@ -66,7 +68,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
   command('chatRoom.join', (args?: JoinArgs) => room.joinFlow(args));
   command('chatRoom.leave', () => room.leave());
   command('chatRoom.openPanel', () => {
-    room.openPanel();
+    room.openPanel({ focus: true });
     return true;
   });
   command('chatRoom.sendSelection', () => room.sendSelection());
@@ -89,6 +91,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
 
   return {
     serverState: () => room.server.state,
+    serverDataDir: () => room.server.home.dataDir,
     session: () => {
       const session = room.currentSession;
       if (!session) return undefined;
@@ -118,9 +121,13 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
   };
 }
 
-/** Stops the server child before the host goes away (VS Code waits for this promise). */
+/**
+ * The window is closing or reloading (VS Code waits for this promise): leave
+ * the room on purpose, so the others see "left" rather than "lost connection",
+ * and let go of the server, which keeps running for them.
+ */
 export async function deactivate(): Promise<void> {
   const room = controller;
   controller = undefined;
-  if (room) await room.server.stop();
+  if (room) await room.windowClosing();
 }

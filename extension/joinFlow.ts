@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import * as os from 'node:os';
 import * as vscode from 'vscode';
+import { isLoopbackHost } from '../shared/addresses';
 import { nameProblem, roomProblem } from '../shared/names';
 import { DEFAULT_PORT, DEFAULT_ROOM } from '../shared/protocol';
 import { formatAddress, parseAddress } from './address';
@@ -15,6 +16,7 @@ import type { FirstOutcome } from './chatClient';
 import { fingerprintMismatchMessage, fingerprintsMatch, normalizeFingerprint, probeServerFingerprint } from './certificatePin';
 import { readSettings } from './settings';
 import { inertNotificationText } from './notificationText';
+import { inviteFromText } from './invite';
 
 /** Arguments `chatRoom.join` accepts; any value given is not asked for. */
 export interface JoinArgs {
@@ -73,9 +75,10 @@ export async function rememberedCredentials(deps: Pick<JoinDeps, 'globalState' |
   return { ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}) };
 }
 
-export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<JoinResult> {
+export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Promise<JoinResult> {
   const settings = readSettings();
   const remembered = deps.globalState.get<RememberedJoin>(LAST_JOIN_KEY);
+  let args = givenArgs;
   const interactive = args.confirm === true || args.address === undefined || args.name === undefined;
 
   const addressDefault = args.address ?? (remembered ? formatAddress(remembered) : settings.defaultAddress || `localhost:${DEFAULT_PORT}`);
@@ -83,14 +86,17 @@ export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<
     interactive && (args.confirm || args.address === undefined)
       ? await vscode.window.showInputBox({
           title: 'Join Room (1/3): server address',
-          prompt: 'The chat server to join, as host:port',
+          prompt: 'The chat server to join, as host:port, or an invite link',
           value: addressDefault,
           ignoreFocusOut: true,
-          validateInput: (text) => (parseAddress(text) ? undefined : 'Type an address such as localhost:33000 or 192.168.1.20:33000.'),
+          validateInput: (text) => (parseAddress(text) || inviteFromText(text) ? undefined : 'Type an address such as localhost:33000 or 192.168.1.20:33000, or paste an invite link.'),
         })
       : addressDefault;
   if (addressText === undefined) return { joined: false, reason: 'cancelled' };
-  const address = parseAddress(addressText);
+  // A pasted invite fills in the rest, as opening the link does; what it names is still shown to confirm.
+  const invite = inviteFromText(addressText);
+  if (invite) args = { ...args, address: invite.address, confirm: true, ...(invite.room ? { room: invite.room } : {}), ...(invite.token ? { token: invite.token } : {}), ...(invite.fingerprint ? { fingerprint: invite.fingerprint } : {}) };
+  const address = parseAddress(invite ? invite.address : addressText);
   if (!address) return { joined: false, reason: `"${addressText}" is not an address.`, code: 'bad_address' };
 
   let name = args.name ?? (remembered?.name || settings.defaultName || (await gitUserName()) || osUserName());
@@ -158,7 +164,13 @@ export async function runJoinFlow(deps: JoinDeps, args: JoinArgs = {}): Promise<
       if (fingerprint) continue;
     }
     if (outcome.kind === 'unreachable') {
-      if (interactive) void vscode.window.showErrorMessage(`Could not join ${formatAddress(address)}: ${inertNotificationText(outcome.reason, 300)}`);
+      if (interactive) {
+        // Nothing listening on this machine is most often a server not started yet.
+        const offer = isLoopbackHost(address.host) ? ['Start Chat Server'] : [];
+        void vscode.window.showErrorMessage(`Could not join ${formatAddress(address)}: ${inertNotificationText(outcome.reason, 300)}`, ...offer).then((choice) => {
+          if (choice) void vscode.commands.executeCommand('chatRoom.startServer');
+        });
+      }
       return { joined: false, reason: outcome.reason, code: 'unreachable' };
     }
     if (outcome.code === 'fingerprint_mismatch') {

@@ -1,6 +1,7 @@
 /** The extension's settings, read in one place with their defaults. */
 import * as vscode from 'vscode';
 import { DEFAULT_HOST, DEFAULT_PORT } from '../shared/protocol';
+import { DEFAULT_KEEP_ALIVE_MS, MIN_KEEP_ALIVE_MS } from '../shared/serverLease';
 
 export type NotificationMode = 'mentions' | 'all' | 'off';
 
@@ -13,6 +14,8 @@ export interface Settings {
   classicPort: number;
   /** Whether "Start Chat Server" joins the room right away. */
   joinOnStart: boolean;
+  /** How long the server keeps running after the last window holding it has gone. */
+  keepAliveMs: number;
   /** Address offered first by "Join Room" when none was used before. */
   defaultAddress: string;
   /** Name offered first by "Join Room" when none was used before. */
@@ -30,6 +33,7 @@ export function readSettings(): Settings {
     bindAddress: config.get<string>('server.bindAddress', DEFAULT_HOST).trim() || DEFAULT_HOST,
     classicPort: clampInteger(config.get<number>('server.classicPort', 0), 0, 65535, 0),
     joinOnStart: config.get<boolean>('server.joinOnStart', false),
+    keepAliveMs: Math.round(clampNumber(config.get<number>('server.keepAliveMinutes', DEFAULT_KEEP_ALIVE_MS / 60_000), MIN_KEEP_ALIVE_MS / 60_000, 7 * 24 * 60, DEFAULT_KEEP_ALIVE_MS / 60_000) * 60_000),
     defaultAddress: config.get<string>('defaultAddress', '').trim(),
     defaultName: config.get<string>('defaultName', '').trim(),
     notifications: notifications === 'all' || notifications === 'off' ? notifications : 'mentions',
@@ -38,7 +42,11 @@ export function readSettings(): Settings {
 }
 
 function clampInteger(value: number, min: number, max: number, fallback: number): number {
-  if (!Number.isFinite(value)) return fallback;
-  return Math.min(max, Math.max(min, Math.round(value)));
+  return Math.round(clampNumber(value, min, max, fallback));
+}
+
+function clampNumber(value: number, min: number, max: number, fallback: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) return fallback;
+  return Math.min(max, Math.max(min, value));
 }
 

@@ -14,7 +14,9 @@ if [ -d "$marker" ] && [ -f "$host_dir/.installed-$CODE_SERVER_VERSION" ]; then
   echo "code-server $CODE_SERVER_VERSION already installed"
   exit 0
 fi
-command -v rg >/dev/null || { echo "ripgrep (rg) is required: apt-get install ripgrep" >&2; exit 1; }
+echo "Installing the offline VS Code host (code-server $CODE_SERVER_VERSION) into .vscode-test/ for the extension and UI tests."
+echo "This happens once; the first run takes a minute or two."
+command -v rg >/dev/null || { echo "ripgrep (rg) is required: sudo apt-get install -y ripgrep" >&2; exit 1; }
 mkdir -p "$host_dir"
 cd "$host_dir"
 [ -f package.json ] || echo '{"name":"offline-vscode-host","private":true}' > package.json

@@ -8,6 +8,7 @@ import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type Limits, TOKEN_MAX_CHAR
 import { isLoopbackHost } from '../shared/addresses';
 import { ChatServer } from './chatServer';
 import { DataFolder } from './dataFolder';
+import { holdLease, LEASE_OPTIONS, LEASE_USAGE } from './lease';
 import { createLogger, type LogFormat, type Logger } from './log';
 import { loadTlsIdentity } from './tls';
 import { keptToken } from './token';
@@ -68,7 +69,7 @@ Usage: node dist/server.js [options]
   --classic-pause-ms N          a classic client's unterminated input counts as a message
                                 after this pause (default 80)
 ${limits}
-  --help                        show this text
+${LEASE_USAGE}  --help                        show this text
 
 The classic listener (--classic-port) always stays plain TCP: its clients cannot
 speak TLS. On a server with a token it serves this machine only.
@@ -110,6 +111,7 @@ async function main(): Promise<void> {
       'classic-pause-ms': { type: 'string', default: '80' },
       help: { type: 'boolean', default: false },
       ...limitOptions,
+      ...LEASE_OPTIONS,
     },
     strict: true,
     allowPositionals: false,
@@ -187,8 +189,7 @@ async function main(): Promise<void> {
   keepServingThroughStrayErrors(logger);
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  // Started by the extension with an IPC channel: if the editor goes away, so does the server.
-  process.on('disconnect', () => stop('parent gone'));
+  holdLease(values.lease as string | undefined, stop, logger);
 
   const addresses = await server.listen();
   const shownHost = host.includes(':') ? `[${host}]` : host;

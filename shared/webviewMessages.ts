@@ -55,12 +55,24 @@ export interface PendingView {
   createdAt: number;
 }
 
+/**
+ * What the panel offers when the room's server is one this machine runs and
+ * it is down: start it, or (after a crash) restart it with the last choices.
+ */
+export type ServerOffer = 'start' | 'restart';
+
 export interface StatusView {
   connection: ConnectionView;
   /** The name the server gave us, once welcomed. */
   me?: string;
   room?: string;
+  /** Members by name; a big room's welcome names only some of them. */
   members: string[];
+  /** How many members the room has, us included (at least `members.length`). */
+  memberCount: number;
+  /** Whether the panel may queue messages: joined, or on the way back to the room. */
+  inRoom: boolean;
+  serverOffer?: ServerOffer;
 }
 
 // ---------------------------------------------------------------- host → webview
@@ -73,6 +85,8 @@ export interface SnapshotMessage {
   pending: PendingView[];
   /** How many entries the panel keeps; older ones are dropped from the top. */
   historyLimit: number;
+  /** The longest message text in UTF-8 bytes, for the composer's counter. */
+  maxTextBytes: number;
 }
 
 /** New room events, oldest first. */
@@ -110,6 +124,17 @@ export interface RestoreDraftMessage {
   text: string;
 }
 
+/**
+ * The host's answer to a `send`: taken (queued in the outbox), or refused with
+ * a reason for the person, in which case the text stays in the message box.
+ */
+export interface SendResultMessage {
+  type: 'sendResult';
+  inReplyTo: number;
+  accepted: boolean;
+  reason?: string;
+}
+
 /** Put the keyboard focus in the message box. */
 export interface FocusInputMessage {
   type: 'focusInput';
@@ -127,6 +152,7 @@ export type HostToWebview =
   | StatusMessage
   | OutboxMessage
   | SendFailedMessage
+  | SendResultMessage
   | RestoreDraftMessage
   | FocusInputMessage
   | ProbeMessage;
@@ -137,9 +163,11 @@ export interface ReadyMessage {
   type: 'ready';
 }
 
+/** The person pressed Enter; the host answers with a `sendResult` for `requestId`. */
 export interface SendMessage {
   type: 'send';
   text: string;
+  requestId: number;
 }
 
 /** The message box changed; the host keeps the text so it survives a reload. */
@@ -174,6 +202,10 @@ export interface ReconnectMessage {
 export interface JoinMessage {
   type: 'join';
 }
+/** Start (or restart, with the last choices) the server this machine runs for the room. */
+export interface StartServerMessage {
+  type: 'startServer';
+}
 
 /** What the webview shows, in answer to a `probe`. */
 export interface PanelView {
@@ -183,6 +215,14 @@ export interface PanelView {
   members: string[];
   memberCountLabel: string;
   connectionText: string;
+  /** Labels of the buttons in the connection bar. */
+  actions: string[];
+  /** Whether the message box takes input. */
+  composerEnabled: boolean;
+  /** The line beside the message box (a refusal, or the byte counter's warning), empty when none. */
+  composerNotice: string;
+  /** The byte counter's text when it shows, else empty. */
+  byteCounter: string;
   pendingTexts: string[];
   newMessagesMarkerVisible: boolean;
   draft: string;
@@ -203,6 +243,7 @@ export type WebviewToHost =
   | CopyMessage
   | ReconnectMessage
   | JoinMessage
+  | StartServerMessage
   | ProbeResultMessage;
 
 const WEBVIEW_MESSAGE_TYPES: ReadonlySet<string> = new Set<WebviewToHost['type']>([
@@ -214,6 +255,7 @@ const WEBVIEW_MESSAGE_TYPES: ReadonlySet<string> = new Set<WebviewToHost['type']
   'copy',
   'reconnect',
   'join',
+  'startServer',
   'probeResult',
 ]);
 
@@ -229,6 +271,7 @@ export function asWebviewMessage(value: unknown): WebviewToHost | undefined {
   if (typeof type !== 'string' || !WEBVIEW_MESSAGE_TYPES.has(type)) return undefined;
   switch (type as WebviewToHost['type']) {
     case 'send':
+      return typeof record.text === 'string' && Number.isSafeInteger(record.requestId) ? (record as unknown as WebviewToHost) : undefined;
     case 'draft':
     case 'copy':
       return typeof record.text === 'string' ? (record as unknown as WebviewToHost) : undefined;

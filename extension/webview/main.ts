@@ -15,6 +15,7 @@ import type {
   PanelView,
   PendingView,
   PresenceEntry,
+  ServerOffer,
   StatusView,
   WebviewToHost,
 } from '../../shared/webviewMessages';
@@ -45,6 +46,9 @@ const membersHeading = element<HTMLHeadingElement>('members-heading');
 const memberList = element<HTMLUListElement>('member-list');
 const composer = element<HTMLFormElement>('composer');
 const input = element<HTMLTextAreaElement>('input');
+const sendButton = element<HTMLButtonElement>('send');
+const composerNotice = element<HTMLParagraphElement>('composer-notice');
+const byteCount = element<HTMLSpanElement>('byte-count');
 
 // ---------------------------------------------------------------- rendering text safely
 
@@ -134,8 +138,12 @@ function linkPathReferences(root: DocumentFragment): void {
 
 let me: string | undefined;
 let historyLimit = 500;
+let maxTextBytes = 4096;
+/** Whether messages can be queued: in a room, or on the way back to it. */
+let inRoom = false;
 let pendingIds = new Set<string>();
 let connection: ConnectionView = { kind: 'idle' };
+let serverOffer: ServerOffer | undefined;
 let countdownTimer: number | undefined;
 
 function formatTime(ts: number): { short: string; full: string; iso: string } {
@@ -317,17 +325,36 @@ function drawPending(pending: PendingView[]): void {
 function drawStatus(status: StatusView): void {
   me = status.me;
   connection = status.connection;
+  serverOffer = status.serverOffer;
   roomTitle.textContent = status.room ? `# ${status.room}` : 'Chat Room';
   const members = [...status.members].sort((a, b) => a.localeCompare(b));
-  membersHeading.textContent = `Members (${members.length})`;
-  memberList.replaceChildren(
-    ...members.map((name) => {
-      const item = document.createElement('li');
-      item.textContent = me !== undefined && nameKey(name) === nameKey(me) ? `${name} (you)` : name;
-      return item;
-    }),
-  );
+  const total = Math.max(status.memberCount, members.length);
+  membersHeading.textContent = `Members (${total})`;
+  const items = members.map((name) => {
+    const item = document.createElement('li');
+    item.textContent = me !== undefined && nameKey(name) === nameKey(me) ? `${name} (you)` : name;
+    return item;
+  });
+  // A big room's welcome names only some members; the count is still the whole room.
+  if (total > members.length) {
+    const more = document.createElement('li');
+    more.className = 'more-members';
+    more.textContent = `and ${total - members.length} more`;
+    items.push(more);
+  }
+  memberList.replaceChildren(...items);
+  setInRoom(status.inRoom);
   drawConnection();
+}
+
+/** Out of a room the message box takes no input: nothing can be queued for a room you are not in. */
+function setInRoom(value: boolean): void {
+  inRoom = value;
+  input.disabled = !value;
+  sendButton.disabled = !value;
+  input.placeholder = value ? 'Message (Enter to send, Shift+Enter for a new line)' : 'Join a room to write here';
+  if (!value) showNotice('');
+  updateByteCount();
 }
 
 function drawConnection(): void {
@@ -350,27 +377,30 @@ function drawConnection(): void {
     case 'reconnecting': {
       const retryAt = connection.retryAt;
       const reason = connection.reason;
+      const down = serverOffer === 'restart' ? ' The chat server on this machine has stopped.' : serverOffer === 'start' ? ' The chat server on this machine is not running.' : '';
       const tick = () => {
         const seconds = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
-        text.textContent = `Connection lost (${reason}) Reconnecting in ${seconds} s…`;
+        text.textContent = `Connection lost (${reason})${down} Reconnecting in ${seconds} s…`;
       };
       tick();
       countdownTimer = window.setInterval(tick, 1000);
+      // Someone in the room is offered the server back, never "Join".
+      if (serverOffer) parts.push(actionButton(serverOffer === 'restart' ? 'Restart Server' : 'Start Server', { type: 'startServer' }, true));
       parts.push(actionButton('Reconnect Now', { type: 'reconnect' }));
       break;
     }
     case 'disconnected':
-      text.textContent = `Disconnected: ${connection.reason}`;
-      parts.push(actionButton('Join Room', { type: 'join' }));
+      text.textContent = connection.reason.startsWith('You ') ? connection.reason : `Disconnected: ${connection.reason}`;
+      parts.push(actionButton('Join Room', { type: 'join' }, true));
       break;
   }
   connectionBar.replaceChildren(...parts);
 }
 
-function actionButton(label: string, message: WebviewToHost): HTMLButtonElement {
+function actionButton(label: string, message: WebviewToHost, primary = false): HTMLButtonElement {
   const button = document.createElement('button');
   button.type = 'button';
-  button.className = 'action';
+  button.className = primary ? 'action primary' : 'action';
   button.textContent = label;
   button.addEventListener('click', () => vscode.postMessage(message));
   return button;
@@ -388,9 +418,13 @@ function describe(): PanelView {
       html: item.querySelector('.body')?.innerHTML ?? '',
     })),
     systemLines: [...messageList.querySelectorAll<HTMLLIElement>('li.system')].map((item) => item.textContent ?? ''),
-    members: [...memberList.querySelectorAll('li')].map((item) => item.textContent ?? ''),
+    members: [...memberList.querySelectorAll('li:not(.more-members)')].map((item) => item.textContent ?? ''),
     memberCountLabel: membersHeading.textContent ?? '',
     connectionText: connectionBar.textContent ?? '',
+    actions: [...connectionBar.querySelectorAll('button')].map((button) => button.textContent ?? ''),
+    composerEnabled: !input.disabled,
+    composerNotice: composerNotice.textContent ?? '',
+    byteCounter: byteCount.hidden ? '' : (byteCount.textContent ?? ''),
     pendingTexts: [...messageList.querySelectorAll<HTMLLIElement>('li.pending-only .body')].map((body) => body.dataset.text ?? ''),
     newMessagesMarkerVisible: !newMessagesButton.hidden,
     draft: input.value,
@@ -402,6 +436,7 @@ window.addEventListener('message', (event: MessageEvent<HostToWebview>) => {
   switch (message.type) {
     case 'snapshot':
       historyLimit = message.historyLimit;
+      maxTextBytes = message.maxTextBytes;
       drawStatus(message.status);
       messageList.replaceChildren();
       pendingIds = new Set(message.pending.map((entry) => entry.id));
@@ -428,6 +463,7 @@ window.addEventListener('message', (event: MessageEvent<HostToWebview>) => {
         input.value = message.text;
         saveDraft();
         resizeInput();
+        updateByteCount();
       }
       break;
     }
@@ -437,7 +473,11 @@ window.addEventListener('message', (event: MessageEvent<HostToWebview>) => {
         input.value = message.text;
         vscode.setState({ draft: input.value });
         resizeInput();
+        updateByteCount();
       }
+      break;
+    case 'sendResult':
+      settleSend(message.inReplyTo, message.accepted, message.reason);
       break;
     case 'focusInput':
       input.focus();
@@ -450,13 +490,61 @@ window.addEventListener('message', (event: MessageEvent<HostToWebview>) => {
 
 // ---------------------------------------------------------------- what the person does
 
+let nextRequestId = 1;
+/** The send waiting for the host's answer: its text stays in the box until the host takes it. */
+let awaitingSend: { requestId: number; text: string; timer: number } | undefined;
+/** Past this the host has not answered; the box is usable again (nothing was cleared). */
+const SEND_ANSWER_TIMEOUT_MS = 5_000;
+
+const encoder = new TextEncoder();
+
 function send(): void {
   const text = input.value;
-  if (!text.trim()) return;
-  vscode.postMessage({ type: 'send', text });
-  input.value = '';
+  if (!text.trim() || awaitingSend) return;
+  if (!inRoom) return showNotice('You are not in a room. Join one to send this.', true);
+  const bytes = encoder.encode(text).length;
+  if (bytes > maxTextBytes) {
+    return showNotice(`This message is ${bytes.toLocaleString('en-US')} bytes; a message may be at most ${maxTextBytes.toLocaleString('en-US')}. Shorten it or split it.`, true);
+  }
+  const requestId = nextRequestId++;
+  const timer = window.setTimeout(() => settleSend(requestId, false, 'Chat Room did not answer; your message is still here. Try again.'), SEND_ANSWER_TIMEOUT_MS);
+  awaitingSend = { requestId, text, timer };
+  vscode.postMessage({ type: 'send', text, requestId });
+}
+
+/**
+ * The host took the message (it is in the outbox now) or refused it. Only a
+ * taken message leaves the box; a refused one stays, with the reason beside it.
+ */
+function settleSend(requestId: number, accepted: boolean, reason: string | undefined): void {
+  if (!awaitingSend || awaitingSend.requestId !== requestId) return;
+  const { text, timer } = awaitingSend;
+  awaitingSend = undefined;
+  window.clearTimeout(timer);
+  if (!accepted) {
+    showNotice(reason ?? 'The message was not sent.', true);
+    return;
+  }
+  // Whatever was typed after Enter (while the host answered) stays.
+  if (input.value.startsWith(text)) input.value = input.value.slice(text.length).replace(/^\n/, '');
+  showNotice('');
   saveDraft();
   resizeInput();
+  updateByteCount();
+}
+
+function showNotice(text: string, problem = false): void {
+  composerNotice.textContent = text;
+  composerNotice.classList.toggle('problem', problem && text !== '');
+}
+
+/** Shows the size in bytes once a message nears the limit, so nobody types past it unawares. */
+function updateByteCount(): void {
+  const bytes = input.value ? encoder.encode(input.value).length : 0;
+  const near = inRoom && bytes >= maxTextBytes * 0.75;
+  byteCount.hidden = !near;
+  byteCount.textContent = near ? `${bytes.toLocaleString('en-US')} / ${maxTextBytes.toLocaleString('en-US')} bytes` : '';
+  byteCount.classList.toggle('over', bytes > maxTextBytes);
 }
 
 let typedSinceLoad = false;
@@ -484,8 +572,11 @@ input.addEventListener('keydown', (event) => {
 });
 input.addEventListener('input', () => {
   typedSinceLoad = true;
+  // A refusal was about the text as it was; once changed, the reason no longer holds.
+  if (composerNotice.classList.contains('problem')) showNotice('');
   saveDraft();
   resizeInput();
+  updateByteCount();
 });
 composer.addEventListener('submit', (event) => {
   event.preventDefault();
@@ -501,6 +592,26 @@ newMessagesButton.addEventListener('click', () => {
   input.focus();
 });
 
+/**
+ * Links open through the host, once: VS Code's own webview script also opens
+ * any link whose click reaches the window, so the click stops here.
+ */
+function onLinkClick(event: MouseEvent): void {
+  const target = event.target instanceof Element ? event.target : null;
+  const anchor = target?.closest<HTMLAnchorElement>('a');
+  if (!anchor) return;
+  // Never let the webview navigate; the host decides what opens.
+  event.preventDefault();
+  event.stopPropagation();
+  if (event.type === 'auxclick' && event.button !== 1) return;
+  if (anchor.dataset.path && anchor.dataset.line) {
+    vscode.postMessage({ type: 'openPath', path: anchor.dataset.path, line: Number(anchor.dataset.line) });
+  } else {
+    const href = anchor.getAttribute('href') ?? '';
+    if (/^https?:\/\//i.test(href)) vscode.postMessage({ type: 'openLink', href });
+  }
+}
+
 messageList.addEventListener('click', (event) => {
   const target = event.target instanceof Element ? event.target : null;
   const copy = target?.closest<HTMLButtonElement>('button.copy-code');
@@ -511,19 +622,13 @@ messageList.addEventListener('click', (event) => {
     window.setTimeout(() => (copy.textContent = 'Copy'), 1500);
     return;
   }
-  const anchor = target?.closest<HTMLAnchorElement>('a');
-  if (!anchor) return;
-  // Never let the webview navigate; the host decides what opens.
-  event.preventDefault();
-  if (anchor.dataset.path && anchor.dataset.line) {
-    vscode.postMessage({ type: 'openPath', path: anchor.dataset.path, line: Number(anchor.dataset.line) });
-  } else {
-    const href = anchor.getAttribute('href') ?? '';
-    if (/^https?:\/\//i.test(href)) vscode.postMessage({ type: 'openLink', href });
-  }
+  onLinkClick(event);
 });
+// A middle click is a click too, and VS Code's script would otherwise swallow it.
+messageList.addEventListener('auxclick', onLinkClick);
 
 input.value = vscode.getState()?.draft ?? '';
 resizeInput();
+setInRoom(false);
 drawConnection();
 vscode.postMessage({ type: 'ready' });

@@ -60,6 +60,6 @@ export function leaveAndCleanUpAfterEach(): (() => unknown)[] {
 
 /** Sends `text` as the panel would, and waits until the server has acknowledged it and it shows. */
 export async function sendFromPanel(api: ChatRoomApi, text: string): Promise<void> {
-  api.postFromPanel({ type: 'send', text });
+  api.postFromPanel({ type: 'send', text, requestId: 0 });
   await waitFor(`"${text}" to be acknowledged`, () => api.session()?.pending.length === 0 && messageTexts(api).includes(text));
 }

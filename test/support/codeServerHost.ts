@@ -73,6 +73,8 @@ export interface CodeServerHost {
   isRunning(): boolean;
   /** The last lines of its log, for failure messages. */
   logTail(lines?: number): string;
+  /** Stop the process group, keeping the temp folders (what runs on without it may still use them). */
+  stopProcesses(): Promise<void>;
   /** Stop the process group and delete every temp folder. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -220,6 +222,7 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
     }
 
     let stopped: Promise<void> | undefined;
+    let processesStopped: Promise<void> | undefined;
     const stopProcessGroup = async () => {
       signalGroup(pid, 'SIGTERM');
       const killDeadline = Date.now() + 5_000;
@@ -261,8 +264,12 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
       },
       isRunning: () => !exited,
       logTail: tail,
+      stopProcesses() {
+        processesStopped ??= stopProcessGroup();
+        return processesStopped;
+      },
       stop() {
-        stopped ??= stopProcessGroup().finally(cleanupTemp);
+        stopped ??= (processesStopped ?? (processesStopped = stopProcessGroup())).finally(cleanupTemp);
         return stopped;
       },
     };

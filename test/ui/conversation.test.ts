@@ -50,7 +50,7 @@ describe('Chat Room: a conversation between two people', function () {
 
   after(async () => {
     for (const client of rawClients) client.close();
-    // Stopping alice's VS Code stops her extension host, and with it the server child.
+    // The server alice started outlives her window on purpose; stopping her also stops it, by its recorded pid.
     await bob?.stop();
     await alice?.stop();
     if (browser) await closeChromium(browser);

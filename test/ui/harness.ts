@@ -3,7 +3,7 @@
 // installed as a user would) viewed in their own Chromium browser context.
 // Tests drive the workbench through the command palette and read webviews by
 // searching every frame on the page.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Frame, Page } from 'playwright-core';
 import { closeChromium, launchChromium } from '../support/browser';
@@ -36,6 +36,12 @@ export interface Person {
   readonly page: Page;
   /** Messages the workbench logged as errors, for failure reports. */
   readonly consoleErrors: string[];
+  /**
+   * Closes this person's VS Code (code-server and its extension hosts) and
+   * nothing else: a chat server they started keeps running, as it should.
+   */
+  closeWindow(): Promise<void>;
+  /** Closes their VS Code and stops a chat server it left running. Safe to call twice. */
   stop(): Promise<void>;
 }
 
@@ -70,16 +76,31 @@ export async function startPerson(browser: Browser, name: string, options: Perso
     page.on('pageerror', (error) => consoleErrors.push(error.message));
     await openWorkbench(page, host);
     const openedContext = context;
+    let closed: Promise<void> | undefined;
     let stopped: Promise<void> | undefined;
+    // Read before the temp folders go: the server outlives the window, not the test.
+    let serverToStop: ChatServerRecord | undefined;
+    const closeWindow = () => {
+      closed ??= (async () => {
+        serverToStop = chatServerRecord(host);
+        await openedContext.close().catch(() => undefined);
+        // The temp folders stay until stop(): a chat server still running keeps its history there.
+        await host.stopProcesses();
+      })();
+      return closed;
+    };
     return {
       name,
       host,
       context,
       page,
       consoleErrors,
+      closeWindow,
       stop() {
         stopped ??= (async () => {
-          await openedContext.close().catch(() => undefined);
+          const record = chatServerRecord(host);
+          await closeWindow();
+          await stopChatServer(record ?? serverToStop);
           await host.stop();
         })();
         return stopped;
@@ -100,6 +121,46 @@ export async function openWorkbench(page: Page, host: CodeServerHost, timeoutMs 
   // The extension host registers contributions a moment after the workbench
   // paints; commands typed before that find nothing.
   await delay(3_000);
+}
+
+/** What the extension records about the chat server it runs for this person (server.json in its global storage). */
+export interface ChatServerRecord {
+  pid: number;
+  port: number;
+  logFile: string;
+  leaseFile: string;
+}
+
+/** The folder where this person's extension keeps its chat server: history, log, lease and record. */
+export function chatServerDataDir(host: CodeServerHost): string {
+  return join(host.userDataDir, 'User', 'globalStorage', 'chat-room.chat-room', 'server-data');
+}
+
+export function chatServerRecord(host: CodeServerHost): ChatServerRecord | undefined {
+  const dataDir = chatServerDataDir(host);
+  try {
+    const record = JSON.parse(readFileSync(join(dataDir, 'server.json'), 'utf8')) as { pid: number; port: number; logFile: string };
+    return { pid: record.pid, port: record.port, logFile: record.logFile, leaseFile: join(dataDir, 'lease.json') };
+  } catch {
+    return undefined;
+  }
+}
+
+function isChatServer(record: ChatServerRecord): boolean {
+  try {
+    return readFileSync(`/proc/${record.pid}/cmdline`, 'utf8').includes(record.leaseFile);
+  } catch {
+    return false;
+  }
+}
+
+/** Stops, by its pid, a chat server that outlived its window (only if that pid is still that server). */
+export async function stopChatServer(record: ChatServerRecord | undefined): Promise<void> {
+  if (!record || !isChatServer(record)) return;
+  process.kill(record.pid, 'SIGTERM');
+  const deadline = Date.now() + 5_000;
+  while (isChatServer(record) && Date.now() < deadline) await delay(100);
+  if (isChatServer(record)) process.kill(record.pid, 'SIGKILL');
 }
 
 function escapeRegExp(text: string): string {
@@ -238,6 +299,21 @@ export async function dialogText(page: Page, waitMs = 1_000): Promise<string | u
 /** Text of the workbench's notification toasts, e.g. to read a command's error. */
 export async function notificationTexts(page: Page): Promise<string[]> {
   return page.locator('.notifications-toasts .notification-list-item-message').allInnerTexts();
+}
+
+/**
+ * Picks a colour theme as a person does ("Preferences: Color Theme", then its
+ * label), and waits until the workbench wears it.
+ */
+export async function chooseColorTheme(page: Page, label: string): Promise<void> {
+  await runCommand(page, 'Preferences: Color Theme');
+  await page.locator(paletteInput).fill(label);
+  const exactLabel = page.locator('.label-name', { hasText: new RegExp(`^${escapeRegExp(label)}$`) });
+  const row = page.locator(paletteRows).filter({ has: exactLabel }).first();
+  await row.waitFor({ state: 'visible', timeout: 10_000 });
+  await row.click();
+  await page.locator(paletteInput).waitFor({ state: 'hidden', timeout: 5_000 }).catch(() => undefined);
+  await delay(1_000); // the webviews restyle a moment after the workbench
 }
 
 /** Saves a PNG of the whole page under artifacts/ui/ and returns its path. */

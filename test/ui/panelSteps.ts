@@ -2,7 +2,7 @@
 // tests that go beyond the two-person conversation: joining through the
 // prompts, typing in the panel, hiding and showing it, and reading its state.
 import type { Frame, Page } from 'playwright-core';
-import { findFrameWith, runCommand } from './harness';
+import { findFrameWith, runCommand, type Person } from './harness';
 
 export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -107,4 +107,26 @@ export async function hidePanelBehindAnEditor(page: Page): Promise<void> {
 export async function showPanelByTab(page: Page): Promise<void> {
   await chatTab(page).click();
   await eventually('the chat tab to be selected', async () => (await chatTab(page).getAttribute('aria-selected')) === 'true', 10_000);
+}
+
+/**
+ * Reloads the window the way VS Code does it (Developer: Reload Window), which
+ * in code-server is a real reload of the browser page, and waits for the chat
+ * tab to come back.
+ *
+ * Why not page.reload() straight away: a bare browser reload races the
+ * workbench's own shutdown. The workbench writes its editor layout during
+ * unload, and if the extension host connection has already gone, the webview
+ * serializer is no longer registered and the chat panel is left out of the
+ * layout (seen in about one run in three). The command runs the workbench's
+ * shutdown first, which is what a person gets from Reload Window or F5 with
+ * the workbench focused, so the test is about our serializer, not that race.
+ */
+export async function reloadWorkbench(person: Person): Promise<void> {
+  const reloaded = person.page.waitForEvent('framenavigated', { predicate: (frame) => frame === person.page.mainFrame(), timeout: 60_000 });
+  await runCommand(person.page, 'Developer: Reload Window');
+  await reloaded;
+  await person.page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
+  await eventually('the chat tab back after the reload', async () => (await chatTab(person.page).count()) === 1, 30_000);
+  await chatFrame(person.page, 45_000);
 }

@@ -9,7 +9,6 @@ import { ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
 import { closeChromium, launchChromium, runCommand, saveScreenshot, startPerson, type Person } from './harness';
 import {
-  chatFrame,
   chatTab,
   delay,
   draftInPanel,
@@ -18,6 +17,7 @@ import {
   joinThroughPrompts,
   messageTexts,
   panelText,
+  reloadWorkbench,
   sendInPanel,
   sendStateOf,
   showPanelByTab,
@@ -29,34 +29,15 @@ const countOf = (items: string[], item: string) => items.filter((candidate) => c
 /** How long after the last keystroke a reload may come; the workbench stores webview state asynchronously. */
 const DRAFT_SETTLE_MS = Number(process.env.CHAT_ROOM_DRAFT_SETTLE_MS ?? 1_500);
 
-/**
- * Reloads the window the way VS Code does it (Developer: Reload Window), which
- * in code-server is a real reload of the browser page, and waits for the chat
- * tab to come back.
- *
- * Why not page.reload() straight away: a bare browser reload races the
- * workbench's own shutdown. The workbench writes its editor layout during
- * unload, and if the extension host connection has already gone, the webview
- * serializer is no longer registered and the chat panel is left out of the
- * layout (seen in about one run in three). The command runs the workbench's
- * shutdown first, which is what a person gets from Reload Window or F5 with
- * the workbench focused, so the test is about our serializer, not that race.
- */
-async function reloadWorkbench(person: Person): Promise<void> {
-  const reloaded = person.page.waitForEvent('framenavigated', { predicate: (frame) => frame === person.page.mainFrame(), timeout: 60_000 });
-  await runCommand(person.page, 'Developer: Reload Window');
-  await reloaded;
-  await person.page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
-  await eventually('the chat tab back after the reload', async () => (await chatTab(person.page).count()) === 1, 30_000);
-  await chatFrame(person.page, 45_000);
-}
-
 describe('Chat Room: the panel across hiding and a window reload', function () {
   this.timeout(300_000);
   let browser: Browser;
   let rita: Person;
   let server: ServerProcess;
   let restarted: ServerProcess | undefined;
+  let watcher: TestClient;
+  /** On the restarted server, from the outbox test on. */
+  let verifier: TestClient;
   const rawClients: TestClient[] = [];
 
   before(async () => {
@@ -78,7 +59,7 @@ describe('Chat Room: the panel across hiding and a window reload', function () {
   });
 
   it('joins and talks with a raw client', async () => {
-    const watcher = await TestClient.join(server.port, 'watcher', { room: 'reload' });
+    watcher = await TestClient.join(server.port, 'watcher', { room: 'reload' });
     rawClients.push(watcher);
     await joinThroughPrompts(rita.page, `127.0.0.1:${server.port}`, 'rita', 'reload');
     await eventually('rita connected', async () => /Connected to 127\.0\.0\.1:\d+ as rita/.test(await panelText(rita.page)));
@@ -111,6 +92,9 @@ describe('Chat Room: the panel across hiding and a window reload', function () {
     for (const text of ['said before anything broke', 'watcher was here first']) assert.equal(countOf(texts, text), 1, `"${text}" shown once in ${JSON.stringify(texts)}`);
     assert.equal(await draftInPanel(rita.page), 'a draft that must survive a reload');
     assert.match(await panelText(rita.page), /members \(2\)/i, 'rita and the watcher');
+    // A reload is a departure rita chose: the room hears her leave, not lose her connection.
+    const departures = watcher.frames().flatMap((frame) => (frame.type === 'left' && frame.name === 'rita' ? [frame.reason] : []));
+    assert.deepEqual(departures, ['quit'], 'the reloading window said bye');
   });
 
   it('shows a message written while the server is down as pending', async () => {
@@ -151,7 +135,7 @@ describe('Chat Room: the panel across hiding and a window reload', function () {
     for (const text of ['said before anything broke', 'watcher was here first', 'written while the server was down']) {
       assert.equal(countOf(texts, text), 1, `"${text}" shown once in ${JSON.stringify(texts)}`);
     }
-    const verifier = await TestClient.join(restarted.port, 'verifier', { room: 'reload' });
+    verifier = await TestClient.join(restarted.port, 'verifier', { room: 'reload' });
     rawClients.push(verifier);
     await delay(500);
     const stored = verifier.frames().flatMap((frame) => (frame.type === 'message' ? [frame.text] : []));
@@ -159,5 +143,24 @@ describe('Chat Room: the panel across hiding and a window reload', function () {
     assert.equal(countOf(stored, 'said before anything broke'), 1);
     assert.equal(await draftInPanel(rita.page), 'a draft written offline', 'the draft is still there, unsent');
     await saveScreenshot(rita.page, 'reload-after-delivery');
+  });
+
+  it('is still in the room after a reload with the chat panel closed: the room is not the panel', async () => {
+    const seenBefore = verifier.frames().length;
+    await chatTab(rita.page).locator('.codicon-close, .tab-actions a').first().click();
+    await eventually('the chat tab closed', async () => (await chatTab(rita.page).count()) === 0, 10_000);
+    await delay(DRAFT_SETTLE_MS);
+    const reloaded = rita.page.waitForEvent('framenavigated', { predicate: (frame) => frame === rita.page.mainFrame(), timeout: 60_000 });
+    await runCommand(rita.page, 'Developer: Reload Window');
+    await reloaded;
+    await rita.page.waitForSelector('.part.statusbar', { timeout: 60_000 });
+    await eventually('rita back in the room, without a panel', async () => (await rita.page.locator('.part.statusbar').innerText()).includes('reload'), 30_000);
+    await eventually('the room to see rita come back', async () => verifier.frames().slice(seenBefore).some((frame) => frame.type === 'joined' && frame.name === 'rita'), 15_000);
+    const departures = verifier.frames().slice(seenBefore).flatMap((frame) => (frame.type === 'left' && frame.name === 'rita' ? [frame.reason] : []));
+    assert.deepEqual(departures, ['quit'], 'she left on purpose as the window reloaded, and came back');
+    assert.equal(await chatTab(rita.page).count(), 0, 'the panel she closed stays closed');
+    await delay(2_000); // the reloaded workbench takes commands a moment after it paints
+    await runCommand(rita.page, 'Chat Room: Open Chat Panel');
+    await eventually('the panel shows the room', async () => /Connected to 127\.0\.0\.1:\d+ as rita/.test(await panelText(rita.page)), 20_000);
   });
 });
