@@ -87,6 +87,11 @@ export class ClassicConnection extends Connection<ClassicInput> {
     this.send(line(CLASSIC_GREETING));
   }
 
+  protected override onBytesArrived(): void {
+    // More is coming: an unterminated line may go on.
+    clearTimeout(this.pauseTimer);
+  }
+
   protected onBytes(chunk: Buffer): void {
     clearTimeout(this.pauseTimer);
     const inputs: ClassicInput[] = this.lines.push(chunk).map((result) => (result.kind === 'line' ? { kind: 'line', bytes: result.bytes } : { kind: 'overflow' }));
@@ -103,6 +108,11 @@ export class ClassicConnection extends Connection<ClassicInput> {
   }
 
   private takeUnterminatedRest(): void {
+    // Bytes still waiting to be decoded may finish the line; the pause is judged once they are.
+    if (this.hasUndecodedInput) {
+      this.pauseTimer = setTimeout(() => this.takeUnterminatedRest(), this.pauseMs);
+      return;
+    }
     const rest = this.lines.takeRest();
     if (rest) this.enqueue([{ kind: 'line', bytes: rest }]);
   }

@@ -14,6 +14,12 @@ import type { EncodedEvent, Room, RoomMember } from './room';
 import type { RoomEntry } from './roomRegistry';
 import type { WriteBatcher } from './writeBatcher';
 
+/** Past this many bytes read and not yet decoded, reading pauses until the backlog is down to the low mark. */
+const UNDECODED_HIGH_WATER_BYTES = 64 * 1024;
+const UNDECODED_LOW_WATER_BYTES = 16 * 1024;
+/** Input is decoded this much at a time, so one slice never becomes more than a few hundred queued lines. */
+const DECODE_SLICE_BYTES = 1024;
+
 /** What a connection needs from the server that accepted it. */
 export interface ConnectionHost {
   readonly limits: Limits;
@@ -35,6 +41,18 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
   /** A resumed session took over this member: leave without an announcement. */
   protected replaced = false;
   private readonly inputs: Input[] = [];
+  /**
+   * Bytes read but not yet decoded. Input is decoded a slice at a time, only
+   * as fast as it is handled, and reading pauses while too much waits here:
+   * a client that writes faster than the rate limit is held back by TCP, and
+   * costs the server no more than these few KiB (decoding everything at once
+   * turned 64 KiB of `y\n` into 32,000 queued lines).
+   */
+  private readonly undecoded: Buffer[] = [];
+  private undecodedBytes = 0;
+  private pausedForBacklog = false;
+  /** The peer's end of input is known but not yet passed on, because bytes before it wait undecoded. */
+  private endNotYetHandled = false;
   private readonly rateLimit: TokenBucket;
   private handlingInput = false;
   private pausedForRate = false;
@@ -58,12 +76,20 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       this.lastHeardAt = Date.now();
-      this.guard(() => this.onBytes(chunk));
+      this.guard(() => this.onBytesArrived());
+      if (this.readingStopped) return;
+      this.undecoded.push(chunk);
+      this.undecodedBytes += chunk.length;
+      if (this.undecodedBytes >= UNDECODED_HIGH_WATER_BYTES && !this.pausedForBacklog) {
+        this.pausedForBacklog = true;
+        socket.pause();
+      }
+      void this.drainInputs();
     });
     // Sockets are half-open: what arrived before the peer's FIN is still handled and answered.
     socket.on('end', () => {
       this.inputEnded = true;
-      this.guard(() => this.onInputEnded());
+      this.endNotYetHandled = true;
       void this.drainInputs();
     });
     // 'close' always follows 'error'; the departure is handled there.
@@ -81,7 +107,10 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     return this.room !== undefined;
   }
 
+  /** Decodes a slice of input into inputs (queued with `enqueue`); called only as fast as input is handled. */
   protected abstract onBytes(chunk: Buffer): void;
+  /** Bytes arrived (before they are decoded): a sign of life, for idle checks. */
+  protected onBytesArrived(): void {}
   protected abstract handleInput(input: Input): void | Promise<void>;
   /** The connection did not join within the hello time limit. */
   protected abstract onJoinTimeout(): void;
@@ -91,8 +120,13 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
   /** Called about once a second: pings a silent client, or closes one silent for too long. */
   abstract checkIdle(now: number): void;
 
-  /** Called when the peer has closed its side, before the input still queued is handled. */
+  /** Called when the peer has closed its side, once everything it sent before is decoded. */
   protected onInputEnded(): void {}
+
+  /** Whether bytes have arrived that are not decoded yet (so an unterminated line may still go on). */
+  protected get hasUndecodedInput(): boolean {
+    return this.undecodedBytes > 0;
+  }
 
   /** Stops the join timer once the connection is in a room. */
   protected joined(room: Room): void {
@@ -134,7 +168,7 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
   /** Queues parsed input and handles it as fast as the rate limit allows; over it, reading pauses (delay, never drop). */
   protected enqueue(inputs: Input[]): void {
     if (this.readingStopped) return;
-    this.inputs.push(...inputs);
+    for (const input of inputs) this.inputs.push(input);
     void this.drainInputs();
   }
 
@@ -142,7 +176,9 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     if (this.handlingInput || this.pausedForRate) return;
     this.handlingInput = true;
     try {
-      while (this.inputs.length > 0 && !this.isDisposed && !this.readingStopped) {
+      while (!this.isDisposed && !this.readingStopped) {
+        if (this.inputs.length === 0 && !this.decodeMore()) break;
+        if (this.inputs.length === 0) continue;
         if (!this.rateLimit.tryTake()) {
           this.pauseForRate();
           return;
@@ -155,7 +191,32 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     } finally {
       this.handlingInput = false;
     }
-    if (this.inputEnded && this.inputs.length === 0) this.guard(() => this.finishAfterPeerEnded());
+    if (this.inputEnded && this.inputs.length === 0 && this.undecodedBytes === 0) this.guard(() => this.finishAfterPeerEnded());
+  }
+
+  /**
+   * Decodes the next slice of what was read, resuming a socket paused for its
+   * backlog once little is left, and passes on the end of input once all
+   * before it is decoded. False when there was nothing more to decode.
+   */
+  private decodeMore(): boolean {
+    const chunk = this.undecoded[0];
+    if (chunk === undefined) {
+      if (!this.endNotYetHandled) return false;
+      this.endNotYetHandled = false;
+      this.onInputEnded();
+      return this.inputs.length > 0;
+    }
+    const slice = chunk.length <= DECODE_SLICE_BYTES ? chunk : chunk.subarray(0, DECODE_SLICE_BYTES);
+    if (slice === chunk) this.undecoded.shift();
+    else this.undecoded[0] = chunk.subarray(DECODE_SLICE_BYTES);
+    this.undecodedBytes -= slice.length;
+    if (this.pausedForBacklog && this.undecodedBytes <= UNDECODED_LOW_WATER_BYTES && !this.readingStopped) {
+      this.pausedForBacklog = false;
+      if (!this.pausedForRate) this.socket.resume();
+    }
+    this.onBytes(slice);
+    return true;
   }
 
   /** The peer closed its side and everything it sent is handled: answer what is owed, leave, and close. */
@@ -175,7 +236,7 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     this.resumeTimer = setTimeout(() => {
       this.pausedForRate = false;
       if (this.readingStopped) return;
-      this.socket.resume();
+      if (!this.pausedForBacklog) this.socket.resume();
       void this.drainInputs();
     }, this.rateLimit.msUntilNextToken());
   }

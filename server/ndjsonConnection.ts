@@ -67,8 +67,11 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
     this.decoder = new ClientFrameDecoder(host.limits.maxFrameBytes);
   }
 
-  protected onBytes(chunk: Buffer): void {
+  protected override onBytesArrived(): void {
     this.pingedAt = undefined;
+  }
+
+  protected onBytes(chunk: Buffer): void {
     this.enqueue(this.decoder.push(chunk));
   }
 
