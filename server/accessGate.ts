@@ -7,7 +7,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isLoopbackHost } from '../shared/addresses';
 import { TOKEN_MAX_CHARS } from '../shared/protocol';
-import { addressKey } from './addressLimits';
+import { addressKey, rememberAtMost } from './addressLimits';
 
 export interface AccessGateOptions {
   token: string | undefined;
@@ -19,9 +19,6 @@ export interface AccessGateOptions {
   exemptLoopback?: boolean;
   now?: () => number;
 }
-
-/** Past this many remembered addresses, stale ones are swept before another is added. */
-const MAX_TRACKED_ADDRESSES = 10_000;
 
 export type AccessVerdict = 'allowed' | 'unauthorized' | 'locked_out';
 
@@ -77,27 +74,15 @@ export class AccessGate {
     if (!address || this.isExempt(address)) return;
     const key = addressKey(address);
     const now = this.now();
-    if (this.failures.size + this.lockedUntil.size > MAX_TRACKED_ADDRESSES) this.forgetStale(now);
     const recent = (this.failures.get(key) ?? []).filter((at) => now - at < this.options.failureWindowMs);
     recent.push(now);
+    // Both tables are bounded, least recently seen first out, so a peer cycling through addresses cannot grow them.
+    // Lock-outs all last as long, so the first out is also the first to run out.
     if (recent.length >= this.options.maxFailures) {
-      this.lockedUntil.set(key, now + this.options.lockoutMs);
+      rememberAtMost(this.lockedUntil, key, now + this.options.lockoutMs);
       this.failures.delete(key);
     } else {
-      this.failures.set(key, recent);
-    }
-  }
-
-  /**
-   * Drops failures older than the window and lock-outs that have run out, so a
-   * peer that keeps changing its address cannot grow these maps without bound.
-   */
-  private forgetStale(now: number): void {
-    for (const [address, times] of this.failures) {
-      if (now - times[times.length - 1] >= this.options.failureWindowMs) this.failures.delete(address);
-    }
-    for (const [address, until] of this.lockedUntil) {
-      if (until <= now) this.lockedUntil.delete(address);
+      rememberAtMost(this.failures, key, recent);
     }
   }
 }

@@ -24,9 +24,21 @@ export function addressKey(address: string): string {
   return groups.slice(0, 4).map((group) => parseInt(group, 16).toString(16)).join(':') + '::/64';
 }
 
-/** Past this many remembered addresses, those that have been quiet for a minute are forgotten. */
-const MAX_TRACKED_ADDRESSES = 10_000;
-const MINUTE_MS = 60_000;
+/** How many addresses a per-address table remembers; past it, the least recently seen is forgotten. */
+export const MAX_TRACKED_ADDRESSES = 10_000;
+
+/**
+ * Sets `key` as the most recently seen entry of `table` (a Map keeps its
+ * insertion order) and forgets the least recently seen ones past `max`. Each
+ * call costs the same however many addresses a peer cycles through: sweeping
+ * the table for stale entries instead cost a scan of it per new address once
+ * it was full of fresh ones.
+ */
+export function rememberAtMost<V>(table: Map<string, V>, key: string, value: V, max = MAX_TRACKED_ADDRESSES): void {
+  table.delete(key);
+  table.set(key, value);
+  while (table.size > max) table.delete(table.keys().next().value as string);
+}
 
 /**
  * At most `perMinute` of something per address: that many at once, then one
@@ -35,7 +47,7 @@ const MINUTE_MS = 60_000;
  * the lock-out: a person on the server's own machine is not a stranger.
  */
 export class PerAddressRate {
-  private readonly buckets = new Map<string, { bucket: TokenBucket; usedAt: number }>();
+  private readonly buckets = new Map<string, TokenBucket>();
 
   constructor(
     private readonly perMinute: number,
@@ -47,21 +59,9 @@ export class PerAddressRate {
   tryTake(address: string | undefined): boolean {
     if (this.perMinute === 0 || address === undefined || (this.exemptLoopback && isLoopbackHost(address))) return true;
     const key = addressKey(address);
-    const now = this.now();
-    let entry = this.buckets.get(key);
-    if (!entry) {
-      if (this.buckets.size >= MAX_TRACKED_ADDRESSES) this.forgetQuiet(now);
-      entry = { bucket: new TokenBucket(this.perMinute, this.perMinute / 60, this.now), usedAt: now };
-      this.buckets.set(key, entry);
-    }
-    entry.usedAt = now;
-    return entry.bucket.tryTake();
-  }
-
-  /** A bucket untouched for a minute is full again, the same as a new one, so it can go. */
-  private forgetQuiet(now: number): void {
-    for (const [key, entry] of this.buckets) {
-      if (now - entry.usedAt >= MINUTE_MS) this.buckets.delete(key);
-    }
+    // Forgetting an address gives it a full bucket again, which only matters past MAX_TRACKED_ADDRESSES peers.
+    const bucket = this.buckets.get(key) ?? new TokenBucket(this.perMinute, this.perMinute / 60, this.now);
+    rememberAtMost(this.buckets, key, bucket);
+    return bucket.tryTake();
   }
 }

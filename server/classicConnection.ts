@@ -28,19 +28,24 @@ function line(text: string): Buffer {
 
 /** Line breaks inside a message: the whole message stays on one line, with a visible mark. */
 const LINE_BREAK = /\r\n|[\n\u2028\u2029]/g;
-/** Every C0 control, DEL, and every C1 control: \p{Cc} is exactly those. */
-const CONTROL = /\p{Cc}/gu;
+/**
+ * Every C0 control, DEL and C1 control (\p{Cc} is exactly those), and every
+ * bidi formatting character (marks, embeddings, overrides, isolates), which
+ * would reorder what a bidi-aware terminal shows.
+ */
+const CONTROL = /[\p{Cc}\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/gu;
 
 /**
  * Shows a control character as what it is: C0 controls and DEL as their
  * Unicode control pictures (ESC as ␛, BEL as ␇, CR as ␍), C1 controls, which
- * have no pictures, as `\x9b`-style escapes.
+ * have no pictures, as `\x9b`-style escapes, and bidi controls as `<U+202E>`.
  */
 function visibleControl(control: string): string {
   const code = control.charCodeAt(0);
   if (code < 0x20) return String.fromCharCode(0x2400 + code);
   if (code === 0x7f) return '\u2421';
-  return `\\x${code.toString(16)}`;
+  if (code <= 0x9f) return `\\x${code.toString(16)}`;
+  return `<U+${code.toString(16).toUpperCase().padStart(4, '0')}>`;
 }
 
 /** The seed protocol's plain-text line for an event. */

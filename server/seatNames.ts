@@ -23,12 +23,25 @@ import unhomoglyph from 'unhomoglyph';
 import { nameKey } from '../shared/names';
 import { RESERVED_NAMES } from '../shared/protocol';
 
-/** Emoji variation selectors change how an emoji is drawn, not which one it is. */
-const VARIATION_SELECTORS = /[\uFE0E\uFE0F]/gu;
+/**
+ * Emoji variation selectors change how an emoji is drawn, not which one it is;
+ * a zero-width joiner between emoji that form no sequence draws nothing.
+ */
+const DRAWN_THE_SAME = /[\uFE0E\uFE0F\u200D]/gu;
+/** The panel and most terminals draw a run of spaces as one. */
+const SPACE_RUN = /\s+/gu;
 
 /** UTS #39: the decomposed string, each character replaced by its prototype, decomposed again. */
 function skeleton(text: string): string {
-  return unhomoglyph(text.replace(VARIATION_SELECTORS, '').normalize('NFD')).normalize('NFD');
+  return unhomoglyph(text.replace(DRAWN_THE_SAME, '').replace(SPACE_RUN, ' ').normalize('NFD')).normalize('NFD');
+}
+
+/**
+ * Case folding where lower-casing falls short: a Greek final sigma is folded
+ * to σ, so ΟΔΥΣ (lower-cased to οδυς) and οδυσ are one name.
+ */
+function foldCase(text: string): string {
+  return nameKey(text).replace(/ς/gu, 'σ');
 }
 
 /** Emoji tag characters (as in 🏴󠁧󠁢󠁳󠁣󠁴󠁿) are drawn as the flag at most: text hidden in them must not tell two look-alike names apart. */
@@ -37,8 +50,8 @@ const EMOJI_TAGS = /[\u{E0020}-\u{E007F}]/gu;
 /** The keys under which a name holds its seat (one or two of them). */
 export function seatKeys(name: string): readonly string[] {
   const shown = name.replace(EMOJI_TAGS, '');
-  const foldedFirst = skeleton(nameKey(shown));
-  const foldedLast = nameKey(skeleton(shown.normalize('NFKC'))).normalize('NFD');
+  const foldedFirst = skeleton(foldCase(shown));
+  const foldedLast = foldCase(skeleton(shown.normalize('NFKC'))).normalize('NFD');
   return foldedFirst === foldedLast ? [foldedFirst] : [foldedFirst, foldedLast];
 }
 

@@ -91,10 +91,18 @@ function labelProblem(label: string, value: string, maxChars: number): string | 
   return undefined;
 }
 
+/**
+ * Terminal users read a line as `<name>: <text>`, and a reply or an edit from
+ * a v2 member as `<name> (to bob): …` or `<name> (edited): …`; a name holding
+ * a colon or those marks could speak as someone else there.
+ */
+const SPEAKS_AS_ANOTHER = /:|\((?:edited|to\s)/iu;
+
 /** Why a name is refused, or undefined when it is fine. */
 export function nameProblem(name: string): string | undefined {
   const found = labelProblem('name', name, NAME_MAX_CHARS);
   if (found) return found;
+  if (SPEAKS_AS_ANOTHER.test(name.normalize('NFKC'))) return 'The name must not contain a colon, "(edited" or "(to ", which terminal users would read as someone else speaking.';
   if (RESERVED_KEYS.has(nameKey(name))) return `The name "${name}" is reserved.`;
   return undefined;
 }

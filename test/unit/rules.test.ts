@@ -21,6 +21,11 @@ describe('name rules', () => {
     for (const name of ['a\nb', 'a\u0000b', 'a\u200Bb', 'a\u202Eb', ' a', 'a ', '\ta']) assert.ok(nameProblem(name), JSON.stringify(name));
   });
 
+  it('refuses names a terminal user would read as someone else speaking', () => {
+    for (const name of ['alice: hi', 'a:b', 'alice (edited)', 'alice (to bob)', 'alice ﹕ x']) assert.ok(nameProblem(name), JSON.stringify(name));
+    for (const name of ['Bob (TA)', 'to be', 'edited']) assert.equal(nameProblem(name), undefined, name);
+  });
+
   it('refuses lone surrogates, default-ignorable code points and fillers, naming the character', () => {
     assert.match(nameProblem('a\uD800') ?? '', /U\+D800/);
     assert.match(nameProblem('\uDC00a') ?? '', /U\+DC00/);
