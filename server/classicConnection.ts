@@ -59,10 +59,15 @@ export function classicLine(event: RoomEvent): string {
 /** Each event's classic line, made once on first use and shared by every classic member. */
 const classicBytes = new WeakMap<EncodedEvent, Buffer>();
 
-function classicBytesOf(event: EncodedEvent): Buffer {
+/** A classic member sees the fair text version v1 members get (see roomEvents.ts), as one line; undefined when they see nothing. */
+function classicBytesOf(event: EncodedEvent): Buffer | undefined {
   let bytes = classicBytes.get(event);
   if (!bytes) {
-    bytes = line(classicLine(event.event));
+    const v1 = event.v1Wire();
+    if (!v1) return undefined;
+    // A plain message or a presence event is its own fair text; anything else was rendered for v1 and is read back.
+    const fair = v1 === event.wire ? (event.event as RoomEvent) : (JSON.parse(v1.toString('utf8')) as RoomEvent);
+    bytes = line(classicLine(fair));
     classicBytes.set(event, bytes);
   }
   return bytes;
@@ -122,7 +127,8 @@ export class ClassicConnection extends Connection<ClassicInput> {
   deliver(event: EncodedEvent): void {
     // The seed tells the newcomer "Welcome", and only everyone else "has joined".
     if (event.event.type === 'joined' && event.event.name === this.name) return;
-    this.send(classicBytesOf(event));
+    const bytes = classicBytesOf(event);
+    if (bytes) this.send(bytes);
   }
 
   protected async handleInput(input: ClassicInput): Promise<void> {

@@ -24,9 +24,12 @@ export const SUPPORTED_PROTOCOLS: readonly number[] = [1, PROTOCOL_V2];
 
 /**
  * Direct-message conversations are rooms whose name is this prefix and an
- * unguessable id. No room a person names may start with it.
+ * unguessable id (DM_ID_CHARS lower-case base32 characters, 130 bits: room
+ * names are compared case-folded, so an id with capitals would lose half its
+ * letters' worth of guessing). No room a person names may start with it.
  */
 export const DM_PREFIX = 'dm:';
+export const DM_ID_CHARS = 26;
 /** A typing signal shows for this long unless it is repeated. */
 export const TYPING_TTL_MS = 5_000;
 /** The server passes on at most one typing signal per connection and room in this time; the rest are dropped. */
@@ -83,7 +86,29 @@ export type ErrorCodeV2 =
   /** A frame of a protocol version this connection did not choose, or a version the server does not speak. */
   | 'unsupported'
   /** A reaction that is not exactly one emoji, or past `maxReactionsPerMessage`. */
-  | 'bad_reaction';
+  | 'bad_reaction'
+  /** The name was given up (by its owner or the operator): every connection of that identity is closed. */
+  | 'name_released';
+
+/**
+ * Errors after which a v2 connection is closed. Every other error answers one
+ * frame and leaves the connection open: a refused `join` (`too_many_rooms`,
+ * `room_unavailable`, `name_taken`) costs that room, not the session. A hello
+ * refused with `name_taken` (someone in a room holds that name without being
+ * its identity) closes the connection too, as in v1.
+ */
+export const FATAL_ERRORS_V2: ReadonlySet<ErrorCodeV2> = new Set<ErrorCodeV2>([
+  'name_reserved',
+  'name_released',
+  'too_many_connections',
+  'unauthorized',
+  'locked_out',
+  'server_full',
+  'hello_timeout',
+  'idle_timeout',
+  'slow_reader',
+  'shutdown',
+]);
 
 // ---------------------------------------------------------------- client → server
 
@@ -353,6 +378,8 @@ export interface MessageV2Event {
   ts: number;
   id?: string;
   replyTo?: number;
+  /** The name of the replied-to message's author, so a reply can be shown when that message is not at hand. */
+  replyToFrom?: string;
   /** When it was last edited (epoch ms). */
   editedTs?: number;
   /** Deleted by its author: `text` is empty. */
@@ -470,12 +497,13 @@ export interface ConversationSummary {
   kind: ConversationKind;
   participants?: string[];
   topic: string;
-  seq: number;
+  /** The conversation's latest seq; absent (with `unread` and `mentions`) when the server could not open it just now. */
+  seq?: number;
   lastRead: number;
-  /** Messages after your read marker, not counting yours. */
-  unread: number;
+  /** Messages after your read marker that are not yours and not deleted. */
+  unread?: number;
   /** Of those, the ones that mention you (`@name` at a word boundary). */
-  mentions: number;
+  mentions?: number;
 }
 
 export interface ConversationListFrame {
