@@ -17,6 +17,7 @@ import { isBlankText, nameProblem } from '../shared/names';
 import { DEFAULT_ROOM, type RoomEvent } from '../shared/protocol';
 import { Connection, type ConnectionHost } from './connection';
 import type { EncodedEvent, Room } from './room';
+import type { Departure } from './roomEvents';
 import { seatNameProblem } from './seatNames';
 
 export const CLASSIC_GREETING = 'Greetings from the cave! Now type your name and press enter!';
@@ -112,6 +113,10 @@ export class ClassicConnection extends Connection<ClassicInput> {
     if (rest) this.enqueue([{ kind: 'line', bytes: rest }]);
   }
 
+  protected removalNotice(departure: Departure): Buffer {
+    return line(`You have been removed from the room${departure.by === undefined ? '' : ` by ${departure.by}`}.`);
+  }
+
   protected onJoinTimeout(): void {
     this.endWith(line(`No name within ${Math.round(this.host.limits.helloTimeoutMs / 1000)} s; goodbye.`), 'lost');
   }
@@ -146,7 +151,7 @@ export class ClassicConnection extends Connection<ClassicInput> {
     if (text === CLASSIC_QUIT) {
       this.send(line(CLASSIC_QUIT));
       this.ignoreFurtherInput();
-      await this.leaveRoom('quit');
+      await this.leaveRooms('quit');
       this.endWith(undefined, 'quit');
       return;
     }
@@ -169,6 +174,11 @@ export class ClassicConnection extends Connection<ClassicInput> {
       this.send(line(`${problem} Type another name and press enter!`));
       return;
     }
+    if (this.host.directory.isHeld(name)) {
+      // The name (or one that looks like it) is someone's who keeps it with a key; classic cannot carry one.
+      this.send(line(`The name ${name} is reserved by its owner. Type another name and press enter!`));
+      return;
+    }
     const entry = await this.host.enterRoom(DEFAULT_ROOM, this.socket.remoteAddress, (room) => this.takeSeat(room, name));
     if (!entry.ok) this.endWith(line(`${entry.message} Goodbye.`), 'lost');
   }
@@ -185,6 +195,7 @@ export class ClassicConnection extends Connection<ClassicInput> {
     this.joined(room);
     this.send(line(`Welcome ${name}! If you ever want to quit, type ${CLASSIC_QUIT} to exit.`));
     room.join(this);
+    void this.host.claimRoom(room, undefined);
     this.host.logger.info(`${this.peer} joined ${room.name} as ${name} (classic).`);
   }
 }

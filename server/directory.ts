@@ -107,7 +107,8 @@ type Operation =
   | { op: 'part'; id: string; room: string }
   | ({ op: 'room' } & RoomMeta);
 
-export const DIRECTORY_FILE = 'directory.ndjson';
+/** Not `.ndjson`: every such file in the data folder is a room's log. */
+export const DIRECTORY_FILE = 'directory.journal';
 /** Last use is written at most this often per identity; a reservation is counted in days. */
 const LAST_USED_WRITE_INTERVAL_MS = 60 * 60 * 1000;
 /** Rewrite the file once it holds this many more operations than live records (and at least this many). */

@@ -17,7 +17,7 @@
  * it, so the room hears one `joined` for the first and one `left` for the last.
  */
 import { encodeFrame } from '../shared/framing';
-import { isBlankText } from '../shared/names';
+import { isBlankText, roomKey } from '../shared/names';
 import type { LeaveReason, MessageEvent } from '../shared/protocol';
 import { DEFAULT_LIMITS_V2, type ErrorCodeV2, type MessageV2Event, TOPIC_MAX_CHARS } from '../shared/protocolV2';
 import { isSingleEmoji, mentions } from '../shared/mentions';
@@ -172,7 +172,7 @@ export interface RoomLimits {
   maxReactionsPerMessage: number;
 }
 
-const NO_OWNER_META = (room: string, name: string): RoomMeta => ({ room, name, kind: 'room', topic: '' });
+const NO_OWNER_META = (name: string): RoomMeta => ({ room: roomKey(name), name, kind: 'room', topic: '' });
 
 export class Room {
   /** Each member with the seat keys its name holds (one or two). */
@@ -194,6 +194,14 @@ export class Room {
   private redactionDue = false;
   /** Kind, topic, owner and DM participants, kept in the directory; set by whoever loads the room. */
   meta: RoomMeta;
+  /**
+   * The directory has no entry for the room yet: the first member to take a
+   * seat makes it (`unclaimed`: the room is new, so a v2 first member owns it;
+   * `unowned`: it has history from before, so nobody does).
+   */
+  metaPending: 'unclaimed' | 'unowned' | undefined;
+  /** The log held nothing when the room was loaded. */
+  readonly wasEmpty: boolean;
   /** The newest topic and owner events read from the log, for bringing the directory up to date after a crash. */
   logTopic: { topic: string; seq: number } | undefined;
   logOwner: { ownerId: string | undefined; seq: number } | undefined;
@@ -210,7 +218,8 @@ export class Room {
     limits: RoomLimits = DEFAULT_LIMITS_V2,
   ) {
     this.maxReactions = limits.maxReactionsPerMessage;
-    this.meta = NO_OWNER_META(name, name);
+    this.meta = NO_OWNER_META(name);
+    this.wasEmpty = storedRecords.length === 0;
     for (const text of storedRecords) this.load(JSON.parse(text) as Record<string, unknown>);
     this.forgetBeyondRetention();
     this.committedSeq = this.history.length > 0 ? this.history[this.history.length - 1].seq : 0;
@@ -273,14 +282,28 @@ export class Room {
     return names;
   }
 
-  /** A page of member names in the order of their keys, after the name `after`. */
-  memberPage(after: string | undefined, limit: number): { names: string[]; next?: string } {
-    const sorted = [...this.members.keys()].map((member) => member.name).sort((a, b) => compareKeys(nameKey(a), nameKey(b)) || compareKeys(a, b));
-    const afterKey = after === undefined ? undefined : nameKey(after);
-    const start = afterKey === undefined ? 0 : sorted.findIndex((name) => compareKeys(nameKey(name), afterKey) > 0 || (nameKey(name) === afterKey && compareKeys(name, after as string) > 0));
-    const names = start === -1 ? [] : sorted.slice(start, start + limit);
-    const more = start !== -1 && start + limit < sorted.length;
-    return more ? { names, next: names[names.length - 1] } : { names };
+  /**
+   * A page of member names in the order of their keys, after the name
+   * `after`: at most `limit` names in at most `maxBytes` (as JSON strings).
+   */
+  memberPage(after: string | undefined, limit: number, maxBytes: number): { names: string[]; next?: string } {
+    const sorted = [...this.members.keys()].map((member) => ({ name: member.name, key: nameKey(member.name) })).sort((a, b) => compareKeys(a.key, b.key) || compareKeys(a.name, b.name));
+    let start = 0;
+    if (after !== undefined) {
+      const afterKey = nameKey(after);
+      start = sorted.findIndex(({ name, key }) => compareKeys(key, afterKey) > 0 || (key === afterKey && compareKeys(name, after) > 0));
+      if (start === -1) return { names: [] };
+    }
+    const names: string[] = [];
+    let bytes = 0;
+    let index = start;
+    for (; index < sorted.length && names.length < limit; index++) {
+      const size = Buffer.byteLength(JSON.stringify(sorted[index].name), 'utf8') + 1;
+      if (bytes + size > maxBytes) break;
+      bytes += size;
+      names.push(sorted[index].name);
+    }
+    return index < sorted.length && names.length > 0 ? { names, next: names[names.length - 1] } : { names };
   }
 
   /** Whoever holds the seat that `name` would take: the same name, or one that looks like it. */
@@ -685,7 +708,7 @@ export class Room {
     for (const member of this.members.keys()) member.deliver(held);
     if (removing) {
       const body = held.event as { reason: LeaveReason; by?: string };
-      removing.removed?.({ reason: body.reason, by: body.by, byId: fields.byId });
+      removing.removed?.({ reason: body.reason, by: body.by, byId: fields.byId, event: held });
       if (this.members.size === 0) this.onEmptied?.();
     }
   }

@@ -371,9 +371,10 @@ export function withPrivateFields(wire: Buffer, fields: PrivateFields & { id?: s
   return Buffer.concat([wire.subarray(0, wire.length - 2), Buffer.from(extra + '}\n', 'utf8')]);
 }
 
-/** Why a member left, with who kicked them. */
+/** Why a member left, with who kicked them, and the stored departure. */
 export interface Departure {
   reason: LeaveReason;
   by?: string;
   byId?: string;
+  event?: EncodedEvent;
 }
