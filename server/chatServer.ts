@@ -12,6 +12,7 @@ import type { ErrorCode, Limits } from '../shared/protocol';
 import { DEFAULT_LIMITS_V2, type LimitsV2 } from '../shared/protocolV2';
 import { isLoopbackHost } from '../shared/addresses';
 import { AccessGate } from './accessGate';
+import { type AdminAnswer, AdminListener, type AdminRequest, adminSocketPath } from './adminSocket';
 import { PerAddressRate } from './addressLimits';
 import { ClassicConnection } from './classicConnection';
 import type { Connection } from './connection';
@@ -123,6 +124,8 @@ export class ChatServer extends Disposable implements V2Host {
   async listen(): Promise<ListeningAddresses> {
     const directoryOptions = { identityTtlMs: this.limitsV2.identityTtlDays * DAY_MS, logger: this.logger };
     const folder = this.options.dataFolder;
+    // First, as the data folder's lock: nothing in it is read or written while another process holds it.
+    if (folder) this.register(await AdminListener.start(adminSocketPath(folder.path), (request) => this.answerOperator(request), this.logger));
     this.openedDirectory = folder ? await StoredDirectory.open(folder.path, directoryOptions) : StoredDirectory.inMemory(directoryOptions);
     if (folder) await adoptOlderRoomLogs(folder, this.logger);
     const ndjson: Protocol = {
@@ -313,6 +316,11 @@ export class ChatServer extends Disposable implements V2Host {
   async releaseIdentity(identityId: string, asking?: V2Session): Promise<void> {
     await this.directory.release(identityId);
     await Promise.all([...this.sessionsOf(identityId)].filter((session) => session !== asking).map((session) => session.closeReleased()));
+  }
+
+  private async answerOperator(request: AdminRequest): Promise<AdminAnswer> {
+    const released = await this.releaseName(request.name);
+    return released === undefined ? { ok: false, message: `No identity keeps the name "${request.name}".` } : { ok: true, released };
   }
 
   /** The operator releases a name (and look-alikes of it): the identity that held it is forgotten and its connections closed. */
