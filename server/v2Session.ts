@@ -311,9 +311,11 @@ export class V2Session implements SeatHolder {
       this.memberships.set(key, membership);
       this.host.logger.info(`${this.connection.peer} joined ${room.name} as ${this.identity.name} (protocol 2).`);
     }
+    // A new room is this identity's before its state is shown: the creator sees itself as the owner.
+    const claimed = this.host.claimRoom(room, this.identity.id);
     this.send(this.roomState(room, frame.id));
     this.connection.queueReplay(room.replay(frame.lastSeq, this.host.limits.replayEvents), (event) => room.v2Rendering(event));
-    return Promise.all([this.host.claimRoom(room, this.identity.id), this.host.directory.subscribe(this.identity.id, key)]).then(
+    return Promise.all([claimed, this.host.directory.subscribe(this.identity.id, key)]).then(
       () => this.ack(frame.id),
       (error: unknown) => {
         this.host.logger.error(`${this.connection.peer}: could not store the join of ${room.name}: ${String(error)}`);
