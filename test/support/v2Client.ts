@@ -9,6 +9,9 @@ import type { ClientFrameV2, ErrorV2Frame, ServerFrameV2, WelcomeV2Frame } from 
 
 export type AnyFrame = ServerFrameV2 & Record<string, unknown>;
 
+/** The frames that answer a client frame by its id. */
+const ANSWERS = new Set(['ack', 'error', 'roomList', 'conversationList', 'memberList', 'historyPage', 'searchResults', 'dmOpened']);
+
 export interface HelloOptions {
   clientId?: string;
   key?: string;
@@ -141,13 +144,14 @@ export class V2Client {
   }
 
   /**
-   * Sends a frame with an id and resolves with its answer: the first frame
-   * with that id that is not a roomState (an ack, an error, or the answer).
+   * Sends a frame with an id and resolves with its answer: the first ack,
+   * error or answer frame with that id (a message event carries its sender's
+   * id too, which may be anyone's).
    */
   async request(frame: Record<string, unknown>, timeoutMs = 5000): Promise<AnyFrame> {
     const id = (frame.id as string | undefined) ?? this.nextId();
     this.send({ ...frame, id });
-    return this.seen((reply) => reply.id === id && reply.type !== 'roomState', timeoutMs);
+    return this.seen((reply) => reply.id === id && ANSWERS.has(reply.type), timeoutMs);
   }
 
   /** Sends a frame and resolves with its ack, failing on an error. */
