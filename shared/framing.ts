@@ -122,7 +122,7 @@ function parseJsonObjectLine(line: Buffer, subject: string): Decoded<Record<stri
  * here, as is a `__proto__` key, before any field is looked at.
  */
 export function parseFlatJsonObject(line: Buffer): Decoded<Record<string, unknown>> {
-  return parseClientObject(line, NO_ARRAY_FIELDS);
+  return parseClientObject(line, NO_ARRAY_FIELDS, false);
 }
 
 const NO_ARRAY_FIELDS: Readonly<Record<string, number>> = Object.freeze({});
@@ -132,23 +132,25 @@ const NO_ARRAY_FIELDS: Readonly<Record<string, number>> = Object.freeze({});
  * named in CLIENT_ARRAY_FIELDS may be short arrays of strings (nothing nested).
  */
 export function parseClientObjectV2(line: Buffer): Decoded<Record<string, unknown>> {
-  return parseClientObject(line, CLIENT_ARRAY_FIELDS);
+  return parseClientObject(line, CLIENT_ARRAY_FIELDS, true);
 }
 
-function parseClientObject(line: Buffer, arrayFields: Readonly<Record<string, number>>): Decoded<Record<string, unknown>> {
+/** `withId`: a refusal carries the frame's `id` when it has one (v2 answers every frame by its id). */
+function parseClientObject(line: Buffer, arrayFields: Readonly<Record<string, number>>, withId: boolean): Decoded<Record<string, unknown>> {
   const parsed = parseJsonObjectLine(line, 'The frame');
   if (!parsed.ok) return parsed;
   const value = parsed.frame;
+  const id = withId && typeof value.id === 'string' ? value.id : undefined;
   for (const key of Object.keys(value)) {
     if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
-      return problem('bad_frame', `The key "${key}" is not allowed.`);
+      return problem('bad_frame', `The key "${key}" is not allowed.`, id);
     }
     const field = value[key];
     if (typeof field !== 'object' || field === null) continue;
     const maxItems = Object.hasOwn(arrayFields, key) ? arrayFields[key] : undefined;
-    if (maxItems === undefined) return problem('bad_frame', `The field "${key}" must not be an object or array.`);
-    if (!Array.isArray(field) || !field.every((item) => typeof item === 'string')) return problem('bad_frame', `The field "${key}" must be an array of strings.`);
-    if (field.length > maxItems) return problem('bad_frame', `The field "${key}" may hold at most ${maxItems} items.`);
+    if (maxItems === undefined) return problem('bad_frame', `The field "${key}" must not be an object or array.`, id);
+    if (!Array.isArray(field) || !field.every((item) => typeof item === 'string')) return problem('bad_frame', `The field "${key}" must be an array of strings.`, id);
+    if (field.length > maxItems) return problem('bad_frame', `The field "${key}" may hold at most ${maxItems} items.`, id);
   }
   return { ok: true, frame: value };
 }
