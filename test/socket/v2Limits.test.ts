@@ -1,0 +1,102 @@
+/**
+ * Protocol v2's limits and refusals over real TCP against the built server:
+ * malformed and oversized frames and fields, tokens and the rate limit, each
+ * answered with its error code (with the frame's id), the connection kept
+ * open unless the code ends it, and everyone else served as before.
+ */
+import assert from 'node:assert/strict';
+import { ServerProcess } from '../support/serverProcess';
+import { V2Client } from '../support/v2Client';
+
+describe('protocol v2: limits and refusals', function () {
+  this.timeout(30_000);
+  const closers: { close(): void }[] = [];
+  const servers: ServerProcess[] = [];
+
+  async function start(args: string[] = ['--rate-burst', '2000', '--rate-per-second', '2000']): Promise<ServerProcess> {
+    const server = await ServerProcess.start({ memory: true, args });
+    servers.push(server);
+    return server;
+  }
+  async function v2(port: number, name: string, options: Parameters<typeof V2Client.hello>[2] = {}): Promise<V2Client> {
+    const client = await V2Client.hello(port, name, options);
+    closers.push(client);
+    return client;
+  }
+
+  afterEach(async () => {
+    for (const client of closers.splice(0)) client.close();
+    for (const server of servers.splice(0)) await server.dispose();
+  });
+
+  it('answers malformed frames with bad_frame and their id, and keeps the connection', async () => {
+    const server = await start();
+    const alice = await v2(server.port, 'alice');
+    await alice.join('room');
+    const cases: [Record<string, unknown>, string][] = [
+      [{ type: 'say', room: 'room' }, 'no text'],
+      [{ type: 'say', text: 'no room' }, 'no room'],
+      [{ type: 'edit', room: 'room', target: '3', text: 'x' }, 'a target that is a string'],
+      [{ type: 'edit', room: 'room', target: 1.5, text: 'x' }, 'a target that is not whole'],
+      [{ type: 'react', room: 'room', target: 1, emoji: '👍', add: 'yes' }, 'add that is not a boolean'],
+      [{ type: 'history', room: 'room', before: { seq: 3 } }, 'a nested object'],
+      [{ type: 'search', room: 'room', text: ['a', 'b'] }, 'an array where a string belongs'],
+      [{ type: 'openDm', with: [1, 2] }, 'an array of numbers'],
+      [{ type: 'noSuchFrame' }, 'an unknown type'],
+      [{ type: 'read', room: 'room', seq: -1 }, 'a negative seq'],
+      [{ type: 'join', room: 'room', lastSeq: -5 }, 'a negative lastSeq'],
+      [{ type: 'say', room: 'room', text: '\u200B\u2060' }, 'an invisible text'],
+    ];
+    for (const [frame, why] of cases) assert.equal(await alice.refused(frame), 'bad_frame', why);
+    const longId = 'i'.repeat(65);
+    alice.send({ type: 'say', id: longId, room: 'room', text: 'x' });
+    const refusal = await alice.next((frame) => frame.type === 'error' && frame.id === longId.slice(0, 64));
+    assert.equal(refusal.code, 'bad_frame');
+    alice.write('{"type":"say","id":"broken",\n');
+    alice.write('not json at all\n');
+    alice.write(Buffer.from([0xff, 0xfe, 0x0a]));
+    for (let index = 0; index < 3; index++) assert.equal((await alice.next((frame) => frame.type === 'error')).code, 'bad_frame');
+    alice.write(JSON.stringify({ type: 'ping' }) + '\n');
+    await alice.next((frame) => frame.type === 'pong');
+    assert.equal(alice.closed, false);
+  });
+
+  it('refuses bad room names with bad_room and over-long texts with too_long, and closes on an over-long frame', async () => {
+    const server = await start();
+    const alice = await v2(server.port, 'alice');
+    const bob = await v2(server.port, 'bob');
+    await bob.join('room');
+    for (const room of ['', ' padded ', 'r'.repeat(65), 'bell\u0007', 'zero\u200Bwidth']) {
+      assert.equal(await alice.refused({ type: 'join', room }), 'bad_room', JSON.stringify(room));
+    }
+    await alice.join('room');
+    assert.equal(await alice.refused({ type: 'say', room: 'room', text: 'x'.repeat(4097) }), 'too_long');
+    await alice.say('room', 'still here');
+    alice.write('{"type":"say","id":"big","room":"room","text":"' + 'x'.repeat(17 * 1024) + '"}\n');
+    const error = await alice.next((frame) => frame.type === 'error' && frame.code === 'too_long' && frame.id === undefined);
+    assert.match(error.message as string, /at most 16384 bytes/);
+    await alice.waitForClose();
+    await bob.say('room', 'the others are served as before');
+  });
+
+  it('needs the token in a v2 hello on a server that has one', async () => {
+    const server = await ServerProcess.start({ memory: true, args: ['--token', 'sesame'] });
+    servers.push(server);
+    const stranger = await V2Client.connect(server.port);
+    closers.push(stranger);
+    stranger.sendHello('stranger');
+    assert.equal((await stranger.next((frame) => frame.type === 'error')).code, 'unauthorized');
+    await stranger.waitForClose();
+    await v2(server.port, 'friend', { token: 'sesame' });
+  });
+
+  it('paces a v2 connection by the rate limit: told once, nothing dropped', async () => {
+    const server = await start(['--rate-burst', '5', '--rate-per-second', '50']);
+    const alice = await v2(server.port, 'alice');
+    await alice.join('room');
+    const ids = Array.from({ length: 40 }, (_, index) => `burst-${index}`);
+    for (const id of ids) alice.send({ type: 'say', id, room: 'room', text: id });
+    for (const id of ids) await alice.seen((frame) => frame.type === 'ack' && frame.id === id, 10_000);
+    assert.equal(alice.frames.filter((frame) => frame.type === 'error' && frame.code === 'rate_limited').length, 1);
+  });
+});
