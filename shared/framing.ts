@@ -6,7 +6,7 @@
  * half. Bytes are kept as bytes until a whole line is there, and only then
  * decoded, so a split character is never mangled.
  */
-import type { ClientFrame, ErrorCode, ServerFrame } from './protocol';
+import { type ClientFrame, type ErrorCode, ID_MAX_CHARS, type ServerFrame } from './protocol';
 import { CLIENT_ARRAY_FIELDS, type ClientFrameV2, type ServerFrameV2 } from './protocolV2';
 
 /** One frame on the wire: its JSON and a newline. */
@@ -140,7 +140,7 @@ function parseClientObject(line: Buffer, arrayFields: Readonly<Record<string, nu
   const parsed = parseJsonObjectLine(line, 'The frame');
   if (!parsed.ok) return parsed;
   const value = parsed.frame;
-  const id = withId && typeof value.id === 'string' ? value.id : undefined;
+  const id = withId ? answerableId(value) : undefined;
   for (const key of Object.keys(value)) {
     if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
       return problem('bad_frame', `The key "${key}" is not allowed.`, id);
@@ -234,6 +234,11 @@ const CLIENT_FIELDS_V2: Record<ClientFrameV2['type'], Record<string, [FieldKind,
   bye: {},
 };
 
+/** The id a v2 refusal carries: the frame's, cut to ID_MAX_CHARS (a longer id is itself refused, with its first characters). */
+function answerableId(raw: Record<string, unknown>): string | undefined {
+  return typeof raw.id === 'string' ? raw.id.slice(0, ID_MAX_CHARS) : undefined;
+}
+
 /** Whether `type` names a frame that only v2 has (a v1 connection answers it with `unsupported`). */
 export function isV2OnlyFrameType(type: unknown): boolean {
   return typeof type === 'string' && Object.hasOwn(CLIENT_FIELDS_V2, type) && !Object.hasOwn(CLIENT_FIELDS, type);
@@ -242,7 +247,7 @@ export function isV2OnlyFrameType(type: unknown): boolean {
 /** Checks that a parsed object (from parseClientObjectV2) is a v2 client frame. */
 export function validateClientFrameV2(raw: Record<string, unknown>): Decoded<ClientFrameV2> {
   const type = raw.type;
-  const id = typeof raw.id === 'string' ? raw.id : undefined;
+  const id = answerableId(raw);
   if (typeof type !== 'string') return problem('bad_frame', 'The field "type" is missing.', id);
   if (!Object.hasOwn(CLIENT_FIELDS_V2, type)) return problem('bad_frame', `Unknown frame type "${type.slice(0, 32)}".`, id);
   const found = checkFields(raw, CLIENT_FIELDS_V2[type as ClientFrameV2['type']]);
