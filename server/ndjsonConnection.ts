@@ -10,7 +10,7 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { encodeFrame, type FrameProblem, isV2OnlyFrameType, LineSplitter, parseFlatJsonObject, validateClientFrame } from '../shared/framing';
-import { isBlankText, nameProblem, roomProblem } from '../shared/names';
+import { isBlankText, nameProblem, roomKey, roomProblem } from '../shared/names';
 import {
   CLIENT_ID_MAX_CHARS,
   DEFAULT_ROOM,
@@ -265,7 +265,8 @@ export class NdjsonConnection extends Connection<NdjsonInput> {
     const badName = nameProblem(hello.name) ?? seatNameProblem(hello.name);
     if (badName) return this.fail('bad_name', badName);
     const roomName = (hello.room ?? DEFAULT_ROOM).normalize('NFC');
-    const badRoom = roomProblem(roomName) ?? (roomName.toLowerCase().startsWith(DM_PREFIX) ? `Room names starting with "${DM_PREFIX}" are direct-message conversations, which protocol 1 cannot join.` : undefined);
+    // By the room's key, as the room is found: `ＤＭ:` folds to `dm:` as well.
+    const badRoom = roomProblem(roomName) ?? (roomKey(roomName).startsWith(DM_PREFIX) ? `Room names starting with "${DM_PREFIX}" are direct-message conversations, which protocol 1 cannot join.` : undefined);
     if (badRoom) return this.fail('bad_room', badRoom);
     if (hello.clientId !== undefined && (hello.clientId.length === 0 || hello.clientId.length > CLIENT_ID_MAX_CHARS)) {
       return this.fail('bad_frame', `The clientId must be 1 to ${CLIENT_ID_MAX_CHARS} characters.`);
