@@ -65,7 +65,16 @@ export function messageTextProblem(text: string, maxTextBytes: number): { code: 
 type NdjsonInput = { kind: 'line'; bytes: Buffer } | { kind: 'overflow'; bytes: number };
 
 /** What is waiting to be written behind a replay: more of the replay, or single frames. */
-type Pending = { kind: 'replay'; events: readonly EncodedEvent[]; next: number; render: (event: EncodedEvent) => Buffer | undefined } | { kind: 'frame'; bytes: Buffer };
+type Pending = { kind: 'replay'; next: () => EncodedEvent | undefined; render: (event: EncodedEvent) => Buffer | undefined } | { kind: 'frame'; bytes: Buffer };
+
+/**
+ * Replays one connection may have waiting: one per room it may be in, and as
+ * many again for rooms it asks to see again. A client that keeps asking for
+ * replays it does not read is a slow reader.
+ */
+function maxPendingReplays(host: V2Host): number {
+  return 2 * Math.max(1, host.limitsV2.maxRoomsPerConnection);
+}
 
 export class NdjsonConnection extends Connection<NdjsonInput> {
   readonly shutdownNotice = GOODBYE;
@@ -90,6 +99,7 @@ export class NdjsonConnection extends Connection<NdjsonInput> {
   private pending: Pending[] | undefined;
   /** Bytes of frames waiting behind a replay; past the slow-reader limit the client is cut off. */
   private waitingBytes = 0;
+  private pendingReplays = 0;
 
   constructor(
     socket: Socket,
@@ -135,15 +145,16 @@ export class NdjsonConnection extends Connection<NdjsonInput> {
     if (this.waitingBytes > this.host.limits.maxPendingWriteBytes) this.dropAsSlowReader(this.waitingBytes);
   }
 
-  /** Queues replayed events, each rendered when its turn comes (`render` may skip one by returning undefined). */
-  queueReplay(events: readonly EncodedEvent[], render: (event: EncodedEvent) => Buffer | undefined): void {
-    if (events.length === 0) return;
-    const replay: Pending = { kind: 'replay', events, next: 0, render };
+  /** Queues replayed events, read from `next` and rendered when their turn comes (`render` may skip one by returning undefined). */
+  queueReplay(next: () => EncodedEvent | undefined, render: (event: EncodedEvent) => Buffer | undefined): void {
+    const replay: Pending = { kind: 'replay', next, render };
     if (this.pending) {
       this.pending.push(replay);
+      if (++this.pendingReplays > maxPendingReplays(this.host)) this.dropAsSlowReader(this.socket.writableLength + this.waitingBytes);
       return;
     }
     this.pending = [replay];
+    this.pendingReplays = 1;
     this.waitingBytes = 0;
     this.pumpPending();
   }
@@ -164,14 +175,17 @@ export class NdjsonConnection extends Connection<NdjsonInput> {
         this.host.batcher.write(this.socket, head.bytes);
         continue;
       }
-      if (head.next >= head.events.length) {
+      const event = head.next();
+      if (!event) {
         pending.shift();
+        this.pendingReplays -= 1;
         continue;
       }
-      const bytes = head.render(head.events[head.next++]);
+      const bytes = head.render(event);
       if (bytes) this.host.batcher.write(this.socket, bytes);
     }
     this.pending = undefined;
+    this.pendingReplays = 0;
   };
 
   private reply(frame: ServerFrame): void {
@@ -315,7 +329,7 @@ export class NdjsonConnection extends Connection<NdjsonInput> {
     const members = room.memberNames(WELCOME_MAX_MEMBERS, this.name);
     const memberCount = room.memberCount + (resuming ? 0 : 1);
     this.reply({ type: 'welcome', you: this.name, room: room.name, members, memberCount, resume: secret, seq: room.latestSeq, firstSeq: room.firstSeq, protocol: PROTOCOL_VERSION });
-    this.queueReplay(room.replay(hello.lastSeq, this.host.limits.replayEvents), (event) => room.v1Rendering(event));
+    this.queueReplay(room.replayCursor(hello.lastSeq, this.host.limits.replayEvents), (event) => room.v1Rendering(event));
     if (resuming) {
       // The same client came back before its old connection was noticed dead: a resume, not a new arrival.
       room.replaceMember(holder, this);

@@ -344,6 +344,24 @@ export class Room {
     return low;
   }
 
+  /**
+   * The events `replay` would give, read one at a time as a replay is
+   * written: nothing is copied (a returning client may be owed thousands of
+   * events), events forgotten meanwhile are skipped, and it ends at the
+   * event committed last when it was made (later ones are delivered live).
+   */
+  replayCursor(afterSeq: number | undefined, count: number): () => EncodedEvent | undefined {
+    const endSeq = this.committedSeq;
+    let seq = afterSeq ?? (count > 0 && this.history.length > 0 ? this.history[Math.max(0, this.history.length - count)].seq - 1 : endSeq);
+    return () => {
+      if (seq >= endSeq) return undefined;
+      const held = this.history[this.indexAfter(seq)];
+      if (!held || held.seq > endSeq) return undefined;
+      seq = held.seq;
+      return held;
+    };
+  }
+
   /** Committed events after `afterSeq`, or the newest `count` when no position is given. */
   replay(afterSeq: number | undefined, count: number): EncodedEvent[] {
     if (afterSeq === undefined) return count > 0 ? this.history.slice(-count) : [];

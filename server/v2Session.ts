@@ -314,7 +314,7 @@ export class V2Session implements SeatHolder {
     // A new room is this identity's before its state is shown: the creator sees itself as the owner.
     const claimed = this.host.claimRoom(room, this.identity.id);
     this.send(this.roomState(room, frame.id));
-    this.connection.queueReplay(room.replay(frame.lastSeq, this.host.limits.replayEvents), (event) => room.v2Rendering(event));
+    this.connection.queueReplay(room.replayCursor(frame.lastSeq, this.host.limits.replayEvents), (event) => room.v2Rendering(event));
     return Promise.all([claimed, this.host.directory.subscribe(this.identity.id, key)]).then(
       () => this.ack(frame.id),
       (error: unknown) => {

@@ -103,3 +103,30 @@ describe('protocol v2: limits and refusals', function () {
     assert.equal(alice.frames.filter((frame) => frame.type === 'error' && frame.code === 'rate_limited').length, 1);
   });
 });
+
+describe('protocol v2: a client that asks for replays it does not read', function () {
+  this.timeout(60_000);
+
+  it('is cut off as a slow reader instead of having the server hold replay after replay for it', async () => {
+    const server = await ServerProcess.start({ memory: true, args: ['--rate-burst', '5000', '--rate-per-second', '5000', '--retain-events', '5000'] });
+    const writer = await V2Client.hello(server.port, 'writer');
+    const hoarder = await V2Client.hello(server.port, 'hoarder');
+    try {
+      await writer.join('deep');
+      const text = 'y'.repeat(500);
+      for (let index = 0; index < 2000; index++) writer.send({ type: 'say', id: `w${index}`, room: 'deep', text });
+      await writer.seen((frame) => frame.type === 'ack' && frame.id === 'w1999', 30_000);
+      hoarder.socket.pause();
+      for (let index = 0; index < 400; index++) hoarder.send({ type: 'join', id: `again${index}`, room: 'deep', lastSeq: 0 });
+      const deadline = Date.now() + 20_000;
+      while (!/is not reading/.test(server.log) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.match(server.log, /hoarder|is not reading/);
+      assert.match(server.log, /is not reading/, 'the hoarder was cut off');
+      await writer.say('deep', 'the others are served as before');
+    } finally {
+      writer.close();
+      hoarder.close();
+      await server.dispose();
+    }
+  });
+});
