@@ -79,6 +79,7 @@ export class ChatServer extends Disposable implements V2Host {
   private readonly connections = new Set<Connection>();
   private readonly rooms: RoomRegistry;
   private readonly newConnections: PerAddressRate;
+  private readonly newNames: PerAddressRate;
   private readonly listeners: Server[] = [];
   private shuttingDown: Promise<void> | undefined;
 
@@ -96,6 +97,7 @@ export class ChatServer extends Disposable implements V2Host {
       exemptLoopback: options.lockoutLoopback !== true,
     });
     this.newConnections = new PerAddressRate(this.limits.newConnectionsPerMinute, options.limitLoopback !== true);
+    this.newNames = new PerAddressRate(this.limitsV2.newNamesPerMinute, options.limitLoopback !== true);
     this.rooms = this.register(
       new RoomRegistry({
         folder: options.dataFolder,
@@ -254,6 +256,10 @@ export class ChatServer extends Disposable implements V2Host {
       this.logger.error(`room ${room.name}: could not store its directory entry: ${String(error)}`);
       throw error;
     });
+  }
+
+  mayClaimName(address: string | undefined): boolean {
+    return this.newNames.tryTake(address);
   }
 
   sessionsOf(identityId: string): ReadonlySet<V2Session> {

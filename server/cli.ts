@@ -50,6 +50,8 @@ const LIMIT_V2_FLAGS: Record<string, [keyof LimitsV2, string, number]> = {
   'search-scan-events': ['searchScanEvents', 'retained events one search request scans before it answers with a cursor', 1],
   'searches-per-minute': ['searchesPerMinute', 'searches one connection may start a minute (0: none)', 0],
   'identity-ttl-days': ['identityTtlDays', 'a name whose key was not used for this long is free again', 1],
+  'new-names-per-minute': ['newNamesPerMinute', 'new names one address may claim a minute (0: no limit; loopback exempt)', 0],
+  'new-dms-per-minute': ['newDmsPerMinute', 'new DMs one connection may make a minute (0: no limit)', 0],
 };
 
 function flagLines<K extends string>(flags: Record<string, [K, string, ...unknown[]]>, defaults: Readonly<Record<K, number>>): string {

@@ -65,6 +65,8 @@ export interface V2Host extends ConnectionHost {
   removeSession(session: V2Session): void;
   /** A v1 or classic member somewhere on the server whose name is `name` or looks like it. */
   guestNamed(name: string): boolean;
+  /** Takes one of the new names this address may claim a minute; false when it has had its share. */
+  mayClaimName(address: string | undefined): boolean;
   /** A loaded room, without loading it. */
   loadedRoom(key: string): Room | undefined;
   /** Loads a room to read it (for unread counts) without joining it; undefined when it cannot be loaded now. */
@@ -88,10 +90,16 @@ interface Membership {
 const PAGE_ENVELOPE_BYTES = 1024;
 const MEMBER_PAGE_NAMES = 500;
 const ROOM_PAGE_ROOMS = 100;
+const CONVERSATION_PAGE = 100;
+
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
 
 export class V2Session implements SeatHolder {
   private readonly memberships = new Map<string, Membership>();
   private readonly searches: TokenBucket;
+  private readonly newDms: TokenBucket | undefined;
   private readonly actor: Actor;
 
   private constructor(
@@ -102,6 +110,8 @@ export class V2Session implements SeatHolder {
   ) {
     const perMinute = host.limitsV2.searchesPerMinute;
     this.searches = new TokenBucket(Math.max(1, perMinute), perMinute / 60);
+    const dmsPerMinute = host.limitsV2.newDmsPerMinute;
+    this.newDms = dmsPerMinute > 0 ? new TokenBucket(dmsPerMinute, dmsPerMinute / 60) : undefined;
     this.actor = { identityId: identity.id, name: identity.name };
   }
 
@@ -145,6 +155,9 @@ export class V2Session implements SeatHolder {
       if (host.guestNamed(hello.name)) {
         // Someone without an identity (v1 or classic) is using the name right now: it is theirs while they are here.
         return refuse(connection, 'name_taken', `Someone is using the name "${hello.name}" right now; choose another, or try again once they have left.`, true);
+      }
+      if (!host.mayClaimName(address)) {
+        return refuse(connection, 'rate_limited', `This address has claimed ${host.limitsV2.newNamesPerMinute} new names within a minute, the most it may; try again in a little while.`, true);
       }
       const claimed = await directory.claim(hello.name);
       if (!claimed) return refuse(connection, 'name_reserved', `The name "${hello.name}" was claimed a moment ago by someone else; choose another.`);
@@ -209,7 +222,7 @@ export class V2Session implements SeatHolder {
       case 'listRooms':
         return this.listRooms(frame);
       case 'conversations':
-        return this.conversations(frame.id);
+        return this.conversations(frame.id, frame.after);
       case 'listMembers':
         return this.listMembers(frame);
       case 'history':
@@ -501,16 +514,27 @@ export class V2Session implements SeatHolder {
   }
 
   /**
-   * Every conversation of the identity with its unread and mention counts.
-   * A room not loaded is read only when it may hold something unread; one
-   * that cannot be loaded now is listed without counts.
+   * The identity's conversations with their unread and mention counts, by
+   * name, a page at a time (at most CONVERSATION_PAGE and 64 KiB). A room
+   * not loaded is read only when it may hold something unread; one that
+   * cannot be loaded now is listed without counts.
    */
-  private async conversations(id: string): Promise<void> {
+  private async conversations(id: string, after: string | undefined): Promise<void> {
     const { directory } = this.host;
+    const all = directory
+      .conversations(this.identity.id)
+      .map((conversation) => ({ ...conversation, meta: directory.roomMeta(conversation.room) }))
+      .filter((conversation): conversation is typeof conversation & { meta: RoomMeta } => conversation.meta !== undefined)
+      .sort((a, b) => compareNames(a.meta.name, b.meta.name));
+    const start = after === undefined ? 0 : all.findIndex((conversation) => compareNames(conversation.meta.name, after) > 0);
     const list: ConversationSummary[] = [];
-    for (const { room: key, lastRead } of directory.conversations(this.identity.id)) {
-      const meta = directory.roomMeta(key);
-      if (!meta) continue;
+    let bytes = 0;
+    let next: string | undefined;
+    for (const { room: key, lastRead, meta } of start === -1 ? [] : all.slice(start)) {
+      if (list.length >= CONVERSATION_PAGE) {
+        next = list[list.length - 1].room;
+        break;
+      }
       const summary: ConversationSummary = { room: meta.name, kind: meta.kind, topic: meta.topic, lastRead };
       if (meta.kind === 'dm') summary.participants = this.namesOf(meta.participantIds ?? []);
       let room = this.host.loadedRoom(key);
@@ -521,17 +545,15 @@ export class V2Session implements SeatHolder {
         room ??= await this.host.readRoom(meta.name);
         if (room) Object.assign(summary, { seq: room.latestSeq }, room.unreadAfter(lastRead, this.identity.id, this.identity.name));
       }
+      const size = Buffer.byteLength(JSON.stringify(summary), 'utf8') + 1;
+      if (bytes + size > MAX_SERVER_FRAME_BYTES - PAGE_ENVELOPE_BYTES) {
+        next = list[list.length - 1]?.room;
+        break;
+      }
+      bytes += size;
       list.push(summary);
     }
-    list.sort((a, b) => (a.room < b.room ? -1 : a.room > b.room ? 1 : 0));
-    this.sendPaged({ type: 'conversationList', id, conversations: list }, id);
-  }
-
-  /** Sends an answer, or, should it not fit a server frame, an error saying so (it never does at the default limits). */
-  private sendPaged(frame: ServerFrameV2, id: string): void {
-    const bytes = encodeFrame(frame);
-    if (bytes.length - 1 > MAX_SERVER_FRAME_BYTES) return this.fail('too_long', 'The answer would not fit in one frame.', id);
-    this.connection.out(bytes);
+    this.send(next === undefined ? { type: 'conversationList', id, conversations: list } : { type: 'conversationList', id, conversations: list, next });
   }
 
   private listMembers(frame: ListMembersFrame): void {
@@ -578,7 +600,12 @@ export class V2Session implements SeatHolder {
     }
     if (others.size === 0) return this.fail('bad_frame', 'A direct-message conversation needs someone besides you.', frame.id);
     if (others.size + 1 > limitsV2.maxDmParticipants) return this.fail('bad_frame', `A direct-message conversation has at most ${limitsV2.maxDmParticipants} people, you included.`, frame.id);
-    const meta = await this.host.openDm([this.identity.id, ...others.keys()]);
+    const participants = [this.identity.id, ...others.keys()];
+    // Opening a DM that exists is free; making one takes from the connection's share.
+    if (!directory.findDm(participants) && this.newDms && !this.newDms.tryTake()) {
+      return this.fail('rate_limited', `At most ${limitsV2.newDmsPerMinute} new direct-message conversations a minute; try again in a moment.`, frame.id);
+    }
+    const meta = await this.host.openDm(participants);
     this.send({ type: 'dmOpened', id: frame.id, room: meta.name, participants: this.namesOf(meta.participantIds ?? []) });
   }
 

@@ -59,6 +59,10 @@ export interface LimitsV2 {
   searchesPerMinute: number;
   /** A name unused for this long is free for anyone again. */
   identityTtlDays: number;
+  /** New names one address may claim in a minute (0: no limit; loopback is exempt); past it the hello is `rate_limited`. */
+  newNamesPerMinute: number;
+  /** New DMs one connection may make in a minute (0: no limit); past it `openDm` is `rate_limited` (opening one that exists is free). */
+  newDmsPerMinute: number;
 }
 
 export const DEFAULT_LIMITS_V2: Readonly<LimitsV2> = Object.freeze({
@@ -70,6 +74,8 @@ export const DEFAULT_LIMITS_V2: Readonly<LimitsV2> = Object.freeze({
   searchScanEvents: 10_000,
   searchesPerMinute: 30,
   identityTtlDays: 30,
+  newNamesPerMinute: 10,
+  newDmsPerMinute: 10,
 });
 
 /** Errors v2 adds to v1's codes. */
@@ -221,10 +227,12 @@ export interface ListRoomsFrame {
   after?: string;
 }
 
-/** Your conversations (rooms you joined and have not parted, and your DMs) with unread counts. */
+/** Your conversations (rooms you joined and have not parted, and your DMs) with unread counts, a page at a time by name. */
 export interface ConversationsFrame {
   type: 'conversations';
   id: string;
+  /** The `next` cursor of the previous page. */
+  after?: string;
 }
 
 /** Members of a joined room, a page at a time (for completion in big rooms). */
@@ -510,6 +518,8 @@ export interface ConversationListFrame {
   type: 'conversationList';
   id: string;
   conversations: ConversationSummary[];
+  /** Pass as `after` for the next page; absent on the last. */
+  next?: string;
 }
 
 export interface MemberListFrame {

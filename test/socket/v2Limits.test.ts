@@ -130,3 +130,61 @@ describe('protocol v2: a client that asks for replays it does not read', functio
     }
   });
 });
+
+describe('protocol v2: what one address, connection or identity may pile up', function () {
+  this.timeout(60_000);
+  const closers: { close(): void }[] = [];
+  let server: ServerProcess | undefined;
+  afterEach(async () => {
+    for (const client of closers.splice(0)) client.close();
+    await server?.dispose();
+  });
+
+  it('lets one address claim at most --new-names-per-minute new names (its kept names come back freely)', async () => {
+    server = await ServerProcess.start({ memory: true, args: ['--new-names-per-minute', '3', '--limit-loopback', '--new-connections-per-minute', '0'] });
+    const keys: string[] = [];
+    for (let index = 0; index < 3; index++) {
+      const client = await V2Client.hello(server.port, `name${index}`);
+      closers.push(client);
+      keys.push(client.welcome!.key as string);
+    }
+    const refused = await V2Client.connect(server.port);
+    closers.push(refused);
+    refused.sendHello('name3');
+    const error = await refused.next((frame) => frame.type === 'error');
+    assert.equal(error.code, 'rate_limited');
+    await refused.waitForClose();
+    closers.push(await V2Client.hello(server.port, 'name0', { key: keys[0] }));
+  });
+
+  it('lets one connection make at most --new-dms-per-minute DMs; opening one that exists is free', async () => {
+    server = await ServerProcess.start({ memory: true, args: ['--new-dms-per-minute', '2', '--rate-burst', '1000', '--rate-per-second', '1000'] });
+    const names = ['b1', 'b2', 'b3'];
+    for (const name of names) closers.push(await V2Client.hello(server.port, name));
+    const alice = await V2Client.hello(server.port, 'alice');
+    closers.push(alice);
+    const first = await alice.ok({ type: 'openDm', with: ['b1'] });
+    await alice.ok({ type: 'openDm', with: ['b2'] });
+    assert.equal(await alice.refused({ type: 'openDm', with: ['b3'] }), 'rate_limited');
+    assert.equal((await alice.ok({ type: 'openDm', with: ['b1'] })).room, first.room);
+  });
+
+  it('pages a conversation list that would not fit one frame', async () => {
+    server = await ServerProcess.start({ memory: true, args: ['--max-rooms-per-connection', '1000', '--rate-burst', '5000', '--rate-per-second', '5000'] });
+    const alice = await V2Client.hello(server.port, 'alice');
+    closers.push(alice);
+    const rooms = Array.from({ length: 600 }, (_, index) => `a-rather-long-room-name-to-fill-the-list-${String(index).padStart(4, '0')}`);
+    for (const room of rooms) alice.send({ type: 'join', id: `j-${room}`, room });
+    await alice.seen((frame) => frame.type === 'ack' && frame.id === `j-${rooms[rooms.length - 1]}`, 30_000);
+    const listed: string[] = [];
+    let after: string | undefined;
+    for (let page = 0; page < 20; page++) {
+      const answer = await alice.ok(after === undefined ? { type: 'conversations' } : { type: 'conversations', after });
+      assert.ok(Buffer.byteLength(JSON.stringify(answer)) < 64 * 1024);
+      listed.push(...(answer.conversations as { room: string }[]).map((conversation) => conversation.room));
+      after = answer.next as string | undefined;
+      if (after === undefined) break;
+    }
+    assert.deepEqual(listed, rooms);
+  });
+});
