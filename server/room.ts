@@ -390,7 +390,8 @@ export class Room {
     let index = this.indexAfter(before - 1) - 1;
     for (; index >= 0 && events.length < limit; index--) {
       const rendered = this.v2Rendering(this.history[index]);
-      if (!rendered) continue;
+      // An event that could never fit a page is left out, so paging never stalls on it.
+      if (!rendered || rendered.length > maxBytes) continue;
       if (bytes + rendered.length > maxBytes) break;
       bytes += rendered.length;
       events.push(rendered);
@@ -415,6 +416,7 @@ export class Room {
       const current = held.state?.text ?? held.event.text;
       if (!current.toLowerCase().includes(needle)) continue;
       const rendered = currentMessageWire(held);
+      if (rendered.length > maxBytes) continue;
       if (bytes + rendered.length > maxBytes) return { hits, next: held.seq + 1 };
       bytes += rendered.length;
       hits.push(rendered);

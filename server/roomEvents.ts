@@ -23,7 +23,7 @@
  */
 import { encodeFrame } from '../shared/framing';
 import type { LeaveReason, RoomEvent } from '../shared/protocol';
-import { type MessageV2Event, REACTION_NAMES_SHOWN, type Reaction, type RoomEventV2 } from '../shared/protocolV2';
+import { type MessageV2Event, REACTION_NAMES_MAX_BYTES, REACTION_NAMES_SHOWN, type Reaction, type RoomEventV2 } from '../shared/protocolV2';
 
 /** A reaction added or taken back, as stored. Members get a `reactions` event rendered from the message's state after it. */
 export interface ReactOperation {
@@ -95,12 +95,16 @@ export class MessageState {
     this.v1 = undefined;
   }
 
+  /** The reactions as members see them: every emoji with its count, and the first names (REACTION_NAMES_SHOWN each, REACTION_NAMES_MAX_BYTES in all). */
   reactionList(): Reaction[] {
     const list: Reaction[] = [];
+    let budget = REACTION_NAMES_MAX_BYTES;
     for (const [emoji, people] of this.reactions ?? []) {
       const names: string[] = [];
       for (const name of people.values()) {
-        if (names.length >= REACTION_NAMES_SHOWN) break;
+        const size = Buffer.byteLength(name, 'utf8') + 3;
+        if (names.length >= REACTION_NAMES_SHOWN || size > budget) break;
+        budget -= size;
         names.push(name);
       }
       list.push({ emoji, count: people.size, names });

@@ -45,6 +45,7 @@ import {
   type ListMembersFrame,
   type ListRoomsFrame,
   type PartFrame,
+  type RoomSummary,
   type TypingFrame,
 } from '../shared/protocolV2';
 import type { ConnectionHost } from './connection';
@@ -506,10 +507,18 @@ export class V2Session implements SeatHolder {
 
   // ------------------------------------------------------------ requests
 
+  /** Rooms by key, 100 a page and at most 64 KiB (a long name and topic take up to about 1.3 KiB). */
   private listRooms(frame: ListRoomsFrame): void {
     const page = this.host.directory.listRooms(frame.after === undefined ? undefined : roomKey(frame.after), ROOM_PAGE_ROOMS + 1);
-    const more = page.length > ROOM_PAGE_ROOMS;
-    const rooms = page.slice(0, ROOM_PAGE_ROOMS).map((meta) => ({ room: meta.name, topic: meta.topic, memberCount: this.host.loadedRoom(meta.room)?.memberCount ?? 0 }));
+    const rooms: RoomSummary[] = [];
+    let bytes = 0;
+    for (const meta of page) {
+      const summary = { room: meta.name, topic: meta.topic, memberCount: this.host.loadedRoom(meta.room)?.memberCount ?? 0 };
+      bytes += Buffer.byteLength(JSON.stringify(summary), 'utf8') + 1;
+      if (rooms.length >= ROOM_PAGE_ROOMS || bytes > MAX_SERVER_FRAME_BYTES - PAGE_ENVELOPE_BYTES) break;
+      rooms.push(summary);
+    }
+    const more = rooms.length < page.length;
     this.send(more ? { type: 'roomList', id: frame.id, rooms, next: rooms[rooms.length - 1].room } : { type: 'roomList', id: frame.id, rooms });
   }
 

@@ -40,6 +40,11 @@ export const SEARCH_MAX_CHARS = 128;
 export const IDENTITY_KEY_MAX_CHARS = 128;
 /** Names a reaction list shows per emoji; `count` gives the total. */
 export const REACTION_NAMES_SHOWN = 20;
+/**
+ * UTF-8 bytes of names one message's reaction list shows in all: with the
+ * longest text, a message with every reaction still fits a server frame.
+ */
+export const REACTION_NAMES_MAX_BYTES = 8 * 1024;
 
 /** Limits of v2 beside those in `Limits`; each has a server flag. The welcome tells a client the values in force. */
 export interface LimitsV2 {

@@ -188,3 +188,72 @@ describe('protocol v2: what one address, connection or identity may pile up', fu
     assert.deepEqual(listed, rooms);
   });
 });
+
+describe('protocol v2: answers that must stay under the server frame limit', function () {
+  this.timeout(90_000);
+  const closers: { close(): void }[] = [];
+  let server: ServerProcess | undefined;
+  afterEach(async () => {
+    for (const client of closers.splice(0)) client.close();
+    await server?.dispose();
+  });
+  const FAST = ['--rate-burst', '5000', '--rate-per-second', '5000', '--new-names-per-minute', '0'];
+  const under = (frame: unknown, what: string) => {
+    const bytes = Buffer.byteLength(JSON.stringify(frame));
+    assert.ok(bytes <= 64 * 1024, `${what}: ${bytes} bytes`);
+  };
+
+  it('keeps a message with the longest escaped text and every reaction of long-named people under 64 KiB, in replays, history and search', async () => {
+    server = await ServerProcess.start({ memory: true, args: [...FAST, '--max-frame-bytes', '65536'] });
+    const writer = await V2Client.hello(server.port, 'writer');
+    closers.push(writer);
+    await writer.join('room');
+    const seq = await writer.say('room', 'find ' + '\u0001'.repeat(4090));
+    const emoji = ['😀', '😁', '😂', '🤣', '😃', '😄', '😅', '😆', '😉', '😊', '😋', '😎', '😍', '😘', '🥰', '😗', '😙', '🥲', '😚', '🙂'];
+    for (let person = 0; person < 20; person++) {
+      const name = '🐙'.repeat(31) + emoji[person];
+      const client = await V2Client.hello(server.port, name);
+      closers.push(client);
+      await client.join('room');
+      for (const [index, reaction] of emoji.entries()) client.send({ type: 'react', id: `r${index}`, room: 'room', target: seq, emoji: reaction, add: true });
+      await client.seen((frame) => frame.type === 'ack' && frame.id === 'r19', 20_000);
+    }
+    const reader = await V2Client.hello(server.port, 'reader');
+    closers.push(reader);
+    await reader.join('room', 0);
+    const replayed = reader.frames.find((frame) => frame.type === 'message' && frame.seq === seq);
+    assert.ok(replayed, 'the message is replayed');
+    for (const frame of reader.frames) under(frame, `replayed ${frame.type}`);
+    const page = await reader.ok({ type: 'history', room: 'room', before: seq + 1 });
+    under(page, 'the history page');
+    assert.ok((page.events as { seq: number }[]).some((event) => event.seq === seq), 'the page holds the message');
+    const hits = await reader.ok({ type: 'search', room: 'room', text: 'find' });
+    under(hits, 'the search results');
+    assert.equal((hits.hits as unknown[]).length, 1);
+  });
+
+  it('keeps a room list of rooms with the longest names and topics under 64 KiB', async () => {
+    server = await ServerProcess.start({ memory: true, args: FAST });
+    const owner = await V2Client.hello(server.port, 'owner');
+    closers.push(owner);
+    const topic = '𝄞'.repeat(256);
+    const rooms: string[] = [];
+    for (let index = 0; index < 120; index++) {
+      const room = '𝄞'.repeat(60) + String(index).padStart(4, '0');
+      rooms.push(room);
+      await owner.join(room);
+      await owner.ok({ type: 'topic', room, text: topic });
+      await owner.ok({ type: 'part', room });
+    }
+    const listed: string[] = [];
+    let after: string | undefined;
+    for (let page = 0; page < 10; page++) {
+      const answer = await owner.ok(after === undefined ? { type: 'listRooms' } : { type: 'listRooms', after });
+      under(answer, 'a room list');
+      listed.push(...(answer.rooms as { room: string }[]).map((entry) => entry.room));
+      after = answer.next as string | undefined;
+      if (after === undefined) break;
+    }
+    assert.deepEqual(listed, rooms);
+  });
+});
