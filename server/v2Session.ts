@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { encodeFrame, parseClientObjectV2, validateClientFrameV2 } from '../shared/framing';
 import { nameProblem, roomKey, roomProblem } from '../shared/names';
-import { ID_MAX_CHARS, CLIENT_ID_MAX_CHARS, MAX_SERVER_FRAME_BYTES, WELCOME_MAX_MEMBERS, type LeaveReason } from '../shared/protocol';
+import { ID_MAX_CHARS, CLIENT_ID_MAX_CHARS, MAX_SERVER_FRAME_BYTES, NAME_MAX_CHARS, WELCOME_MAX_MEMBERS, type LeaveReason } from '../shared/protocol';
 import {
   type ClientFrameV2,
   type ConversationSummary,
@@ -443,7 +443,7 @@ export class V2Session implements SeatHolder {
     if (!membership) return;
     const { room } = membership;
     const named = { clientId: this.clientId, id: frame.id };
-    const next = this.host.directory.identityNamed(frame.name);
+    const next = plausibleName(frame.name) ? this.host.directory.identityNamed(frame.name) : undefined;
     const earlier = room.duplicateOf(named);
     if (!next && !earlier) return this.fail('not_found', `Nobody keeps the name "${frame.name}" with a key; only such a person can own a room.`, frame.id, room.name);
     const outcome = earlier ?? room.setOwner(this.actor, { identityId: (next as Identity).id, name: (next as Identity).name }, named);
@@ -461,6 +461,7 @@ export class V2Session implements SeatHolder {
     if (!membership) return;
     const { room } = membership;
     const named = { clientId: this.clientId, id: frame.id };
+    if (!plausibleName(frame.name)) return this.fail('not_found', `Nobody with such a name is in ${room.name}.`, frame.id, room.name);
     const kicked = room.memberNamed(frame.name);
     const kickedId = kicked && 'identityId' in kicked ? (kicked as IdentitySeat).identityId : undefined;
     this.connection.oweAnswer(
@@ -483,7 +484,7 @@ export class V2Session implements SeatHolder {
   }
 
   /** Moves the read marker forward, stores it, and tells the identity's other connections. */
-  private read(frame: ReadFrame): void {
+  private async read(frame: ReadFrame): Promise<void> {
     const key = roomKey(frame.room.normalize('NFC'));
     const membership = this.memberships.get(key);
     const { directory } = this.host;
@@ -492,10 +493,11 @@ export class V2Session implements SeatHolder {
       return this.fail('not_joined', `${frame.room} is not one of your conversations.`, frame.id, frame.room);
     }
     if (frame.seq < 0) return this.fail('bad_frame', 'A read marker is a seq, 0 or more.', frame.id, frame.room);
-    const room = membership?.room ?? this.host.loadedRoom(key);
-    // A marker past the room's latest event would hide messages not yet written.
-    const seq = room ? Math.min(frame.seq, room.latestSeq) : frame.seq;
-    const roomName = room?.name ?? directory.roomMeta(key)?.name ?? frame.room;
+    // A marker past the room's latest event would hide messages not yet written: the room is read to know where it ends.
+    const room = membership?.room ?? this.host.loadedRoom(key) ?? (await this.host.readRoom(directory.roomMeta(key)?.name ?? frame.room));
+    if (!room) return this.fail('room_unavailable', `${frame.room} cannot be opened right now; try again later.`, frame.id, frame.room);
+    const seq = Math.min(frame.seq, room.latestSeq);
+    const roomName = room.name;
     this.connection.oweAnswer(
       directory.markRead(this.identity.id, key, seq).then((stored) => {
         const moved = encodeFrame({ type: 'readMarker', room: roomName, seq: stored });
@@ -603,7 +605,7 @@ export class V2Session implements SeatHolder {
     const { directory, limitsV2 } = this.host;
     const others = new Map<string, string>();
     for (const name of frame.with) {
-      const identity = directory.identityNamed(name);
+      const identity = plausibleName(name) ? directory.identityNamed(name) : undefined;
       if (!identity) return this.fail('not_found', `Nobody keeps the name "${name.slice(0, 64)}" with a key; direct messages are between such people.`, frame.id);
       if (identity.id !== this.identity.id) others.set(identity.id, identity.name);
     }
@@ -663,6 +665,11 @@ export class V2Session implements SeatHolder {
     this.host.removeSession(this);
     this.host.directory.touch(this.identity.id).catch((error: unknown) => this.host.logger.warn(`directory: could not renew ${this.identity.name}: ${String(error)}`));
   }
+}
+
+/** Whether a string could be someone's name at all; longer ones are not compared (that takes time in proportion to their length). */
+function plausibleName(name: string): boolean {
+  return name.length <= NAME_MAX_CHARS * 2;
 }
 
 function refuse(connection: NdjsonConnection, code: ErrorCodeV2, message: string, close?: boolean): undefined {

@@ -107,6 +107,24 @@ describe('protocol v2: conversations, read markers, DMs and search', function ()
       const withoutSeq = (list: Summary[]) => list.map((summary) => ({ ...summary, seq: undefined }));
       assert.deepEqual(withoutSeq(await conversations(again)), withoutSeq(before));
     });
+    it('takes a marker past the end as the end, also for a room nobody is in just now', async () => {
+      const dataDir = tempDir();
+      const server = await start({ dataDir, args: [...FAST, '--room-idle-ms', '100'] });
+      const alice = await v2(server.port, 'alice');
+      await alice.join('quiet');
+      await alice.say('quiet', 'hello');
+      const key = alice.welcome!.key as string;
+      alice.close();
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      const back = await v2(server.port, 'alice', { key });
+      await back.ok({ type: 'read', room: 'quiet', seq: 1_000_000_000_000 });
+      const bob = await v2(server.port, 'bob');
+      await bob.join('quiet');
+      await bob.say('quiet', 'something new');
+      const [summary] = await conversations(back);
+      assert.ok(summary.lastRead < (summary.seq as number), `the marker (${summary.lastRead}) stays below what came later (${summary.seq})`);
+      assert.equal(summary.unread, 1);
+    });
   });
 
   describe('direct messages', () => {
