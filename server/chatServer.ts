@@ -73,7 +73,8 @@ export class ChatServer extends Disposable implements V2Host {
   readonly batcher: WriteBatcher;
   readonly accessGate: AccessGate;
   private openedDirectory: Directory | undefined;
-  private readonly sessions = new Map<string, Set<V2Session>>();
+  /** Identity id → its v2 sessions: the session itself while it is the only one (the usual case), a set beyond. */
+  private readonly sessions = new Map<string, V2Session | Set<V2Session>>();
   /** DMs being made, by participant set: two who open the same DM at once get one. */
   private readonly dmsBeingMade = new Map<string, Promise<RoomMeta>>();
   private readonly connections = new Set<Connection>();
@@ -262,20 +263,24 @@ export class ChatServer extends Disposable implements V2Host {
     return this.newNames.tryTake(address);
   }
 
-  sessionsOf(identityId: string): ReadonlySet<V2Session> {
-    return this.sessions.get(identityId) ?? NO_SESSIONS;
+  sessionsOf(identityId: string): ReadonlySet<V2Session> | readonly V2Session[] {
+    const sessions = this.sessions.get(identityId);
+    return sessions === undefined ? NO_SESSIONS : sessions instanceof Set ? sessions : [sessions];
   }
 
   addSession(session: V2Session): void {
-    let sessions = this.sessions.get(session.identity.id);
-    if (!sessions) this.sessions.set(session.identity.id, (sessions = new Set()));
-    sessions.add(session);
+    const id = session.identity.id;
+    const sessions = this.sessions.get(id);
+    if (sessions === undefined) this.sessions.set(id, session);
+    else if (sessions instanceof Set) sessions.add(session);
+    else this.sessions.set(id, new Set([sessions, session]));
   }
 
   removeSession(session: V2Session): void {
-    const sessions = this.sessions.get(session.identity.id);
-    if (!sessions?.delete(session)) return;
-    if (sessions.size === 0) this.sessions.delete(session.identity.id);
+    const id = session.identity.id;
+    const sessions = this.sessions.get(id);
+    if (sessions === session) this.sessions.delete(id);
+    else if (sessions instanceof Set && sessions.delete(session) && sessions.size === 1) this.sessions.set(id, [...sessions][0]);
   }
 
   guestNamed(name: string): boolean {
@@ -379,7 +384,7 @@ export class ChatServer extends Disposable implements V2Host {
   }
 }
 
-const NO_SESSIONS: ReadonlySet<V2Session> = new Set();
+const NO_SESSIONS: readonly V2Session[] = [];
 
 /**
  * Turns a connection away with a last line. No Connection owns such a socket,

@@ -141,7 +141,13 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
   protected owe(work: Promise<unknown>): void {
     const owed = (this.owed ??= new Set());
     owed.add(work);
-    void work.finally(() => owed.delete(work)).catch((error: unknown) => this.failUnexpectedly(error));
+    void work
+      .finally(() => {
+        owed.delete(work);
+        // An idle connection keeps no empty set.
+        if (owed.size === 0 && this.owed === owed) this.owed = undefined;
+      })
+      .catch((error: unknown) => this.failUnexpectedly(error));
   }
 
   /** Resolves once every answer owed so far has been sent. */

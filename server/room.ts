@@ -65,7 +65,8 @@ export interface SeatHolder {
 
 /** An identity's one seat in a room, shared by all of its v2 connections there. */
 export class IdentitySeat implements RoomMember {
-  readonly holders = new Set<SeatHolder>();
+  /** Its connections in this room: one, usually, so a short array rather than a set. */
+  readonly holders: SeatHolder[] = [];
 
   constructor(
     readonly room: Room,
@@ -80,8 +81,7 @@ export class IdentitySeat implements RoomMember {
   }
 
   removed(departure: Departure): void {
-    for (const holder of [...this.holders]) holder.removedFrom(this.room, departure);
-    this.holders.clear();
+    for (const holder of this.holders.splice(0)) holder.removedFrom(this.room, departure);
   }
 }
 
@@ -452,10 +452,10 @@ export class Room {
     if (!seat) {
       seat = new IdentitySeat(this, identityId, name);
       (this.identitySeats ??= new Map()).set(identityId, seat);
-      seat.holders.add(holder);
+      seat.holders.push(holder);
       this.join(seat);
-    } else {
-      seat.holders.add(holder);
+    } else if (!seat.holders.includes(holder)) {
+      seat.holders.push(holder);
     }
     return seat;
   }
@@ -463,8 +463,10 @@ export class Room {
   /** A v2 connection leaves; the identity's seat goes (announced) when it was the last one there. */
   leaveIdentity(holder: SeatHolder, identityId: string, reason: LeaveReason): Promise<boolean> {
     const seat = this.identitySeats?.get(identityId);
-    if (!seat || !seat.holders.delete(holder)) return Promise.resolve(false);
-    if (seat.holders.size > 0) return Promise.resolve(false);
+    const index = seat ? seat.holders.indexOf(holder) : -1;
+    if (!seat || index === -1) return Promise.resolve(false);
+    seat.holders.splice(index, 1);
+    if (seat.holders.length > 0) return Promise.resolve(false);
     this.identitySeats?.delete(identityId);
     return this.leave(seat, reason);
   }

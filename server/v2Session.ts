@@ -61,7 +61,7 @@ import { seatNameProblem } from './seatNames';
 export interface V2Host extends ConnectionHost {
   readonly limitsV2: LimitsV2;
   /** Every v2 session of an identity, on this server. */
-  sessionsOf(identityId: string): ReadonlySet<V2Session>;
+  sessionsOf(identityId: string): Iterable<V2Session>;
   addSession(session: V2Session): void;
   removeSession(session: V2Session): void;
   /** A v1 or classic member somewhere on the server whose name is `name` or looks like it. */
@@ -99,8 +99,9 @@ function compareNames(a: string, b: string): number {
 
 export class V2Session implements SeatHolder {
   private readonly memberships = new Map<string, Membership>();
-  private readonly searches: TokenBucket;
-  private readonly newDms: TokenBucket | undefined;
+  /** Made on first use: most connections never search or open a DM. */
+  private searches: TokenBucket | undefined;
+  private newDms: TokenBucket | undefined;
   private readonly actor: Actor;
 
   private constructor(
@@ -109,10 +110,6 @@ export class V2Session implements SeatHolder {
     readonly identity: Identity,
     readonly clientId: string,
   ) {
-    const perMinute = host.limitsV2.searchesPerMinute;
-    this.searches = new TokenBucket(Math.max(1, perMinute), perMinute / 60);
-    const dmsPerMinute = host.limitsV2.newDmsPerMinute;
-    this.newDms = dmsPerMinute > 0 ? new TokenBucket(dmsPerMinute, dmsPerMinute / 60) : undefined;
     this.actor = { identityId: identity.id, name: identity.name };
   }
 
@@ -593,7 +590,9 @@ export class V2Session implements SeatHolder {
     const chars = [...frame.text].length;
     if (chars < SEARCH_MIN_CHARS || chars > SEARCH_MAX_CHARS) return this.fail('bad_frame', `A search is ${SEARCH_MIN_CHARS} to ${SEARCH_MAX_CHARS} characters.`, frame.id, room.name);
     if (frame.before !== undefined && frame.before < 1) return this.fail('bad_frame', '"before" is a seq, 1 or more.', frame.id, room.name);
-    if (this.host.limitsV2.searchesPerMinute === 0 || !this.searches.tryTake()) {
+    const perMinute = this.host.limitsV2.searchesPerMinute;
+    this.searches ??= new TokenBucket(Math.max(1, perMinute), perMinute / 60);
+    if (perMinute === 0 || !this.searches.tryTake()) {
       return this.fail('rate_limited', `At most ${this.host.limitsV2.searchesPerMinute} searches a minute; try again in a moment.`, frame.id, room.name);
     }
     const { searchScanEvents, searchPageHits } = this.host.limitsV2;
@@ -613,7 +612,8 @@ export class V2Session implements SeatHolder {
     if (others.size + 1 > limitsV2.maxDmParticipants) return this.fail('bad_frame', `A direct-message conversation has at most ${limitsV2.maxDmParticipants} people, you included.`, frame.id);
     const participants = [this.identity.id, ...others.keys()];
     // Opening a DM that exists is free; making one takes from the connection's share.
-    if (!directory.findDm(participants) && this.newDms && !this.newDms.tryTake()) {
+    const dmsPerMinute = limitsV2.newDmsPerMinute;
+    if (!directory.findDm(participants) && dmsPerMinute > 0 && !(this.newDms ??= new TokenBucket(dmsPerMinute, dmsPerMinute / 60)).tryTake()) {
       return this.fail('rate_limited', `At most ${limitsV2.newDmsPerMinute} new direct-message conversations a minute; try again in a moment.`, frame.id);
     }
     const meta = await this.host.openDm(participants);
