@@ -1,6 +1,6 @@
 /** The directory on its own, on real files: identities, read markers, rooms, DMs, restarts and compaction. */
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DIRECTORY_FILE, StoredDirectory } from '../../server/directory';
@@ -126,5 +126,50 @@ describe('directory', () => {
     assert.equal((await reopened.checkName('gina', gina.key)).kind, 'owner');
     assert.equal(statSync(join(dataDir, DIRECTORY_FILE)).mode & 0o777, 0o600);
     await reopened.close();
+  });
+
+  it('takes a look-alike of a kept name for that name, and holds a name while its claim is being stored', async () => {
+    const directory = await open();
+    const claiming = directory.claim('alice');
+    assert.equal(directory.isHeld('\u0430lice'), true, 'a claim under way holds the name and its look-alikes');
+    const alice = (await claiming)!;
+    for (const lookAlike of ['ALICE', '\u0430lice', 'AIice']) {
+      assert.equal(directory.identityNamed(lookAlike)?.id, alice.identity.id, lookAlike);
+      assert.equal(await directory.claim(lookAlike), undefined, lookAlike);
+    }
+    assert.equal((await directory.checkName('\u0430lice', alice.key)).kind, 'owner', 'the key proves the name however it is spelled');
+    assert.equal(directory.isHeld('bob'), false);
+    await directory.close();
+  });
+
+  it('lists rooms by key, never DMs, a page after a key', async () => {
+    const directory = await open();
+    for (const room of ['b', 'a', 'c']) await directory.putRoomMeta({ room, name: room.toUpperCase(), kind: 'room', topic: '' });
+    await directory.putRoomMeta({ room: 'dm:x', name: 'dm:x', kind: 'dm', topic: '', participantIds: ['1', '2'] });
+    assert.deepEqual(directory.listRooms(undefined, 10).map((meta) => meta.name), ['A', 'B', 'C']);
+    assert.deepEqual(directory.listRooms('a', 1).map((meta) => meta.name), ['B']);
+    await directory.putRoomMeta({ room: 'aa', name: 'AA', kind: 'room', topic: '' });
+    assert.deepEqual(directory.listRooms('a', 10).map((meta) => meta.name), ['AA', 'B', 'C'], 'a new room is listed at once');
+    await directory.close();
+  });
+
+  it('keeps everything in memory alone when it has no folder', async () => {
+    const directory = StoredDirectory.inMemory({ identityTtlMs: 30 * DAY, logger: silentLogger, now: () => clock });
+    const alice = (await directory.claim('alice'))!;
+    await directory.subscribe(alice.identity.id, 'lobby');
+    assert.equal(await directory.markRead(alice.identity.id, 'lobby', 4), 4);
+    assert.deepEqual(directory.conversations(alice.identity.id), [{ room: 'lobby', lastRead: 4 }]);
+    await directory.close();
+    assert.deepEqual(readdirSync(dataDir), [], 'nothing was written');
+  });
+
+  it('renews a reservation when an identity\'s connection ends, at most once an hour', async () => {
+    const directory = await open();
+    const erin = (await directory.claim('erin'))!;
+    clock += 29 * DAY;
+    await directory.touch(erin.identity.id);
+    clock += 29 * DAY;
+    assert.equal(directory.identityNamed('erin')?.id, erin.identity.id, 'still kept 58 days after the claim');
+    await directory.close();
   });
 });
