@@ -255,6 +255,8 @@ export class ChatServer extends Disposable implements V2Host {
     }
     return this.directory.putRoomMeta({ ...room.meta }).catch((error: unknown) => {
       this.logger.error(`room ${room.name}: could not store its directory entry: ${String(error)}`);
+      // The next member to enter tries again.
+      room.metaPending = pending;
       throw error;
     });
   }

@@ -195,7 +195,8 @@ export class ClassicConnection extends Connection<ClassicInput> {
     this.joined(room);
     this.send(line(`Welcome ${name}! If you ever want to quit, type ${CLASSIC_QUIT} to exit.`));
     room.join(this);
-    void this.host.claimRoom(room, undefined);
+    // Logged where it failed; the member is in the room either way.
+    this.host.claimRoom(room, undefined)?.catch(() => undefined);
     this.host.logger.info(`${this.peer} joined ${room.name} as ${name} (classic).`);
   }
 }

@@ -64,8 +64,11 @@ export interface Directory {
   checkName(name: string, key: string | undefined): Promise<NameVerdict>;
   /** Whether a live identity holds the name (or a look-alike), or a claim of it is under way. */
   isHeld(name: string): boolean;
-  /** Makes the name an identity's and returns its key (shown to the claimer once), or undefined when someone holds it. */
-  claim(name: string): Promise<{ identity: Identity; key: string } | undefined>;
+  /**
+   * Makes the name an identity's, with the key given (one the client made) or
+   * a new one, and returns the key; undefined when someone holds the name.
+   */
+  claim(name: string, key?: string): Promise<{ identity: Identity; key: string } | undefined>;
   /** Forgets an identity: its key stops working and its conversations and read markers go. */
   release(identityId: string): Promise<void>;
   /** Renews a reservation without a key (an identity's connection has just ended: it was in use until now). */
@@ -177,11 +180,11 @@ export class StoredDirectory implements Directory {
     return this.liveIdentity(name) !== undefined || seatKeys(name).some((key) => this.claimsInFlight.has(key));
   }
 
-  async claim(name: string): Promise<{ identity: Identity; key: string } | undefined> {
+  async claim(name: string, proposedKey?: string): Promise<{ identity: Identity; key: string } | undefined> {
     // One claim per name (and its look-alikes) at a time: two hellos racing for a free name must not both win it.
     const keys = seatKeys(name);
     const earlier = keys.map((key) => this.claimsInFlight.get(key)).filter((claim) => claim !== undefined);
-    const claim = Promise.all(earlier).then(() => this.claimNow(name));
+    const claim = Promise.all(earlier).then(() => this.claimNow(name, proposedKey));
     const settled = claim.then(
       () => undefined,
       () => undefined,
@@ -193,10 +196,10 @@ export class StoredDirectory implements Directory {
     return claim;
   }
 
-  private async claimNow(name: string): Promise<{ identity: Identity; key: string } | undefined> {
+  private async claimNow(name: string, proposedKey: string | undefined): Promise<{ identity: Identity; key: string } | undefined> {
     if (this.liveIdentity(name)) return undefined;
     for (const lapsed of this.identitiesWithKeysOf(name)) await this.store({ op: 'forget', id: lapsed.id });
-    const key = randomBytes(32).toString('base64url');
+    const key = proposedKey ?? randomBytes(32).toString('base64url');
     const now = this.now();
     const record: IdentityRecord = { id: randomUUID(), name, keyHash: digestOf(key), createdAt: now, lastUsedAt: now };
     await this.store({ op: 'identity', ...record });

@@ -337,7 +337,8 @@ export class NdjsonConnection extends Connection<NdjsonInput> {
       this.host.logger.info(`${this.peer} resumed as ${this.name} in ${room.name}.`);
     } else {
       room.join(this);
-      void this.host.claimRoom(room, undefined);
+      // Logged where it failed; the member is in the room either way, and the next one to enter tries again.
+      this.host.claimRoom(room, undefined)?.catch(() => undefined);
       this.host.logger.info(`${this.peer} joined ${room.name} as ${this.name}.`);
     }
   }

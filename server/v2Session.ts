@@ -24,6 +24,7 @@ import {
   type ErrorCodeV2,
   type HelloV2Frame,
   IDENTITY_KEY_MAX_CHARS,
+  IDENTITY_KEY_MIN_CHARS,
   type JoinFrame,
   type LimitsV2,
   type OpenDmFrame,
@@ -157,10 +158,12 @@ export class V2Session implements SeatHolder {
       if (!host.mayClaimName(address)) {
         return refuse(connection, 'rate_limited', `This address has claimed ${host.limitsV2.newNamesPerMinute} new names within a minute, the most it may; try again in a little while.`, true);
       }
-      const claimed = await directory.claim(hello.name);
+      // A key the client made is kept (so a welcome lost on the way costs nothing); otherwise the server makes one.
+      const proposed = key !== undefined && key.length >= IDENTITY_KEY_MIN_CHARS ? key : undefined;
+      const claimed = await directory.claim(hello.name, proposed);
       if (!claimed) return refuse(connection, 'name_reserved', `The name "${hello.name}" was claimed a moment ago by someone else; choose another.`);
       identity = claimed.identity;
-      issuedKey = claimed.key;
+      issuedKey = proposed === undefined ? claimed.key : undefined;
     }
     if (connection.stopping) return undefined;
     const session = new V2Session(connection, host, identity, hello.clientId);

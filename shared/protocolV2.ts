@@ -38,6 +38,8 @@ export const TOPIC_MAX_CHARS = 256;
 export const SEARCH_MIN_CHARS = 2;
 export const SEARCH_MAX_CHARS = 128;
 export const IDENTITY_KEY_MAX_CHARS = 128;
+/** A key a client proposes for a name nobody keeps must be at least this long (32 random bytes in base64url are 43). */
+export const IDENTITY_KEY_MIN_CHARS = 32;
 /** Names a reaction list shows per emoji; `count` gives the total. */
 export const REACTION_NAMES_SHOWN = 20;
 /**
@@ -130,7 +132,12 @@ export interface HelloV2Frame {
   /** Stable per installation; scopes ids for de-duplication. */
   clientId: string;
   token?: string;
-  /** The identity key the server issued for this name; absent the first time a name is used. */
+  /**
+   * The name's identity key. The first time a name is used it may be absent
+   * (the server makes one and sends it in the welcome) or a key the client
+   * made, at least IDENTITY_KEY_MIN_CHARS long (kept as it is: a welcome lost
+   * on the way costs nothing, since the client already holds the key).
+   */
   key?: string;
 }
 
@@ -339,7 +346,7 @@ export interface WelcomeV2Frame {
   type: 'welcome';
   protocol: 2;
   you: string;
-  /** Issued the first time a name is used (keep it secret; it is the name's only proof of ownership). */
+  /** Made by the server the first time a name is used without a proposed key (keep it secret; it is the name's only proof of ownership). */
   key?: string;
   /** Until when the name is yours if you do not come back (epoch ms). */
   keyExpiresAt: number;

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -144,6 +145,20 @@ describe('protocol v2: the hello and identities', function () {
       }
     });
 
+    it('keeps a name claimed with a key the client proposed, so a welcome lost on the way costs nothing', async () => {
+      const server = await start();
+      const proposed = randomBytes(32).toString('base64url');
+      const first = await v2(server.port, 'frieda', { key: proposed });
+      assert.equal(first.welcome!.key, undefined, 'the proposed key is not sent back');
+      // As if that welcome never arrived: the client says hello again with the key it proposed.
+      first.close();
+      const again = await v2(server.port, 'frieda', { key: proposed });
+      assert.equal(again.welcome!.you, 'frieda');
+      assert.equal((await refusedV2(server.port, 'frieda')).code, 'name_reserved');
+      const short = await v2(server.port, 'gerd', { key: 'too-short-to-be-a-key' });
+      assert.ok(short.welcome!.key && short.welcome!.key !== 'too-short-to-be-a-key', 'a key under 32 characters is not taken: the server makes one');
+    });
+
     it('refuses a look-alike of a kept name, a v1 hello and a plain-text name that take it, while a present owner is untouched', async () => {
       const server = await start({ memory: true, classic: true });
       const owner = await v2(server.port, 'alice');
@@ -219,7 +234,7 @@ describe('protocol v2: the hello and identities', function () {
       await second.waitForClose();
       const left = await watcher.next((frame) => frame.type === 'left');
       assert.deepEqual([left.name, left.reason], ['carol', 'quit']);
-      const stranger = await v2(server.port, 'carol', { key });
+      const stranger = await v2(server.port, 'carol');
       assert.ok(stranger.welcome!.key && stranger.welcome!.key !== key, 'a new identity with a new key');
     });
 
