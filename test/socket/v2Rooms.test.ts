@@ -6,7 +6,7 @@
  * may not, across restarts.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LeftEvent } from '../../shared/protocol';
@@ -300,6 +300,38 @@ describe('protocol v2: rooms', function () {
       const oldStyle = await olgaAgain.join('old-style');
       assert.equal(oldStyle.owner, undefined);
       assert.equal(await olgaAgain.refused({ type: 'topic', room: 'old-style', text: 'mine?' }), 'forbidden');
+    });
+
+    it('brings the directory up to date from the room\'s log when a crash came between storing an owner or topic event and the directory entry', async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), 'chat-room-v2-reconcile-'));
+      folders.push(dataDir);
+      let server = await start({ dataDir, args: FAST });
+      const olga = await v2(server.port, 'olga');
+      const max = await v2(server.port, 'max');
+      await olga.join('club');
+      await max.join('club');
+      await olga.ok({ type: 'topic', room: 'club', text: 'stored in the log only' });
+      await olga.ok({ type: 'setOwner', room: 'club', name: 'max' });
+      await server.stop();
+      // As if the server died after each event was stored and before the directory took it: the last entries of the room go.
+      const journal = join(dataDir, 'directory.journal');
+      const lines = readFileSync(journal, 'utf8').trim().split('\n');
+      const roomEntries = lines.map((line, index) => [index, JSON.parse(line)] as const).filter(([, op]) => op.op === 'room' && op.room === 'club');
+      const dropped = new Set(roomEntries.slice(-2).map(([index]) => index));
+      writeFileSync(journal, lines.filter((_, index) => !dropped.has(index)).join('\n') + '\n');
+      assert.ok(!readFileSync(journal, 'utf8').includes('stored in the log only'), 'the directory lost the topic');
+
+      server = await start({ dataDir, args: FAST });
+      const maxAgain = await v2(server.port, 'max', { key: max.welcome!.key });
+      const state = await maxAgain.join('club');
+      assert.deepEqual([state.owner, state.topic], ['max', 'stored in the log only']);
+      await maxAgain.ok({ type: 'topic', room: 'club', text: 'the new owner acts' });
+      const olgaAgain = await v2(server.port, 'olga', { key: olga.welcome!.key });
+      await olgaAgain.join('club');
+      assert.equal(await olgaAgain.refused({ type: 'topic', room: 'club', text: 'not mine any more' }), 'forbidden');
+      const deadline = Date.now() + 3000;
+      while (!readFileSync(journal, 'utf8').includes('stored in the log only') && Date.now() < deadline) await sleep(50);
+      assert.ok(readFileSync(journal, 'utf8').includes('"topicSeq"'), 'the directory was brought up to date');
     });
   });
 });

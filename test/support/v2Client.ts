@@ -96,11 +96,17 @@ export class V2Client {
     this.socket.write(bytes);
   }
 
-  /** A fresh frame id. */
+  /**
+   * A fresh frame id, unique to this connection: ids are de-duplicated per
+   * clientId, and a test's next connection with the same clientId must not
+   * send an earlier connection's ids by accident (tests that mean to pass
+   * theirs).
+   */
   nextId(prefix = 'f'): string {
     this.counter += 1;
-    return `${prefix}${this.counter}`;
+    return `${prefix}${this.counter}.${this.tag}`;
   }
+  private readonly tag = Math.random().toString(36).slice(2, 8);
 
   /** Waits for the next frame (after those already taken by `next`) that matches. */
   async next(matches: (frame: AnyFrame) => boolean = () => true, timeoutMs = 5000): Promise<AnyFrame> {
