@@ -116,6 +116,32 @@ export class MessageState {
 const EMPTY = Buffer.alloc(0);
 
 /**
+ * Arrivals and departures are kept as long as the room keeps them, and most
+ * are made in the same turn as frames that are gone a moment later (a
+ * member's welcome, room state and acks). Node carves small buffers out of
+ * shared 8 KiB slabs, and one kept buffer keeps its whole slab: about a
+ * kilobyte per member. So these are written into slabs of their own, which
+ * hold nothing else.
+ */
+const KEPT_SLAB_BYTES = 8 * 1024;
+let keptSlab = Buffer.allocUnsafeSlow(KEPT_SLAB_BYTES);
+let keptOffset = 0;
+
+function keptFrame(event: HeldBody): Buffer {
+  const text = JSON.stringify(event) + '\n';
+  const length = Buffer.byteLength(text, 'utf8');
+  if (length > KEPT_SLAB_BYTES / 8) return Buffer.from(text, 'utf8');
+  if (keptOffset + length > KEPT_SLAB_BYTES) {
+    keptSlab = Buffer.allocUnsafeSlow(KEPT_SLAB_BYTES);
+    keptOffset = 0;
+  }
+  keptSlab.write(text, keptOffset, 'utf8');
+  const bytes = keptSlab.subarray(keptOffset, keptOffset + length);
+  keptOffset += length;
+  return bytes;
+}
+
+/**
  * One event a room holds, serialised once for live delivery. A message also
  * holds who wrote it and, once changed, its state.
  */
@@ -134,7 +160,7 @@ export class EncodedEvent {
     readonly event: HeldBody,
     wire?: Buffer,
   ) {
-    this.wire = wire ?? (event.type === 'react' ? EMPTY : encodeFrame(event));
+    this.wire = wire ?? (event.type === 'react' ? EMPTY : event.type === 'joined' || event.type === 'left' ? keptFrame(event) : encodeFrame(event));
   }
 
   get seq(): number {
