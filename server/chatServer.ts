@@ -12,7 +12,7 @@ import type { ErrorCode, Limits } from '../shared/protocol';
 import { DEFAULT_LIMITS_V2, type LimitsV2 } from '../shared/protocolV2';
 import { isLoopbackHost } from '../shared/addresses';
 import { AccessGate } from './accessGate';
-import { type AdminAnswer, AdminListener, type AdminRequest, adminSocketPath } from './adminSocket';
+import { type AdminAnswer, AdminListener, type AdminRequest, adminSocketPath, DataFolderInUse } from './adminSocket';
 import { PerAddressRate } from './addressLimits';
 import { ClassicConnection } from './classicConnection';
 import type { Connection } from './connection';
@@ -128,7 +128,7 @@ export class ChatServer extends Disposable implements V2Host {
     const directoryOptions = { identityTtlMs: this.limitsV2.identityTtlDays * DAY_MS, logger: this.logger };
     const folder = this.options.dataFolder;
     // First, as the data folder's lock: nothing in it is read or written while another process holds it.
-    if (folder) this.register(await AdminListener.start(adminSocketPath(folder.path), (request) => this.answerOperator(request), this.logger));
+    if (folder) await this.startAdminListener(folder);
     this.openedDirectory = folder ? await StoredDirectory.open(folder.path, directoryOptions) : StoredDirectory.inMemory(directoryOptions);
     if (folder) await adoptOlderRoomLogs(folder, this.logger);
     const ndjson: Protocol = {
@@ -329,6 +329,22 @@ export class ChatServer extends Disposable implements V2Host {
   async releaseIdentity(identityId: string, asking?: V2Session): Promise<void> {
     await this.directory.release(identityId);
     await Promise.all([...this.sessionsOf(identityId)].filter((session) => session !== asking).map((session) => session.closeReleased()));
+  }
+
+  /**
+   * Listens on the data folder's admin socket. Another process answering
+   * there stops the start (two servers must never share a folder); a folder
+   * where no socket can be made (a file system without them) only costs the
+   * operator's live release, which is logged.
+   */
+  private async startAdminListener(folder: DataFolder): Promise<void> {
+    const path = adminSocketPath(folder.path);
+    try {
+      this.register(await AdminListener.start(path, (request) => this.answerOperator(request), this.logger));
+    } catch (error) {
+      if (error instanceof DataFolderInUse) throw error;
+      this.logger.warn(`admin socket ${path} could not be made (${String(error)}); release-name works only while this server is stopped`);
+    }
   }
 
   private async answerOperator(request: AdminRequest): Promise<AdminAnswer> {
