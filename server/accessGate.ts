@@ -70,7 +70,8 @@ export class AccessGate {
     return this.exemptLoopback && isLoopbackHost(address);
   }
 
-  private noteFailure(address: string | undefined): void {
+  /** Counts a failed proof from this address (a wrong token, or a wrong identity key) towards its lock-out. */
+  noteFailure(address: string | undefined): void {
     if (!address || this.isExempt(address)) return;
     const key = addressKey(address);
     const now = this.now();

@@ -7,19 +7,26 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Disposable, toDisposable } from '../shared/disposable';
 import { encodeFrame } from '../shared/framing';
+import { roomKey } from '../shared/names';
 import type { ErrorCode, Limits } from '../shared/protocol';
+import { DEFAULT_LIMITS_V2, type LimitsV2 } from '../shared/protocolV2';
 import { isLoopbackHost } from '../shared/addresses';
 import { AccessGate } from './accessGate';
+import { type AdminAnswer, AdminListener, type AdminRequest, adminSocketPath, DataFolderInUse } from './adminSocket';
 import { PerAddressRate } from './addressLimits';
 import { ClassicConnection } from './classicConnection';
-import type { Connection, ConnectionHost } from './connection';
+import type { Connection } from './connection';
 import type { DataFolder } from './dataFolder';
+import { type Directory, type RoomMeta, StoredDirectory } from './directory';
 import type { Logger } from './log';
 import { NdjsonConnection } from './ndjsonConnection';
-import type { Room } from './room';
+import { IdentitySeat, type Room } from './room';
 import { adoptOlderRoomLogs } from './roomLog';
 import { type RoomEntry, RoomRegistry } from './roomRegistry';
+import { newDmName, type V2Host, type V2Session } from './v2Session';
 import { WriteBatcher } from './writeBatcher';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 export interface ChatServerOptions {
   host: string;
@@ -30,6 +37,8 @@ export interface ChatServerOptions {
   dataFolder: DataFolder | undefined;
   token: string | undefined;
   limits: Limits;
+  /** Protocol v2's limits; the defaults when left out. */
+  limitsV2?: LimitsV2;
   logger: Logger;
   /** How long a classic client's unterminated input may rest before it counts as a message. */
   classicPauseMs: number;
@@ -57,20 +66,28 @@ export interface ListeningAddresses {
   classicPort?: number;
 }
 
-export class ChatServer extends Disposable implements ConnectionHost {
+export class ChatServer extends Disposable implements V2Host {
   readonly limits: Limits;
+  readonly limitsV2: LimitsV2;
   readonly logger: Logger;
   readonly batcher: WriteBatcher;
   readonly accessGate: AccessGate;
+  private openedDirectory: Directory | undefined;
+  /** Identity id → its v2 sessions: the session itself while it is the only one (the usual case), a set beyond. */
+  private readonly sessions = new Map<string, V2Session | Set<V2Session>>();
+  /** DMs being made, by participant set: two who open the same DM at once get one. */
+  private readonly dmsBeingMade = new Map<string, Promise<RoomMeta>>();
   private readonly connections = new Set<Connection>();
   private readonly rooms: RoomRegistry;
   private readonly newConnections: PerAddressRate;
+  private readonly newNames: PerAddressRate;
   private readonly listeners: Server[] = [];
   private shuttingDown: Promise<void> | undefined;
 
   constructor(private readonly options: ChatServerOptions) {
     super();
     this.limits = options.limits;
+    this.limitsV2 = options.limitsV2 ?? DEFAULT_LIMITS_V2;
     this.logger = options.logger;
     this.batcher = new WriteBatcher(options.writeCoalesceMs ?? DEFAULT_WRITE_COALESCE_MS);
     this.accessGate = new AccessGate({
@@ -81,6 +98,7 @@ export class ChatServer extends Disposable implements ConnectionHost {
       exemptLoopback: options.lockoutLoopback !== true,
     });
     this.newConnections = new PerAddressRate(this.limits.newConnectionsPerMinute, options.limitLoopback !== true);
+    this.newNames = new PerAddressRate(this.limitsV2.newNamesPerMinute, options.limitLoopback !== true);
     this.rooms = this.register(
       new RoomRegistry({
         folder: options.dataFolder,
@@ -89,9 +107,17 @@ export class ChatServer extends Disposable implements ConnectionHost {
         roomIdleMs: this.limits.roomIdleMs,
         newRoomsPerMinute: this.limits.newRoomsPerMinute,
         limitLoopback: options.limitLoopback === true,
+        maxReactionsPerMessage: this.limitsV2.maxReactionsPerMessage,
         logger: this.logger,
+        prepare: (room) => this.prepareRoom(room),
       }),
     );
+  }
+
+  /** The directory of identities, conversations and rooms; opened by `listen`. */
+  get directory(): Directory {
+    if (!this.openedDirectory) throw new Error('the directory is opened by listen()');
+    return this.openedDirectory;
   }
 
   get connectionCount(): number {
@@ -99,7 +125,12 @@ export class ChatServer extends Disposable implements ConnectionHost {
   }
 
   async listen(): Promise<ListeningAddresses> {
-    if (this.options.dataFolder) await adoptOlderRoomLogs(this.options.dataFolder, this.logger);
+    const directoryOptions = { identityTtlMs: this.limitsV2.identityTtlDays * DAY_MS, logger: this.logger };
+    const folder = this.options.dataFolder;
+    // First, as the data folder's lock: nothing in it is read or written while another process holds it.
+    if (folder) await this.startAdminListener(folder);
+    this.openedDirectory = folder ? await StoredDirectory.open(folder.path, directoryOptions) : StoredDirectory.inMemory(directoryOptions);
+    if (folder) await adoptOlderRoomLogs(folder, this.logger);
     const ndjson: Protocol = {
       accept: (socket) => new NdjsonConnection(socket, this),
       refusal: (code, message) => encodeFrame({ type: 'error', code, message }),
@@ -188,6 +219,148 @@ export class ChatServer extends Disposable implements ConnectionHost {
     return this.rooms.enter(name, address, use);
   }
 
+  /**
+   * Gives a room just loaded what the directory keeps about it. The log may
+   * hold a topic or owner the directory missed (a crash between the two
+   * writes); the newer one wins, and the directory is brought up to date.
+   */
+  private prepareRoom(room: Room): void {
+    const key = roomKey(room.name);
+    const stored = this.directory.roomMeta(key);
+    if (!stored) {
+      room.meta = { room: key, name: room.name, kind: 'room', topic: room.logTopic?.topic ?? '' };
+      room.metaPending = room.wasEmpty ? 'unclaimed' : 'unowned';
+      return;
+    }
+    const meta: RoomMeta = { ...stored };
+    let behind = false;
+    if (room.logTopic && room.logTopic.seq > (meta.topicSeq ?? 0)) {
+      Object.assign(meta, { topic: room.logTopic.topic, topicSeq: room.logTopic.seq });
+      behind = true;
+    }
+    if (room.logOwner && room.logOwner.seq > (meta.ownerSeq ?? 0)) {
+      Object.assign(meta, { ownerId: room.logOwner.ownerId, ownerSeq: room.logOwner.seq });
+      behind = true;
+    }
+    room.meta = meta;
+    if (behind) this.directory.putRoomMeta({ ...meta }).catch((error: unknown) => this.logger.error(`room ${room.name}: could not bring its directory entry up to date: ${String(error)}`));
+  }
+
+  claimRoom(room: Room, ownerId: string | undefined): Promise<void> | undefined {
+    const pending = room.metaPending;
+    if (pending === undefined) return undefined;
+    room.metaPending = undefined;
+    if (pending === 'unclaimed' && ownerId !== undefined) {
+      room.meta.ownerId = ownerId;
+    }
+    return this.directory.putRoomMeta({ ...room.meta }).catch((error: unknown) => {
+      this.logger.error(`room ${room.name}: could not store its directory entry: ${String(error)}`);
+      // The next member to enter tries again.
+      room.metaPending = pending;
+      throw error;
+    });
+  }
+
+  mayClaimName(address: string | undefined): boolean {
+    return this.newNames.tryTake(address);
+  }
+
+  sessionsOf(identityId: string): ReadonlySet<V2Session> | readonly V2Session[] {
+    const sessions = this.sessions.get(identityId);
+    return sessions === undefined ? NO_SESSIONS : sessions instanceof Set ? sessions : [sessions];
+  }
+
+  addSession(session: V2Session): void {
+    const id = session.identity.id;
+    const sessions = this.sessions.get(id);
+    if (sessions === undefined) this.sessions.set(id, session);
+    else if (sessions instanceof Set) sessions.add(session);
+    else this.sessions.set(id, new Set([sessions, session]));
+  }
+
+  removeSession(session: V2Session): void {
+    const id = session.identity.id;
+    const sessions = this.sessions.get(id);
+    if (sessions === session) this.sessions.delete(id);
+    else if (sessions instanceof Set && sessions.delete(session) && sessions.size === 1) this.sessions.set(id, [...sessions][0]);
+  }
+
+  guestNamed(name: string): boolean {
+    for (const room of this.rooms.readyRooms()) {
+      const holder = room.memberNamed(name);
+      if (holder && !(holder instanceof IdentitySeat)) return true;
+    }
+    return false;
+  }
+
+  loadedRoom(key: string): Room | undefined {
+    return this.rooms.loadedRoom(key);
+  }
+
+  async readRoom(name: string): Promise<Room | undefined> {
+    // Not a new room for anyone's per-address count: reading one's own conversations is not opening rooms.
+    const entry = await this.rooms.enter(name, undefined, (room) => room);
+    return entry.ok ? entry.value : undefined;
+  }
+
+  lastSeqWhenUnloaded(key: string): number | undefined {
+    return this.rooms.lastSeqWhenUnloaded(key);
+  }
+
+  openDm(participantIds: string[]): Promise<RoomMeta> {
+    const key = [...participantIds].sort().join(',');
+    const existing = this.directory.findDm(participantIds);
+    if (existing) return Promise.resolve(this.directory.roomMeta(existing) as RoomMeta);
+    let making = this.dmsBeingMade.get(key);
+    if (!making) {
+      making = (async () => {
+        const name = newDmName();
+        const meta: RoomMeta = { room: roomKey(name), name, kind: 'dm', topic: '', participantIds: [...participantIds] };
+        await this.directory.putRoomMeta(meta);
+        // Every participant has it among their conversations at once, so what is said while they are away counts as unread.
+        await Promise.all(participantIds.map((id) => this.directory.subscribe(id, meta.room)));
+        return meta;
+      })().finally(() => this.dmsBeingMade.delete(key));
+      this.dmsBeingMade.set(key, making);
+    }
+    return making;
+  }
+
+  async releaseIdentity(identityId: string, asking?: V2Session): Promise<void> {
+    await this.directory.release(identityId);
+    await Promise.all([...this.sessionsOf(identityId)].filter((session) => session !== asking).map((session) => session.closeReleased()));
+  }
+
+  /**
+   * Listens on the data folder's admin socket. Another process answering
+   * there stops the start (two servers must never share a folder); a folder
+   * where no socket can be made (a file system without them) only costs the
+   * operator's live release, which is logged.
+   */
+  private async startAdminListener(folder: DataFolder): Promise<void> {
+    const path = adminSocketPath(folder.path);
+    try {
+      this.register(await AdminListener.start(path, (request) => this.answerOperator(request), this.logger));
+    } catch (error) {
+      if (error instanceof DataFolderInUse) throw error;
+      this.logger.warn(`admin socket ${path} could not be made (${String(error)}); release-name works only while this server is stopped`);
+    }
+  }
+
+  private async answerOperator(request: AdminRequest): Promise<AdminAnswer> {
+    const released = await this.releaseName(request.name);
+    return released === undefined ? { ok: false, message: `No identity keeps the name "${request.name}".` } : { ok: true, released };
+  }
+
+  /** The operator releases a name (and look-alikes of it): the identity that held it is forgotten and its connections closed. */
+  async releaseName(name: string): Promise<string | undefined> {
+    const identity = this.directory.identityNamed(name);
+    if (!identity) return undefined;
+    await this.releaseIdentity(identity.id);
+    this.logger.info(`the name ${identity.name} was released by the operator`);
+    return identity.name;
+  }
+
   /** Pings clients that fell silent, and closes those that did not answer in time (or, for classic ones, were silent too long). */
   private startIdleSweep(): void {
     const { idlePingMs, idleCloseMs, classicIdleMs } = this.limits;
@@ -213,7 +386,7 @@ export class ChatServer extends Disposable implements ConnectionHost {
     for (const listener of this.listeners) listener.close();
     for (const connection of this.connections) {
       connection.stopReading();
-      connection.detachFromRoom();
+      connection.detachFromRooms();
     }
     const rooms = await this.rooms.loadedRooms();
     await Promise.all(rooms.map((room) => room.departAll('shutdown')));
@@ -223,10 +396,13 @@ export class ChatServer extends Disposable implements ConnectionHost {
     // Give the goodbyes a moment to reach clients that are reading, but never wait on those that are not.
     await Promise.race([Promise.all([...this.connections].map((connection) => once(connection.socket, 'close'))), new Promise((resolve) => setTimeout(resolve, 1000))]);
     for (const connection of [...this.connections]) connection.dispose();
+    await this.openedDirectory?.close();
     await this.options.dataFolder?.close();
     this.dispose();
   }
 }
+
+const NO_SESSIONS: readonly V2Session[] = [];
 
 /**
  * Turns a connection away with a last line. No Connection owns such a socket,

@@ -17,6 +17,7 @@ import { isBlankText, nameProblem } from '../shared/names';
 import { DEFAULT_ROOM, type RoomEvent } from '../shared/protocol';
 import { Connection, type ConnectionHost } from './connection';
 import type { EncodedEvent, Room } from './room';
+import type { Departure } from './roomEvents';
 import { seatNameProblem } from './seatNames';
 
 export const CLASSIC_GREETING = 'Greetings from the cave! Now type your name and press enter!';
@@ -64,10 +65,15 @@ export function classicLine(event: RoomEvent): string {
 /** Each event's classic line, made once on first use and shared by every classic member. */
 const classicBytes = new WeakMap<EncodedEvent, Buffer>();
 
-function classicBytesOf(event: EncodedEvent): Buffer {
+/** A classic member sees the fair text version v1 members get (see roomEvents.ts), as one line; undefined when they see nothing. */
+function classicBytesOf(event: EncodedEvent): Buffer | undefined {
   let bytes = classicBytes.get(event);
   if (!bytes) {
-    bytes = line(classicLine(event.event));
+    const v1 = event.v1Wire();
+    if (!v1) return undefined;
+    // A plain message or a presence event is its own fair text; anything else was rendered for v1 and is read back.
+    const fair = v1 === event.wire ? (event.event as RoomEvent) : (JSON.parse(v1.toString('utf8')) as RoomEvent);
+    bytes = line(classicLine(fair));
     classicBytes.set(event, bytes);
   }
   return bytes;
@@ -122,6 +128,10 @@ export class ClassicConnection extends Connection<ClassicInput> {
     if (rest) this.enqueue([{ kind: 'line', bytes: rest }]);
   }
 
+  protected removalNotice(departure: Departure): Buffer {
+    return line(`You have been removed from the room${departure.by === undefined ? '' : ` by ${departure.by}`}.`);
+  }
+
   protected onJoinTimeout(): void {
     this.endWith(line(`No name within ${Math.round(this.host.limits.helloTimeoutMs / 1000)} s; goodbye.`), 'lost');
   }
@@ -137,7 +147,8 @@ export class ClassicConnection extends Connection<ClassicInput> {
   deliver(event: EncodedEvent): void {
     // The seed tells the newcomer "Welcome", and only everyone else "has joined".
     if (event.event.type === 'joined' && event.event.name === this.name) return;
-    this.send(classicBytesOf(event));
+    const bytes = classicBytesOf(event);
+    if (bytes) this.send(bytes);
   }
 
   protected async handleInput(input: ClassicInput): Promise<void> {
@@ -155,7 +166,7 @@ export class ClassicConnection extends Connection<ClassicInput> {
     if (text === CLASSIC_QUIT) {
       this.send(line(CLASSIC_QUIT));
       this.ignoreFurtherInput();
-      await this.leaveRoom('quit');
+      await this.leaveRooms('quit');
       this.endWith(undefined, 'quit');
       return;
     }
@@ -178,6 +189,11 @@ export class ClassicConnection extends Connection<ClassicInput> {
       this.send(line(`${problem} Type another name and press enter!`));
       return;
     }
+    if (this.host.directory.isHeld(name)) {
+      // The name (or one that looks like it) is someone's who keeps it with a key; classic cannot carry one.
+      this.send(line(`The name ${name} is reserved by its owner. Type another name and press enter!`));
+      return;
+    }
     const entry = await this.host.enterRoom(DEFAULT_ROOM, this.socket.remoteAddress, (room) => this.takeSeat(room, name));
     if (!entry.ok) this.endWith(line(`${entry.message} Goodbye.`), 'lost');
   }
@@ -194,6 +210,8 @@ export class ClassicConnection extends Connection<ClassicInput> {
     this.joined(room);
     this.send(line(`Welcome ${name}! If you ever want to quit, type ${CLASSIC_QUIT} to exit.`));
     room.join(this);
+    // Logged where it failed; the member is in the room either way.
+    this.host.claimRoom(room, undefined)?.catch(() => undefined);
     this.host.logger.info(`${this.peer} joined ${room.name} as ${name} (classic).`);
   }
 }

@@ -2,13 +2,17 @@
  * `node dist/server.js`: the companion chat server as a command-line program.
  * "Start Chat Server" in the extension runs this same file as a child process.
  */
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type Limits, TOKEN_MAX_CHARS } from '../shared/protocol';
+import { DEFAULT_LIMITS_V2, type LimitsV2 } from '../shared/protocolV2';
 import { isLoopbackHost } from '../shared/addresses';
+import { AdminListener, adminSocketPath, askServer } from './adminSocket';
 import { ChatServer } from './chatServer';
 import { DataFolder } from './dataFolder';
 import { holdLease, LEASE_OPTIONS, LEASE_USAGE } from './lease';
+import { StoredDirectory } from './directory';
 import { createLogger, type LogFormat, type Logger } from './log';
 import { loadTlsIdentity } from './tls';
 import { keptToken } from './token';
@@ -29,7 +33,7 @@ const LIMIT_FLAGS: Record<string, [keyof Limits, string]> = {
   'idle-ping-ms': ['idlePingMs', 'silence after which the server pings a client'],
   'idle-close-ms': ['idleCloseMs', 'time after a ping within which the client must answer'],
   'replay-events': ['replayEvents', 'events replayed on join when the client gives no lastSeq'],
-  'retain-events': ['retainEvents', 'messages each room keeps at least (and as many arrivals and departures)'],
+  'retain-events': ['retainEvents', 'messages each room keeps at least (and as many arrivals and departures, and as many changes)'],
   'new-connections-per-minute': ['newConnectionsPerMinute', 'new connections one address may open a minute (0: no limit; loopback exempt)'],
   'max-rooms': ['maxRooms', 'rooms loaded at once; empty ones are unloaded early to make space (0: no limit)'],
   'new-rooms-per-minute': ['newRoomsPerMinute', 'rooms one address may load a minute (0: no limit; loopback exempt)'],
@@ -37,17 +41,37 @@ const LIMIT_FLAGS: Record<string, [keyof Limits, string]> = {
   'classic-idle-ms': ['classicIdleMs', 'close a classic member silent this long (classic has no ping)'],
 };
 
-function usage(): string {
-  const limits = Object.entries(LIMIT_FLAGS)
+/** Protocol v2's limits, each with its flag; a v2 welcome tells clients the values in force. */
+const LIMIT_V2_FLAGS: Record<string, [keyof LimitsV2, string, number]> = {
+  'max-rooms-per-connection': ['maxRoomsPerConnection', 'rooms (and DMs) one v2 connection may be in at once', 1],
+  'max-reactions-per-message': ['maxReactionsPerMessage', 'different emoji one message takes', 1],
+  'max-dm-participants': ['maxDmParticipants', 'people in one direct-message conversation, its opener included', 2],
+  'history-page-events': ['historyPageEvents', 'events in one history page (fewer when a page would pass 64 KiB)', 1],
+  'search-page-hits': ['searchPageHits', 'hits in one page of search results', 1],
+  'search-scan-events': ['searchScanEvents', 'retained events one search request scans before it answers with a cursor', 1],
+  'searches-per-minute': ['searchesPerMinute', 'searches one connection may start a minute (0: none)', 0],
+  'identity-ttl-days': ['identityTtlDays', 'a name whose key was not used for this long is free again', 1],
+  'new-names-per-minute': ['newNamesPerMinute', 'new names one address may claim a minute (0: no limit; loopback exempt)', 0],
+  'new-dms-per-minute': ['newDmsPerMinute', 'new DMs one connection may make a minute (0: no limit)', 0],
+};
+
+function flagLines<K extends string>(flags: Record<string, [K, string, ...unknown[]]>, defaults: Readonly<Record<K, number>>): string {
+  return Object.entries(flags)
     .map(([flag, [key, text]]) => {
       const name = `  --${flag} N`;
       // A name too long for its column gets a line of its own.
-      return (name.length < 31 ? name.padEnd(32) : `${name}\n${' '.repeat(32)}`) + `${text} (default ${DEFAULT_LIMITS[key]})`;
+      return (name.length < 31 ? name.padEnd(32) : `${name}\n${' '.repeat(32)}`) + `${text} (default ${defaults[key]})`;
     })
     .join('\n');
+}
+
+function usage(): string {
+  const limits = flagLines(LIMIT_FLAGS, DEFAULT_LIMITS);
+  const limitsV2 = flagLines(LIMIT_V2_FLAGS, DEFAULT_LIMITS_V2);
   return `Chat Room server
 
 Usage: node dist/server.js [options]
+       node dist/server.js release-name NAME [--data DIR]
 
   --host ADDRESS                address to bind (default ${DEFAULT_HOST}, this machine only);
                                 anything else needs a token, and one is made if none is given
@@ -69,7 +93,21 @@ Usage: node dist/server.js [options]
   --classic-pause-ms N          a classic client's unterminated input counts as a message
                                 after this pause (default 80)
 ${limits}
+
+Protocol 2 limits:
+${limitsV2}
+
 ${LEASE_USAGE}  --help                        show this text
+
+Operator commands:
+  release-name NAME [--data DIR]
+                                frees a name kept by an identity (and the names that look
+                                like it): its key stops working and its connections are
+                                closed. It asks the server running on DIR through the
+                                admin socket there (DIR/admin.sock, open to the server's
+                                own user only), or, with no server running, changes DIR's
+                                directory itself. A server with --memory has no admin
+                                socket: its names last until it stops.
 
 The classic listener (--classic-port) always stays plain TCP: its clients cannot
 speak TLS. On a server with a token it serves this machine only.
@@ -92,7 +130,8 @@ function wholeNumber(flag: string, text: string): number {
 }
 
 async function main(): Promise<void> {
-  const limitOptions = Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: 'string' as const }]));
+  if (process.argv[2] === 'release-name') return releaseNameCommand(process.argv.slice(3));
+  const limitOptions = Object.fromEntries([...Object.keys(LIMIT_FLAGS), ...Object.keys(LIMIT_V2_FLAGS)].map((flag) => [flag, { type: 'string' as const }]));
   const { values } = parseArgs({
     options: {
       host: { type: 'string', default: DEFAULT_HOST },
@@ -131,6 +170,7 @@ async function main(): Promise<void> {
     if (typeof text === 'string') limits[key] = wholeNumber(flag, text);
   }
   if (limits.ratePerSecond === 0 || limits.rateBurst === 0) throw new Error('the rate limit needs a burst and a rate above 0');
+  const limitsV2 = limitsV2From(values as Record<string, unknown>);
 
   const host = values.host as string;
   const dataDir = values.memory ? undefined : resolve((values.data as string | undefined) ?? DEFAULT_DATA_DIR);
@@ -163,6 +203,7 @@ async function main(): Promise<void> {
     dataFolder,
     token,
     limits,
+    limitsV2,
     logger,
     classicPauseMs: wholeNumber('classic-pause-ms', values['classic-pause-ms'] as string),
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
@@ -203,6 +244,58 @@ async function main(): Promise<void> {
   if (typeof process.send === 'function') {
     process.send({ type: 'listening', host, port: addresses.port, classicPort: addresses.classicPort, fingerprint: tls?.fingerprint });
   }
+}
+
+function limitsV2From(values: Record<string, unknown>): LimitsV2 {
+  const limitsV2: LimitsV2 = { ...DEFAULT_LIMITS_V2 };
+  for (const [flag, [key, , least]] of Object.entries(LIMIT_V2_FLAGS)) {
+    const text = values[flag];
+    if (typeof text !== 'string') continue;
+    const value = wholeNumber(flag, text);
+    if (value < least) throw new Error(`--${flag} is at least ${least}`);
+    limitsV2[key] = value;
+  }
+  return limitsV2;
+}
+
+/**
+ * `release-name NAME [--data DIR]`: asks the server running on DIR to free a
+ * name; with none running, frees it in DIR's directory, holding the admin
+ * socket meanwhile so that no server starts on DIR while it does.
+ */
+async function releaseNameCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { data: { type: 'string' }, 'identity-ttl-days': { type: 'string' } },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) throw new Error('release-name takes one name: node dist/server.js release-name NAME [--data DIR]');
+  const [name] = positionals;
+  const dataDir = resolve((values.data as string | undefined) ?? DEFAULT_DATA_DIR);
+  if (!existsSync(dataDir)) throw new Error(`there is no data folder at ${dataDir}`);
+  const socketPath = adminSocketPath(dataDir);
+  const logger = createLogger('text');
+  let answer = await askServer(socketPath, { op: 'releaseName', name });
+  if (answer === undefined) {
+    const lock = await AdminListener.start(socketPath, async () => ({ ok: false, message: 'A release-name command is using this data folder.' }), logger);
+    try {
+      const ttlDays = limitsV2From(values as Record<string, unknown>).identityTtlDays;
+      const directory = await StoredDirectory.open(dataDir, { identityTtlMs: ttlDays * 24 * 60 * 60 * 1000, logger });
+      const identity = directory.identityNamed(name);
+      if (identity) await directory.release(identity.id);
+      await directory.close();
+      answer = identity ? { ok: true, released: identity.name } : { ok: false, message: `No identity keeps the name "${name}".` };
+    } finally {
+      lock.dispose();
+    }
+  }
+  if (!answer.ok) {
+    process.stderr.write(`chat server: ${answer.message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  process.stdout.write(`released the name ${answer.released}\n`);
 }
 
 /**

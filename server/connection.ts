@@ -10,7 +10,9 @@ import type { LeaveReason, Limits } from '../shared/protocol';
 import type { AccessGate } from './accessGate';
 import type { Logger } from './log';
 import { TokenBucket } from './rateLimiter';
+import type { Directory } from './directory';
 import type { EncodedEvent, Room, RoomMember } from './room';
+import type { Departure } from './roomEvents';
 import type { RoomEntry } from './roomRegistry';
 import type { WriteBatcher } from './writeBatcher';
 
@@ -26,14 +28,29 @@ export interface ConnectionHost {
   readonly logger: Logger;
   readonly batcher: WriteBatcher;
   readonly accessGate: AccessGate;
+  readonly directory: Directory;
   /** Loads the room if need be and hands it to `use` at once (see RoomRegistry.enter). */
   enterRoom<T>(name: string, address: string | undefined, use: (room: Room) => T): Promise<RoomEntry<T>>;
+  /**
+   * A v1 or classic member is taking a seat in `room`: a room nobody had
+   * entered gets its directory entry (with no owner: only an identity can own
+   * a room).
+   */
+  claimRoom(room: Room, ownerId: string | undefined): Promise<void> | undefined;
   forget(connection: Connection): void;
 }
 
+/**
+ * A client connection. A v1 or classic one is in one room at most (`room`);
+ * a v2 one holds many, through its session (ndjsonConnection.ts), and
+ * overrides how it leaves them.
+ */
 export abstract class Connection<Input = unknown> extends Disposable implements RoomMember {
   name = '';
+  /** The room of a v1 or classic member. */
   room: Room | undefined;
+  /** Welcomed (a v1 or classic member in its room, or a v2 session): the hello time limit no longer applies. */
+  private welcomed = false;
   readonly peer: string;
   lastHeardAt = Date.now();
   /** Why the member leaves when the socket closes; unset means it vanished (`lost`). */
@@ -104,7 +121,7 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
   }
 
   get isJoined(): boolean {
-    return this.room !== undefined;
+    return this.welcomed;
   }
 
   /** Decodes a slice of input into inputs (queued with `enqueue`); called only as fast as input is handled. */
@@ -128,9 +145,10 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     return this.undecodedBytes > 0;
   }
 
-  /** Stops the join timer once the connection is in a room. */
-  protected joined(room: Room): void {
-    this.room = room;
+  /** Stops the join timer once the connection is welcomed (with its room, for a v1 or classic member). */
+  protected joined(room?: Room): void {
+    if (room) this.room = room;
+    this.welcomed = true;
     clearTimeout(this.joinTimer);
     this.joinTimer = undefined;
   }
@@ -157,7 +175,13 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
   protected owe(work: Promise<unknown>): void {
     const owed = (this.owed ??= new Set());
     owed.add(work);
-    void work.finally(() => owed.delete(work)).catch((error: unknown) => this.failUnexpectedly(error));
+    void work
+      .finally(() => {
+        owed.delete(work);
+        // An idle connection keeps no empty set.
+        if (owed.size === 0 && this.owed === owed) this.owed = undefined;
+      })
+      .catch((error: unknown) => this.failUnexpectedly(error));
   }
 
   /** Resolves once every answer owed so far has been sent. */
@@ -225,7 +249,7 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     this.finishing = true;
     await this.settleOwed();
     const reason = this.leaveReason ?? 'lost';
-    await this.leaveRoom(reason);
+    await this.leaveRooms(reason);
     this.endWith(undefined, reason);
   }
 
@@ -277,14 +301,24 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     timer.unref();
   }
 
-  /** Leaves the room now with a reason, keeping the socket (for `bye` and shutdown). */
-  leaveRoom(reason: LeaveReason): Promise<boolean> {
+  /** Leaves every room now with a reason, keeping the socket (for `bye` and shutdown). */
+  leaveRooms(reason: LeaveReason): Promise<unknown> {
     const room = this.room;
     this.room = undefined;
     if (!room || this.replaced) return Promise.resolve(false);
     this.host.logger.info(`${this.peer} (${this.name}) left ${room.name} (${reason}).`);
     return room.leave(this, reason);
   }
+
+  /** Someone else removed this member from its room (a kick): it is told, and the connection ends. */
+  removed(departure: Departure): void {
+    this.room = undefined;
+    this.leaveReason = departure.reason;
+    this.endWith(this.removalNotice(departure), departure.reason);
+  }
+
+  /** The last thing a member removed from its room is sent. */
+  protected abstract removalNotice(departure: Departure): Buffer | undefined;
 
   /** Takes no more input (the server is shutting down): nothing said from now on is acted on. */
   stopReading(): void {
@@ -302,8 +336,8 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     return this.readingStopped;
   }
 
-  /** Lets go of the room without announcing anything: the room announces the departure itself (shutdown). */
-  detachFromRoom(): void {
+  /** Lets go of its rooms without announcing anything: the rooms announce the departures themselves (shutdown). */
+  detachFromRooms(): void {
     this.room = undefined;
   }
 
@@ -315,7 +349,7 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
 
   override dispose(): void {
     if (this.isDisposed) return;
-    void this.leaveRoom(this.leaveReason ?? 'lost');
+    void this.leaveRooms(this.leaveReason ?? 'lost');
     this.host.logger.info(`${this.peer} has disconnected.`);
     this.host.forget(this);
     super.dispose();

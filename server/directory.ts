@@ -6,17 +6,21 @@
  *
  * Identities are known by an id that is never reused, not by their name: when
  * a name is released or lapses, whoever takes it next is a new identity, and
- * does not inherit the old one's rooms, DMs or read markers.
+ * does not inherit the old one's rooms, DMs or read markers. Names are
+ * compared as seats are (server/seatNames.ts), so a look-alike of an
+ * identity's name is that identity's name.
  *
- * `Directory` is what the rest of the server uses; `FileDirectory` keeps it in
- * one journal file in the data folder (a cluster keeps it in Redis instead).
- * Every change resolves only once it is stored.
+ * `Directory` is what the rest of the server uses; `StoredDirectory` keeps it
+ * in one journal file in the data folder, or in memory alone for `--memory`
+ * (a cluster would keep it in Redis instead). Every change resolves only once
+ * it is stored.
  */
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import type { ConversationKind } from '../shared/protocolV2';
 import { Journal } from './journal';
 import type { Logger } from './log';
+import { seatKeys } from './seatNames';
 
 export interface Identity {
   id: string;
@@ -37,10 +41,15 @@ export type NameVerdict =
 export interface RoomMeta {
   /** The room's canonical key. */
   room: string;
+  /** The room's name as first spelled (for a DM, its `dm:` id). */
+  name: string;
   kind: ConversationKind;
   /** The identity that owns the room, if any. */
   ownerId?: string;
   topic: string;
+  /** The seq of the room event that set the topic, and of the one that set the owner (0 or absent: none). */
+  topicSeq?: number;
+  ownerSeq?: number;
   /** A DM's participants, as identity ids. */
   participantIds?: string[];
 }
@@ -51,17 +60,26 @@ export interface Conversation {
 }
 
 export interface Directory {
-  /** What a hello's key says about a name. */
-  checkName(nameKey: string, key: string | undefined): Promise<NameVerdict>;
-  /** Makes the name an identity's and returns its key (shown to the claimer once), or undefined when someone holds it. */
-  claim(nameKey: string, name: string): Promise<{ identity: Identity; key: string } | undefined>;
+  /** What a hello's key says about a name (or a look-alike of it). */
+  checkName(name: string, key: string | undefined): Promise<NameVerdict>;
+  /** Whether a live identity holds the name (or a look-alike), or a claim of it is under way. */
+  isHeld(name: string): boolean;
+  /**
+   * Makes the name an identity's, with the key given (one the client made) or
+   * a new one, and returns the key; undefined when someone holds the name.
+   */
+  claim(name: string, key?: string): Promise<{ identity: Identity; key: string } | undefined>;
   /** Forgets an identity: its key stops working and its conversations and read markers go. */
   release(identityId: string): Promise<void>;
+  /** Renews a reservation without a key (an identity's connection has just ended: it was in use until now). */
+  touch(identityId: string): Promise<void>;
   /** The current name of a live identity. */
   nameOf(identityId: string): string | undefined;
-  /** The live identity that holds a name, if any. */
-  identityNamed(nameKey: string): Identity | undefined;
+  /** The live identity that holds a name (or a look-alike), if any. */
+  identityNamed(name: string): Identity | undefined;
   conversations(identityId: string): Conversation[];
+  /** Whether a room is among an identity's conversations. */
+  hasConversation(identityId: string, room: string): boolean;
   /** Adds a room to an identity's conversations (keeping its read marker if it had one). */
   subscribe(identityId: string, room: string): Promise<void>;
   unsubscribe(identityId: string, room: string): Promise<void>;
@@ -69,6 +87,8 @@ export interface Directory {
   markRead(identityId: string, room: string, seq: number): Promise<number>;
   roomMeta(room: string): RoomMeta | undefined;
   putRoomMeta(meta: RoomMeta): Promise<void>;
+  /** Rooms (never DMs) by key, after `after`, at most `limit`. */
+  listRooms(after: string | undefined, limit: number): RoomMeta[];
   /** The DM whose participants are exactly these identities, if one exists. */
   findDm(participantIds: readonly string[]): string | undefined;
   close(): Promise<void>;
@@ -76,7 +96,6 @@ export interface Directory {
 
 interface IdentityRecord {
   id: string;
-  nameKey: string;
   name: string;
   /** SHA-256 of the key, base64url: a stolen directory file does not give away keys. */
   keyHash: string;
@@ -91,23 +110,27 @@ type Operation =
   | { op: 'part'; id: string; room: string }
   | ({ op: 'room' } & RoomMeta);
 
-export const DIRECTORY_FILE = 'directory.ndjson';
+/** Not `.ndjson`: every such file in the data folder is a room's log. */
+export const DIRECTORY_FILE = 'directory.journal';
 /** Last use is written at most this often per identity; a reservation is counted in days. */
 const LAST_USED_WRITE_INTERVAL_MS = 60 * 60 * 1000;
 /** Rewrite the file once it holds this many more operations than live records (and at least this many). */
 const COMPACT_SLACK = 1000;
 
-export interface FileDirectoryOptions {
+export interface DirectoryOptions {
   identityTtlMs: number;
   logger: Logger;
   now?: () => number;
 }
 
-export class FileDirectory implements Directory {
+export class StoredDirectory implements Directory {
   private readonly identitiesById = new Map<string, IdentityRecord>();
-  private readonly identitiesByName = new Map<string, IdentityRecord>();
+  /** Seat key → identity: a name holds one or two keys, and a look-alike meets one of them. */
+  private readonly identitiesByKey = new Map<string, IdentityRecord>();
   private readonly readMarkers = new Map<string, Map<string, number>>();
   private readonly rooms = new Map<string, RoomMeta>();
+  /** Room keys of rooms (not DMs), sorted, made on first use after a change. */
+  private sortedRooms: string[] | undefined;
   private readonly dmByParticipants = new Map<string, string>();
   private readonly claimsInFlight = new Map<string, Promise<void>>();
   private operationsOnDisk = 0;
@@ -122,22 +145,28 @@ export class FileDirectory implements Directory {
   private readonly now: () => number;
 
   private constructor(
-    private readonly journal: Journal,
-    private readonly options: FileDirectoryOptions,
+    /** Undefined keeps everything in memory (`--memory`). */
+    private readonly journal: Journal | undefined,
+    private readonly options: DirectoryOptions,
   ) {
     this.now = options.now ?? Date.now;
   }
 
-  static async open(dataDir: string, options: FileDirectoryOptions): Promise<FileDirectory> {
+  static async open(dataDir: string, options: DirectoryOptions): Promise<StoredDirectory> {
     const { journal, records } = await Journal.open(join(dataDir, DIRECTORY_FILE), options.logger, isOperation);
-    const directory = new FileDirectory(journal, options);
+    const directory = new StoredDirectory(journal, options);
     for (const record of records) directory.apply(JSON.parse(record.toString('utf8')) as Operation);
     directory.operationsOnDisk = records.length;
     return directory;
   }
 
-  async checkName(nameKey: string, key: string | undefined): Promise<NameVerdict> {
-    const record = this.liveIdentity(nameKey);
+  /** A directory that keeps nothing on disk: it lasts as long as the process. */
+  static inMemory(options: DirectoryOptions): StoredDirectory {
+    return new StoredDirectory(undefined, options);
+  }
+
+  async checkName(name: string, key: string | undefined): Promise<NameVerdict> {
+    const record = this.liveIdentity(name);
     if (!record) return { kind: 'free' };
     if (key === undefined || !sameDigest(digestOf(key), record.keyHash)) return { kind: 'reserved' };
     const now = this.now();
@@ -147,28 +176,32 @@ export class FileDirectory implements Directory {
     return { kind: 'owner', identity: this.view(this.identitiesById.get(record.id) ?? record) };
   }
 
-  async claim(nameKey: string, name: string): Promise<{ identity: Identity; key: string } | undefined> {
-    // One claim per name at a time: two hellos racing for a free name must not both win it.
-    const earlier = this.claimsInFlight.get(nameKey);
-    const claim = (earlier ?? Promise.resolve()).then(() => this.claimNow(nameKey, name));
+  isHeld(name: string): boolean {
+    return this.liveIdentity(name) !== undefined || seatKeys(name).some((key) => this.claimsInFlight.has(key));
+  }
+
+  async claim(name: string, proposedKey?: string): Promise<{ identity: Identity; key: string } | undefined> {
+    // One claim per name (and its look-alikes) at a time: two hellos racing for a free name must not both win it.
+    const keys = seatKeys(name);
+    const earlier = keys.map((key) => this.claimsInFlight.get(key)).filter((claim) => claim !== undefined);
+    const claim = Promise.all(earlier).then(() => this.claimNow(name, proposedKey));
     const settled = claim.then(
       () => undefined,
       () => undefined,
     );
-    this.claimsInFlight.set(nameKey, settled);
+    for (const key of keys) this.claimsInFlight.set(key, settled);
     void settled.then(() => {
-      if (this.claimsInFlight.get(nameKey) === settled) this.claimsInFlight.delete(nameKey);
+      for (const key of keys) if (this.claimsInFlight.get(key) === settled) this.claimsInFlight.delete(key);
     });
     return claim;
   }
 
-  private async claimNow(nameKey: string, name: string): Promise<{ identity: Identity; key: string } | undefined> {
-    if (this.liveIdentity(nameKey)) return undefined;
-    const lapsed = this.identitiesByName.get(nameKey);
-    if (lapsed) await this.store({ op: 'forget', id: lapsed.id });
-    const key = randomBytes(32).toString('base64url');
+  private async claimNow(name: string, proposedKey: string | undefined): Promise<{ identity: Identity; key: string } | undefined> {
+    if (this.liveIdentity(name)) return undefined;
+    for (const lapsed of this.identitiesWithKeysOf(name)) await this.store({ op: 'forget', id: lapsed.id });
+    const key = proposedKey ?? randomBytes(32).toString('base64url');
     const now = this.now();
-    const record: IdentityRecord = { id: randomUUID(), nameKey, name, keyHash: digestOf(key), createdAt: now, lastUsedAt: now };
+    const record: IdentityRecord = { id: randomUUID(), name, keyHash: digestOf(key), createdAt: now, lastUsedAt: now };
     await this.store({ op: 'identity', ...record });
     return { identity: this.view(record), key };
   }
@@ -178,13 +211,19 @@ export class FileDirectory implements Directory {
     await this.store({ op: 'forget', id: identityId });
   }
 
+  async touch(identityId: string): Promise<void> {
+    const record = this.identitiesById.get(identityId);
+    if (!record || !this.isLive(record) || this.now() - record.lastUsedAt < LAST_USED_WRITE_INTERVAL_MS) return;
+    await this.store({ op: 'identity', ...record, lastUsedAt: this.now() });
+  }
+
   nameOf(identityId: string): string | undefined {
     const record = this.identitiesById.get(identityId);
     return record && this.isLive(record) ? record.name : undefined;
   }
 
-  identityNamed(nameKey: string): Identity | undefined {
-    const record = this.liveIdentity(nameKey);
+  identityNamed(name: string): Identity | undefined {
+    const record = this.liveIdentity(name);
     return record ? this.view(record) : undefined;
   }
 
@@ -192,8 +231,12 @@ export class FileDirectory implements Directory {
     return [...(this.readMarkers.get(identityId) ?? new Map<string, number>())].map(([room, lastRead]) => ({ room, lastRead }));
   }
 
+  hasConversation(identityId: string, room: string): boolean {
+    return this.readMarkers.get(identityId)?.has(room) ?? false;
+  }
+
   async subscribe(identityId: string, room: string): Promise<void> {
-    if (this.readMarkers.get(identityId)?.has(room)) return;
+    if (this.readMarkers.get(identityId)?.has(room) || !this.identitiesById.has(identityId)) return;
     await this.store({ op: 'read', id: identityId, room, seq: 0 });
   }
 
@@ -204,7 +247,7 @@ export class FileDirectory implements Directory {
 
   async markRead(identityId: string, room: string, seq: number): Promise<number> {
     const current = this.readMarkers.get(identityId)?.get(room) ?? 0;
-    if (seq <= current) return current;
+    if (seq <= current || !this.identitiesById.has(identityId)) return current;
     await this.store({ op: 'read', id: identityId, room, seq });
     return this.readMarkers.get(identityId)?.get(room) ?? seq;
   }
@@ -217,18 +260,47 @@ export class FileDirectory implements Directory {
     await this.store({ op: 'room', ...meta });
   }
 
+  listRooms(after: string | undefined, limit: number): RoomMeta[] {
+    this.sortedRooms ??= [...this.rooms.values()]
+      .filter((meta) => meta.kind === 'room')
+      .map((meta) => meta.room)
+      .sort();
+    let start = 0;
+    if (after !== undefined) {
+      // The first key after `after`, by binary search.
+      let high = this.sortedRooms.length;
+      while (start < high) {
+        const middle = (start + high) >>> 1;
+        if (this.sortedRooms[middle] <= after) start = middle + 1;
+        else high = middle;
+      }
+    }
+    return this.sortedRooms.slice(start, start + limit).map((room) => this.rooms.get(room) as RoomMeta);
+  }
+
   findDm(participantIds: readonly string[]): string | undefined {
     return this.dmByParticipants.get(participantKey(participantIds));
   }
 
   async close(): Promise<void> {
     await this.compacting;
-    await this.journal.close();
+    await this.journal?.close();
   }
 
-  private liveIdentity(nameKey: string): IdentityRecord | undefined {
-    const record = this.identitiesByName.get(nameKey);
-    return record && this.isLive(record) ? record : undefined;
+  /** The live identity whose name is `name` or looks like it. */
+  private liveIdentity(name: string): IdentityRecord | undefined {
+    for (const record of this.identitiesWithKeysOf(name)) if (this.isLive(record)) return record;
+    return undefined;
+  }
+
+  /** Every identity, live or lapsed, that holds one of the seat keys of `name`. */
+  private identitiesWithKeysOf(name: string): IdentityRecord[] {
+    const found = new Set<IdentityRecord>();
+    for (const key of seatKeys(name)) {
+      const record = this.identitiesByKey.get(key);
+      if (record) found.add(record);
+    }
+    return [...found];
   }
 
   private isLive(record: IdentityRecord): boolean {
@@ -241,6 +313,10 @@ export class FileDirectory implements Directory {
 
   /** Writes an operation, then applies it: what the server acts on is always on disk. */
   private async store(operation: Operation): Promise<void> {
+    if (!this.journal) {
+      this.apply(operation);
+      return;
+    }
     while (this.compacting) await this.compacting;
     this.storesInFlight += 1;
     try {
@@ -259,16 +335,16 @@ export class FileDirectory implements Directory {
       case 'identity': {
         const { op: _op, ...record } = operation;
         const previous = this.identitiesById.get(record.id);
-        if (previous && previous.nameKey !== record.nameKey) this.identitiesByName.delete(previous.nameKey);
+        if (previous) this.dropKeys(previous);
         this.identitiesById.set(record.id, record);
-        this.identitiesByName.set(record.nameKey, record);
+        for (const key of seatKeys(record.name)) this.identitiesByKey.set(key, record);
         return;
       }
       case 'forget': {
         const record = this.identitiesById.get(operation.id);
         if (!record) return;
         this.identitiesById.delete(record.id);
-        if (this.identitiesByName.get(record.nameKey) === record) this.identitiesByName.delete(record.nameKey);
+        this.dropKeys(record);
         this.readMarkers.delete(record.id);
         return;
       }
@@ -283,11 +359,16 @@ export class FileDirectory implements Directory {
         return;
       case 'room': {
         const { op: _op, ...meta } = operation;
+        if (!this.rooms.has(meta.room)) this.sortedRooms = undefined;
         this.rooms.set(meta.room, meta);
         if (meta.kind === 'dm' && meta.participantIds) this.dmByParticipants.set(participantKey(meta.participantIds), meta.room);
         return;
       }
     }
+  }
+
+  private dropKeys(record: IdentityRecord): void {
+    for (const key of seatKeys(record.name)) if (this.identitiesByKey.get(key) === record) this.identitiesByKey.delete(key);
   }
 
   private liveRecords(): Operation[] {
@@ -299,14 +380,15 @@ export class FileDirectory implements Directory {
   }
 
   private compactIfWorthIt(): void {
-    if (this.compacting) return;
+    if (this.compacting || !this.journal) return;
+    const journal = this.journal;
     const live = this.identitiesById.size + this.rooms.size + [...this.readMarkers.values()].reduce((sum, markers) => sum + markers.size, 0);
     if (this.operationsOnDisk < live * 2 + COMPACT_SLACK) return;
     this.compacting = (async () => {
       if (this.storesInFlight > 0) await new Promise<void>((resolve) => (this.storesSettled = resolve));
       this.storesSettled = undefined;
       const operations = this.liveRecords();
-      await this.journal.rewrite(operations.map((operation) => Buffer.from(JSON.stringify(operation), 'utf8')));
+      await journal.rewrite(operations.map((operation) => Buffer.from(JSON.stringify(operation), 'utf8')));
       this.operationsOnDisk = operations.length;
     })()
       .catch((error: unknown) => this.options.logger.error(`directory: compaction failed: ${String(error)}`))

@@ -1,8 +1,16 @@
-/** A client speaking wire protocol v1 (NDJSON): hello, say, ping, bye. */
+/**
+ * A client speaking NDJSON: wire protocol v1 (hello, say, ping, bye: one room
+ * a connection) or, when its hello asks for it, v2 (many conversations; the
+ * frames after the hello are handled by its V2Session).
+ *
+ * Lines are split as they arrive and decoded when their turn comes, by the
+ * table of the version the connection has chosen by then: a v2 hello and the
+ * frames sent right behind it in one packet are read as v2.
+ */
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { ClientFrameDecoder, type FrameProblem, type ClientFrameResult, encodeFrame } from '../shared/framing';
-import { isBlankText, nameProblem, roomProblem } from '../shared/names';
+import { encodeFrame, type FrameProblem, isV2OnlyFrameType, LineSplitter, parseFlatJsonObject, validateClientFrame } from '../shared/framing';
+import { isBlankText, nameProblem, roomKey, roomProblem } from '../shared/names';
 import {
   CLIENT_ID_MAX_CHARS,
   DEFAULT_ROOM,
@@ -13,10 +21,13 @@ import {
   RESUME_MAX_CHARS,
   WELCOME_MAX_MEMBERS,
 } from '../shared/protocol';
-import type { ErrorCode, HelloFrame, SayFrame, ServerFrame } from '../shared/protocol';
-import { Connection, type ConnectionHost } from './connection';
+import type { ClientFrame, ErrorCode, HelloFrame, SayFrame, ServerFrame } from '../shared/protocol';
+import { DM_PREFIX, FATAL_ERRORS_V2, PROTOCOL_V2, SUPPORTED_PROTOCOLS, type ErrorCodeV2 } from '../shared/protocolV2';
+import { Connection } from './connection';
 import type { EncodedEvent, Room } from './room';
+import type { Departure } from './roomEvents';
 import { seatNameProblem } from './seatNames';
+import { type V2Host, V2Session } from './v2Session';
 
 const PING = encodeFrame({ type: 'ping' });
 const PONG = encodeFrame({ type: 'pong' });
@@ -28,7 +39,7 @@ const REPLAY_SLICE_BYTES = 256 * 1024;
  * its text, with every character escaped at its longest, so that a message
  * whose escaped text fits the rest is never a frame over MAX_SERVER_FRAME_BYTES.
  */
-const MESSAGE_ENVELOPE_BYTES = 2 * 1024;
+export const MESSAGE_ENVELOPE_BYTES = 2 * 1024;
 
 /** A seat secret: base64url of 16 random bytes. */
 function newSeatSecret(): string {
@@ -39,9 +50,35 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
 }
 
-export class NdjsonConnection extends Connection<ClientFrameResult> {
+/** Why a message text cannot be sent, or undefined when it can: the same rules for v1 and v2 (and for edits). */
+export function messageTextProblem(text: string, maxTextBytes: number): { code: 'too_long' | 'bad_frame'; message: string } | undefined {
+  const textBytes = Buffer.byteLength(text, 'utf8');
+  if (textBytes > maxTextBytes) return { code: 'too_long', message: `A message may be at most ${maxTextBytes} bytes; this one has ${textBytes}.` };
+  // Escaping at most sextuples a byte (a control character becomes \u00XX), so most texts need no check.
+  if (textBytes * 6 + MESSAGE_ENVELOPE_BYTES > MAX_SERVER_FRAME_BYTES && Buffer.byteLength(JSON.stringify(text), 'utf8') + MESSAGE_ENVELOPE_BYTES > MAX_SERVER_FRAME_BYTES) {
+    return { code: 'too_long', message: `This message would make a frame of more than ${MAX_SERVER_FRAME_BYTES} bytes once its characters are escaped.` };
+  }
+  if (isBlankText(text)) return { code: 'bad_frame', message: 'A message must not be empty or made only of invisible characters.' };
+  return undefined;
+}
+
+type NdjsonInput = { kind: 'line'; bytes: Buffer } | { kind: 'overflow'; bytes: number };
+
+/** What is waiting to be written behind a replay: more of the replay, or single frames. */
+type Pending = { kind: 'replay'; next: () => EncodedEvent | undefined; render: (event: EncodedEvent) => Buffer | undefined } | { kind: 'frame'; bytes: Buffer };
+
+/**
+ * Replays one connection may have waiting: one per room it may be in, and as
+ * many again for rooms it asks to see again. A client that keeps asking for
+ * replays it does not read is a slow reader.
+ */
+function maxPendingReplays(host: V2Host): number {
+  return 2 * Math.max(1, host.limitsV2.maxRoomsPerConnection);
+}
+
+export class NdjsonConnection extends Connection<NdjsonInput> {
   readonly shutdownNotice = GOODBYE;
-  private readonly decoder: ClientFrameDecoder;
+  private readonly lines: LineSplitter;
   private toldAboutRate = false;
   /** Scopes this client's message ids for de-duplication (its installation id, or a random one). */
   private clientId = '';
@@ -49,22 +86,27 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
   private seatSecret: string | undefined;
   /** When the server pinged this client for being silent, if it has. */
   private pingedAt: number | undefined;
+  /** Set by a v2 hello: the session that handles every later frame. */
+  private session: V2Session | undefined;
+  /** A v2 hello is being answered: frames behind it wait their turn (they are read as v2). */
+  private helloUnderWay = false;
   /**
-   * History still to send after a welcome, followed by live events that
-   * arrived meanwhile (they must wait their turn to keep the order). A
-   * returning client may be owed megabytes, so it is paced by 'drain' rather
+   * What must be written after a replay still under way: the rest of the
+   * replay, live events that arrived meanwhile, and (v2) answers. A returning
+   * client may be owed megabytes, so a replay is paced by 'drain' rather
    * than written at once, which would look like a slow reader.
    */
-  private backlog: EncodedEvent[] | undefined;
-  private backlogNext = 0;
-  /** Index in `backlog` where the replay ends and live events begin. */
-  private replayLength = 0;
-  /** Bytes of live events waiting behind the replay; past the slow-reader limit the client is cut off. */
-  private waitingLiveBytes = 0;
+  private pending: Pending[] | undefined;
+  /** Bytes of frames waiting behind a replay; past the slow-reader limit the client is cut off. */
+  private waitingBytes = 0;
+  private pendingReplays = 0;
 
-  constructor(socket: Socket, host: ConnectionHost) {
+  constructor(
+    socket: Socket,
+    protected override readonly host: V2Host,
+  ) {
     super(socket, host);
-    this.decoder = new ClientFrameDecoder(host.limits.maxFrameBytes);
+    this.lines = new LineSplitter(host.limits.maxFrameBytes);
   }
 
   protected override onBytesArrived(): void {
@@ -72,7 +114,7 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
   }
 
   protected onBytes(chunk: Buffer): void {
-    this.enqueue(this.decoder.push(chunk));
+    this.enqueue(this.lines.push(chunk));
   }
 
   protected onJoinTimeout(): void {
@@ -89,40 +131,64 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
     }
   }
 
+  /** A room event for a v1 member: its fair text version, if v1 is shown it at all. */
   deliver(event: EncodedEvent): void {
-    if (!this.backlog) {
-      this.send(event.wire);
+    const bytes = event.v1Wire();
+    if (bytes) this.deliverLive(bytes);
+  }
+
+  /** A live frame: written now, or queued behind a replay still under way. */
+  deliverLive(bytes: Buffer): void {
+    if (!this.pending) {
+      this.send(bytes);
       return;
     }
-    this.backlog.push(event);
-    this.waitingLiveBytes += event.wire.length;
-    if (this.waitingLiveBytes > this.host.limits.maxPendingWriteBytes) this.dropAsSlowReader(this.waitingLiveBytes);
+    this.pending.push({ kind: 'frame', bytes });
+    this.waitingBytes += bytes.length;
+    if (this.waitingBytes > this.host.limits.maxPendingWriteBytes) this.dropAsSlowReader(this.waitingBytes);
   }
 
-  private startReplay(events: EncodedEvent[]): void {
-    if (events.length === 0) return;
-    this.backlog = events.slice();
-    this.backlogNext = 0;
-    this.replayLength = events.length;
-    this.waitingLiveBytes = 0;
-    this.pumpBacklog();
+  /** Queues replayed events, read from `next` and rendered when their turn comes (`render` may skip one by returning undefined). */
+  queueReplay(next: () => EncodedEvent | undefined, render: (event: EncodedEvent) => Buffer | undefined): void {
+    const replay: Pending = { kind: 'replay', next, render };
+    if (this.pending) {
+      this.pending.push(replay);
+      if (++this.pendingReplays > maxPendingReplays(this.host)) this.dropAsSlowReader(this.socket.writableLength + this.waitingBytes);
+      return;
+    }
+    this.pending = [replay];
+    this.pendingReplays = 1;
+    this.waitingBytes = 0;
+    this.pumpPending();
   }
 
-  private readonly pumpBacklog = (): void => {
-    const backlog = this.backlog;
-    if (!backlog || this.isDisposed || this.socket.destroyed) return;
-    while (this.backlogNext < backlog.length) {
+  private readonly pumpPending = (): void => {
+    const pending = this.pending;
+    if (!pending || this.isDisposed || this.socket.destroyed) return;
+    while (pending.length > 0) {
       if (this.socket.writableLength >= REPLAY_SLICE_BYTES) {
-        this.socket.once('drain', this.pumpBacklog);
+        this.socket.once('drain', this.pumpPending);
         return;
       }
-      const index = this.backlogNext++;
-      const event = backlog[index];
-      if (index >= this.replayLength) this.waitingLiveBytes -= event.wire.length;
-      // Straight to the batcher: this data is paced here, so the slow-reader rule does not apply to it.
-      this.host.batcher.write(this.socket, event.wire);
+      const head = pending[0];
+      if (head.kind === 'frame') {
+        pending.shift();
+        this.waitingBytes -= head.bytes.length;
+        // Straight to the batcher: this data is paced here, so the slow-reader rule does not apply to it.
+        this.host.batcher.write(this.socket, head.bytes);
+        continue;
+      }
+      const event = head.next();
+      if (!event) {
+        pending.shift();
+        this.pendingReplays -= 1;
+        continue;
+      }
+      const bytes = head.render(event);
+      if (bytes) this.host.batcher.write(this.socket, bytes);
     }
-    this.backlog = undefined;
+    this.pending = undefined;
+    this.pendingReplays = 0;
   };
 
   private reply(frame: ServerFrame): void {
@@ -133,13 +199,21 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
     this.reply(id === undefined ? { type: 'error', code, message } : { type: 'error', code, message, id });
   }
 
-  /** Sends the error and, for the codes that end a session, closes the connection. */
-  fail(code: ErrorCode, message: string, id?: string): void {
-    if (!FATAL_ERRORS.has(code)) {
-      this.error(code, message, id);
-      return;
-    }
-    this.endWith(encodeFrame({ type: 'error', code, message }), 'lost');
+  /**
+   * Sends the error and, for the codes that end a session (v1's or v2's,
+   * whichever this connection speaks, unless `close` says otherwise), closes
+   * the connection.
+   */
+  fail(code: ErrorCode | ErrorCodeV2, message: string, id?: string, close?: boolean): void {
+    const fatal = close ?? (this.speaksV2 ? FATAL_ERRORS_V2.has(code) : FATAL_ERRORS.has(code as ErrorCode));
+    const frame = encodeFrame(id === undefined ? { type: 'error', code, message } : { type: 'error', code, message, id });
+    if (fatal) this.endWith(frame, 'lost');
+    else if (this.speaksV2) this.out(frame);
+    else this.send(frame);
+  }
+
+  private get speaksV2(): boolean {
+    return this.session !== undefined || this.helloUnderWay;
   }
 
   protected override onRateLimited(): void {
@@ -150,12 +224,27 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
     this.error('rate_limited', `Slow down: after ${rateBurst} frames at once the server reads ${ratePerSecond} a second. Nothing is dropped.`);
   }
 
-  protected async handleInput(input: ClientFrameResult): Promise<void> {
-    if (input.kind === 'problem') {
-      this.reportProblem(input.problem);
+  protected async handleInput(input: NdjsonInput): Promise<void> {
+    if (input.kind === 'overflow') {
+      // An overlong frame leaves the stream with no known next frame boundary, so it ends the session.
+      const message = `A frame may be at most ${this.host.limits.maxFrameBytes} bytes; ${input.bytes} arrived without a newline.`;
+      this.endWith(encodeFrame({ type: 'error', code: 'too_long', message }), 'lost');
       return;
     }
-    const frame = input.frame;
+    if (input.bytes.length === 0) return;
+    if (this.session) return this.session.handleLine(input.bytes);
+    const parsed = parseFlatJsonObject(input.bytes);
+    if (!parsed.ok) return this.reportProblem(parsed.problem);
+    const type = parsed.frame.type;
+    if (type === 'hello' && parsed.frame.protocol === PROTOCOL_V2 && !this.isJoined && !this.helloUnderWay) return this.helloV2(parsed.frame);
+    if (isV2OnlyFrameType(type)) {
+      const id = typeof parsed.frame.id === 'string' ? parsed.frame.id : undefined;
+      if (this.isJoined) return this.fail('unsupported', `"${String(type)}" is a protocol 2 frame; this connection said hello with protocol 1.`, id);
+      return this.fail('not_joined', 'Say hello before anything else.', id);
+    }
+    const validated = validateClientFrame(parsed.frame);
+    if (!validated.ok) return this.reportProblem(validated.problem);
+    const frame: ClientFrame = validated.frame;
     switch (frame.type) {
       case 'hello':
         return this.hello(frame);
@@ -170,20 +259,21 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
         // Whatever came after the bye is not acted on; whatever came before is stored and acked first.
         this.ignoreFurtherInput();
         await this.settleOwed();
-        await this.leaveRoom('quit');
+        await this.leaveRooms('quit');
         this.endWith(undefined, 'quit');
         return;
     }
   }
 
   private reportProblem(problem: FrameProblem): void {
-    // An overlong frame leaves the stream with no known next frame boundary, so it ends the session.
-    if (problem.code === 'too_long') this.endWith(encodeFrame({ type: 'error', ...problem }), 'lost');
-    else this.fail(problem.code, problem.message, problem.id);
+    this.fail(problem.code, problem.message, problem.id);
   }
 
   private async hello(hello: HelloFrame): Promise<void> {
-    if (this.isJoined) return this.fail('already_joined', 'This connection has already said hello.');
+    if (this.isJoined || this.helloUnderWay) return this.fail('already_joined', 'This connection has already said hello.');
+    if (hello.protocol !== undefined && hello.protocol !== PROTOCOL_VERSION) {
+      return this.fail('unsupported', `This server speaks protocol ${SUPPORTED_PROTOCOLS.join(' and ')}, not ${hello.protocol}.`);
+    }
     const verdict = this.host.accessGate.check(hello.token, this.socket.remoteAddress);
     if (verdict === 'locked_out') return this.fail('locked_out', 'Too many failed attempts from this address; try again in a minute.');
     if (verdict === 'unauthorized') {
@@ -192,7 +282,8 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
     const badName = nameProblem(hello.name) ?? seatNameProblem(hello.name);
     if (badName) return this.fail('bad_name', badName);
     const roomName = (hello.room ?? DEFAULT_ROOM).normalize('NFC');
-    const badRoom = roomProblem(roomName);
+    // By the room's key, as the room is found: `ＤＭ:` folds to `dm:` as well.
+    const badRoom = roomProblem(roomName) ?? (roomKey(roomName).startsWith(DM_PREFIX) ? `Room names starting with "${DM_PREFIX}" are direct-message conversations, which protocol 1 cannot join.` : undefined);
     if (badRoom) return this.fail('bad_room', badRoom);
     if (hello.clientId !== undefined && (hello.clientId.length === 0 || hello.clientId.length > CLIENT_ID_MAX_CHARS)) {
       return this.fail('bad_frame', `The clientId must be 1 to ${CLIENT_ID_MAX_CHARS} characters.`);
@@ -201,9 +292,26 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
       return this.fail('bad_frame', `The resume secret must be 1 to ${RESUME_MAX_CHARS} characters.`);
     }
     if (hello.lastSeq !== undefined && hello.lastSeq < 0) return this.fail('bad_frame', 'lastSeq must not be negative.');
+    if (this.host.directory.isHeld(hello.name)) {
+      // Closed like any taken name: a v1 hello cannot carry the key that proves the name is yours.
+      return this.fail('name_taken', `The name "${hello.name}" is reserved by its owner (who keeps it with a key); choose another.`);
+    }
 
     const entry = await this.host.enterRoom(roomName, this.socket.remoteAddress, (room) => this.takeSeat(room, hello));
     if (!entry.ok) this.fail(entry.code, entry.message);
+  }
+
+  /** A hello with protocol 2: checked by the v2 table and answered by a new session, which handles every later frame. */
+  private async helloV2(raw: Record<string, unknown>): Promise<void> {
+    this.helloUnderWay = true;
+    try {
+      const session = await V2Session.open(this, this.host, raw);
+      if (!session) return;
+      this.session = session;
+      this.joined();
+    } finally {
+      this.helloUnderWay = false;
+    }
   }
 
   /** Joins `room`, or takes over the seat whose secret the hello gave back; runs in the turn the room was found loaded. */
@@ -224,7 +332,7 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
     const members = room.memberNames(WELCOME_MAX_MEMBERS, this.name);
     const memberCount = room.memberCount + (resuming ? 0 : 1);
     this.reply({ type: 'welcome', you: this.name, room: room.name, members, memberCount, resume: secret, seq: room.latestSeq, firstSeq: room.firstSeq, protocol: PROTOCOL_VERSION });
-    this.startReplay(room.replay(hello.lastSeq, this.host.limits.replayEvents));
+    this.queueReplay(room.replayCursor(hello.lastSeq, this.host.limits.replayEvents), (event) => room.v1Rendering(event));
     if (resuming) {
       // The same client came back before its old connection was noticed dead: a resume, not a new arrival.
       room.replaceMember(holder, this);
@@ -232,6 +340,8 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
       this.host.logger.info(`${this.peer} resumed as ${this.name} in ${room.name}.`);
     } else {
       room.join(this);
+      // Logged where it failed; the member is in the room either way, and the next one to enter tries again.
+      this.host.claimRoom(room, undefined)?.catch(() => undefined);
       this.host.logger.info(`${this.peer} joined ${room.name} as ${this.name}.`);
     }
   }
@@ -245,15 +355,8 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
     const room = this.room;
     if (!room) return this.fail('not_joined', 'Say hello before sending messages.', say.id);
     if (say.id.length === 0 || say.id.length > ID_MAX_CHARS) return this.fail('bad_frame', `A message id must be 1 to ${ID_MAX_CHARS} characters.`, say.id);
-    const textBytes = Buffer.byteLength(say.text, 'utf8');
-    if (textBytes > this.host.limits.maxTextBytes) {
-      return this.error('too_long', `A message may be at most ${this.host.limits.maxTextBytes} bytes; this one has ${textBytes}.`, say.id);
-    }
-    // Escaping at most sextuples a byte (a control character becomes \u00XX), so most texts need no check.
-    if (textBytes * 6 + MESSAGE_ENVELOPE_BYTES > MAX_SERVER_FRAME_BYTES && Buffer.byteLength(JSON.stringify(say.text), 'utf8') + MESSAGE_ENVELOPE_BYTES > MAX_SERVER_FRAME_BYTES) {
-      return this.error('too_long', `This message would make a frame of more than ${MAX_SERVER_FRAME_BYTES} bytes once its characters are escaped.`, say.id);
-    }
-    if (isBlankText(say.text)) return this.fail('bad_frame', 'A message must not be empty or made only of invisible characters.', say.id);
+    const problem = messageTextProblem(say.text, this.host.limits.maxTextBytes);
+    if (problem) return problem.code === 'too_long' ? this.error('too_long', problem.message, say.id) : this.fail(problem.code, problem.message, say.id);
     // Not awaited: the next frame need not wait for this one's fsync. Acks still go out in order.
     this.owe(
       room.say(this, say.text, { clientId: this.clientId, id: say.id }).then((result) => {
@@ -261,5 +364,63 @@ export class NdjsonConnection extends Connection<ClientFrameResult> {
         else this.error('storage_failed', 'The server could not store the message (its disk may be full); send it again later.', say.id);
       }),
     );
+  }
+
+  /** A v1 member that was kicked hears its own departure (`left` with reason `kicked`), then the connection closes. */
+  protected removalNotice(departure: Departure): Buffer | undefined {
+    return departure.event?.v1Wire();
+  }
+
+  // ------------------------------------------------------------ what the v2 session uses
+
+  /** Writes a frame behind whatever is still queued, so a v2 connection gets answers and events in the order they were made. */
+  out(bytes: Buffer): void {
+    this.deliverLive(bytes);
+  }
+
+  /** Ends the connection with a last frame, leaving its rooms first (their departures announced with `reason`). */
+  async closeWith(bytes: Buffer | undefined, reason: 'quit' | 'lost'): Promise<void> {
+    this.ignoreFurtherInput();
+    await this.settleOwed();
+    await this.leaveRooms(reason);
+    this.endWith(bytes, reason);
+  }
+
+  get address(): string | undefined {
+    return this.socket.remoteAddress;
+  }
+
+  /** Whether input has stopped being taken (a join still loading its room must then not seat the session). */
+  get stopping(): boolean {
+    return this.isStopping || this.isDisposed;
+  }
+
+  /** Runs work the peer is owed an answer for, without holding up the next frame. */
+  oweAnswer(work: Promise<unknown>): void {
+    this.owe(work);
+  }
+
+  /** Frames after a `bye` are not acted on; what came before is answered first. */
+  async byeV2(): Promise<void> {
+    this.ignoreFurtherInput();
+    await this.settleOwed();
+    await this.leaveRooms('quit');
+    this.endWith(undefined, 'quit');
+  }
+
+  override leaveRooms(reason: Parameters<Connection['leaveRooms']>[0]): Promise<unknown> {
+    if (this.session) return this.session.leaveAll(reason);
+    return super.leaveRooms(reason);
+  }
+
+  override detachFromRooms(): void {
+    if (this.session) this.session.detachAll();
+    else super.detachFromRooms();
+  }
+
+  override dispose(): void {
+    if (this.isDisposed) return;
+    super.dispose();
+    this.session?.ended();
   }
 }

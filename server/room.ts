@@ -1,45 +1,150 @@
 /**
- * One room: its members, its sequence numbers, its history and the
- * de-duplication of retried messages.
+ * One room: its members, its history, the current state of its messages,
+ * and the de-duplication of retried changes.
  *
- * Every event gets the room's next sequence number when it happens, is stored,
- * and only then is delivered to the members (and acknowledged to its sender).
- * The log resolves records in order, so members see events in sequence order,
- * and what anyone was shown is always on disk.
+ * Every event is numbered and stored by the room's store (see RoomStore), and
+ * only then applied and delivered to the members (and acknowledged to its
+ * sender). The store commits events in seq order, so members see events in
+ * that order, and what anyone was shown is always stored.
  *
- * Messages and presence (arrivals and departures) are retained apart, each
- * the newest `retainEvents`, so a crowd coming and going never pushes
- * messages out of the history or out of the de-duplication window.
+ * Messages, presence (arrivals and departures) and changes (edits, deletions,
+ * reactions, topics, owners) are retained apart, each the newest
+ * `retainEvents`, so a crowd coming and going, or a flood of reactions, never
+ * pushes messages out of the history or out of the de-duplication window.
+ *
+ * A member is a v1 or classic connection (one seat per connection, as in v1),
+ * or an IdentitySeat: every v2 connection of one identity in this room shares
+ * it, so the room hears one `joined` for the first and one `left` for the last.
  */
 import { encodeFrame } from '../shared/framing';
-import type { LeaveReason, MessageEvent, RoomEvent } from '../shared/protocol';
+import { isBlankText, roomKey } from '../shared/names';
+import type { LeaveReason, MessageEvent } from '../shared/protocol';
+import { DEFAULT_LIMITS_V2, type ErrorCodeV2, type MessageV2Event, TOPIC_MAX_CHARS } from '../shared/protocolV2';
+import { isSingleEmoji, mentions } from '../shared/mentions';
+import { nameKey } from '../shared/names';
+import type { RoomMeta } from './directory';
 import type { Logger } from './log';
-import type { RecordKind, RoomLog } from './roomLog';
+import {
+  applyChange,
+  classOf,
+  currentMessageWire,
+  currentV1Wire,
+  currentWire,
+  type Departure,
+  EncodedEvent,
+  foldedMessageRecord,
+  type HeldBody,
+  type PrivateFields,
+  readRecord,
+  type RecordClass,
+  redactedEditRecord,
+  stateFromFolded,
+  targetOf,
+  withPrivateFields,
+} from './roomEvents';
+import { RoomLog } from './roomLog';
 import { seatKeys } from './seatNames';
 
-/** An event serialised once; every member gets the same bytes. */
-export class EncodedEvent {
-  readonly wire: Buffer;
+export { EncodedEvent } from './roomEvents';
 
-  constructor(readonly event: RoomEvent) {
-    this.wire = encodeFrame(event);
-  }
-}
-
-function kindOf(event: RoomEvent): RecordKind {
-  return event.type === 'message' ? 'message' : 'presence';
-}
-
-/** Whoever is in a room: an NDJSON client or a classic-mode client. */
+/** Whoever is in a room: a v1 connection, a classic connection, or the seat of a v2 identity. */
 export interface RoomMember {
   readonly name: string;
   deliver(event: EncodedEvent): void;
+  /** Someone else removed this member (a kick); called once the departure is stored. */
+  removed?(departure: Departure): void;
 }
 
-interface StoredMessage {
-  seq: number;
-  /** Present while the message is being stored; resolves with whether it was stored. */
-  committed?: Promise<boolean>;
+/** A v2 connection holding an identity's seat. */
+export interface SeatHolder {
+  /** A room event's v2 bytes, or a typing signal. */
+  deliverToSeat(bytes: Buffer): void;
+  /** The seat was removed by someone else (a kick). */
+  removedFrom(room: Room, departure: Departure): void;
+}
+
+/** An identity's one seat in a room, shared by all of its v2 connections there. */
+export class IdentitySeat implements RoomMember {
+  /** Its connections in this room: one, usually, so a short array rather than a set. */
+  readonly holders: SeatHolder[] = [];
+
+  constructor(
+    readonly room: Room,
+    readonly identityId: string,
+    readonly name: string,
+  ) {}
+
+  deliver(event: EncodedEvent): void {
+    const bytes = event.wire;
+    if (bytes.length === 0) return;
+    for (const holder of this.holders) holder.deliverToSeat(bytes);
+  }
+
+  removed(departure: Departure): void {
+    for (const holder of this.holders.splice(0)) holder.removedFrom(this.room, departure);
+  }
+}
+
+/**
+ * Where a room's events are kept: the seam between the room and its storage.
+ * The store gives each event its seq and time, stores it with its private
+ * fields (the de-duplication key among them), and resolves once it is
+ * durable, in seq order. A Redis-backed store (server/cluster/) can stand in
+ * for the file log: its publish script assigns seq and time and keeps the
+ * de-duplication key, and its follower delivers committed events in order.
+ */
+export interface RoomStore {
+  append(body: HeldBody, fields: PrivateFields & { id?: string }, recordClass: RecordClass): Promise<EncodedEvent>;
+  /** Whether events are on their way to storage. */
+  readonly isBusy: boolean;
+  /**
+   * Called for each record a compaction keeps; returns its rewritten bytes
+   * (a deleted message without its text, a changed message with its state
+   * folded in), or undefined to keep it as it is.
+   */
+  rewriteRecord: ((seq: number, bytes: Buffer) => Buffer | undefined) | undefined;
+  /** A message was deleted: its text must leave the disk at the next compaction, at the latest when the room closes. */
+  noteRedactionDue(): void;
+  close(): Promise<void>;
+}
+
+/** The store of a room on one server: its file log (or an in-memory one for `--memory`). */
+export class LocalRoomStore implements RoomStore {
+  constructor(
+    private readonly log: RoomLog,
+    private nextSeq: number,
+    private readonly now: () => number,
+  ) {}
+
+  get isBusy(): boolean {
+    return this.log.isBusy;
+  }
+
+  get rewriteRecord(): ((seq: number, bytes: Buffer) => Buffer | undefined) | undefined {
+    return this.log.rewriteRecord;
+  }
+
+  set rewriteRecord(rewrite: ((seq: number, bytes: Buffer) => Buffer | undefined) | undefined) {
+    this.log.rewriteRecord = rewrite;
+  }
+
+  noteRedactionDue(): void {
+    this.log.noteRedactionDue();
+  }
+
+  async append(body: HeldBody, fields: PrivateFields & { id?: string }, recordClass: RecordClass): Promise<EncodedEvent> {
+    body.seq = this.nextSeq++;
+    body.ts = this.now();
+    const held = new EncodedEvent(body);
+    // Serialised once: the stored record is the wire bytes with the private fields spliced in.
+    const stored = withPrivateFields(held.wire.length > 0 ? held.wire : encodeFrame(body as unknown as MessageEvent), fields);
+    await this.log.append(stored, recordClass, body.seq);
+    return held;
+  }
+
+  close(): Promise<void> {
+    return this.log.close();
+  }
 }
 
 export interface SayResult {
@@ -48,42 +153,102 @@ export interface SayResult {
   duplicate: boolean;
 }
 
+/** What a change (edit, delete, reaction, topic, owner, kick) came to: stored (or found stored before), or refused. */
+export type ChangeOutcome = { ok: true; seq: number | undefined; duplicate: boolean } | Refusal;
+
+/** Who asks for a change: a v2 identity. */
+export interface Actor {
+  identityId: string;
+  name: string;
+}
+
+interface StoredChange {
+  seq: number;
+  /** Present while the event is being stored; resolves with whether it was stored. */
+  committed?: Promise<boolean>;
+}
+
+export interface RoomLimits {
+  maxReactionsPerMessage: number;
+}
+
+const NO_OWNER_META = (name: string): RoomMeta => ({ room: roomKey(name), name, kind: 'room', topic: '' });
+
 export class Room {
   /** Each member with the seat keys its name holds (one or two). */
   private readonly members = new Map<RoomMember, readonly string[]>();
   /** Seat key → the member holding it; names that look alike share a key. */
   private readonly seats = new Map<string, RoomMember>();
-  /** Committed events, oldest first: at least the newest `retainEvents` messages and as many presence events. */
+  /** Identity id → its seat; made when the first v2 member arrives. */
+  private identitySeats: Map<string, IdentitySeat> | undefined;
+  /** Committed events, oldest first: at least the newest `retainEvents` of each class. */
   private history: EncodedEvent[] = [];
-  private messagesHeld = 0;
-  private readonly messagesByClientKey = new Map<string, StoredMessage>();
-  /** The other way round, so forgetting old events does not search the map. */
-  private readonly clientKeyBySeq = new Map<number, string>();
-  private nextSeq: number;
+  private readonly held: Record<RecordClass, number> = { message: 0, presence: 0, change: 0 };
+  /** (clientId, id) → the event stored under it. */
+  private readonly byClientKey = new Map<string, StoredChange>();
+  private readonly store: RoomStore;
   private committedSeq: number;
   private eventsBeingStored = 0;
+  private readonly maxReactions: number;
+  /** A message was deleted since the store last compacted (or since the log was read back). */
+  private redactionDue = false;
+  /** Kind, topic, owner and DM participants, kept in the directory; set by whoever loads the room. */
+  meta: RoomMeta;
+  /**
+   * The directory has no entry for the room yet: the first member to take a
+   * seat makes it (`unclaimed`: the room is new, so a v2 first member owns it;
+   * `unowned`: it has history from before, so nobody does).
+   */
+  metaPending: 'unclaimed' | 'unowned' | undefined;
+  /** The log held nothing when the room was loaded. */
+  readonly wasEmpty: boolean;
+  /** The newest topic and owner events read from the log, for bringing the directory up to date after a crash. */
+  logTopic: { topic: string; seq: number } | undefined;
+  logOwner: { ownerId: string | undefined; seq: number } | undefined;
   /** Called when the last member has left (the server may then unload the room). */
   onEmptied: (() => void) | undefined;
 
   constructor(
     readonly name: string,
-    private readonly log: RoomLog,
+    storage: RoomLog | RoomStore,
     storedRecords: string[],
     private readonly retainEvents: number,
     private readonly logger: Logger,
-    private readonly now: () => number = Date.now,
+    now: () => number = Date.now,
+    limits: RoomLimits = DEFAULT_LIMITS_V2,
   ) {
-    for (const text of storedRecords) {
-      const record = JSON.parse(text) as RoomEvent & { clientId?: string };
-      const { clientId, ...event } = record;
-      this.hold(new EncodedEvent(event));
-      if (event.type === 'message' && clientId !== undefined && event.id !== undefined) {
-        this.rememberClientKey(clientKey(clientId, event.id), event.seq);
-      }
-    }
+    this.maxReactions = limits.maxReactionsPerMessage;
+    this.meta = NO_OWNER_META(name);
+    this.wasEmpty = storedRecords.length === 0;
+    for (const text of storedRecords) this.load(JSON.parse(text) as Record<string, unknown>);
     this.forgetBeyondRetention();
-    this.committedSeq = this.history.length > 0 ? this.history[this.history.length - 1].event.seq : 0;
-    this.nextSeq = this.committedSeq + 1;
+    this.committedSeq = this.history.length > 0 ? this.history[this.history.length - 1].seq : 0;
+    this.store = storage instanceof RoomLog ? new LocalRoomStore(storage, this.committedSeq + 1, now) : storage;
+    this.store.rewriteRecord = (seq, bytes) => this.compactedRecord(seq, bytes);
+    this.noteRedaction();
+  }
+
+  /** Tells the store that a deleted message's text waits to leave the disk. */
+  private noteRedaction(): void {
+    if (!this.redactionDue || !this.store) return;
+    this.redactionDue = false;
+    this.store.noteRedactionDue();
+  }
+
+  /** Reads one stored record back: held, applied, and its de-duplication key remembered. */
+  private load(record: Record<string, unknown>): void {
+    const { body, fields, folded } = readRecord(record);
+    const held = new EncodedEvent(body);
+    if (body.type === 'message') {
+      held.authorId = fields.authorId;
+      held.state = stateFromFolded(body.text, folded, fields.reactedBy);
+    }
+    if (fields.clientId !== undefined && fields.id !== undefined) {
+      held.dedupKey = clientKey(fields.clientId, fields.id);
+      this.byClientKey.set(held.dedupKey, { seq: body.seq });
+    }
+    this.apply(held, fields);
+    this.hold(held);
   }
 
   get latestSeq(): number {
@@ -91,16 +256,20 @@ export class Room {
   }
 
   get firstSeq(): number {
-    return this.history.length > 0 ? this.history[0].event.seq : this.committedSeq + 1;
+    return this.history.length > 0 ? this.history[0].seq : this.committedSeq + 1;
   }
 
   get memberCount(): number {
     return this.members.size;
   }
 
+  get isDm(): boolean {
+    return this.meta.kind === 'dm';
+  }
+
   /** Whether the room has no members and nothing on its way to storage: it may be unloaded. */
   get isIdle(): boolean {
-    return this.members.size === 0 && this.eventsBeingStored === 0 && !this.log.isBusy;
+    return this.members.size === 0 && this.eventsBeingStored === 0 && !this.store.isBusy;
   }
 
   /** Up to `limit` member names, `first` (when given) leading. */
@@ -113,6 +282,30 @@ export class Room {
     return names;
   }
 
+  /**
+   * A page of member names in the order of their keys, after the name
+   * `after`: at most `limit` names in at most `maxBytes` (as JSON strings).
+   */
+  memberPage(after: string | undefined, limit: number, maxBytes: number): { names: string[]; next?: string } {
+    const sorted = [...this.members.keys()].map((member) => ({ name: member.name, key: nameKey(member.name) })).sort((a, b) => compareKeys(a.key, b.key) || compareKeys(a.name, b.name));
+    let start = 0;
+    if (after !== undefined) {
+      const afterKey = nameKey(after);
+      start = sorted.findIndex(({ name, key }) => compareKeys(key, afterKey) > 0 || (key === afterKey && compareKeys(name, after) > 0));
+      if (start === -1) return { names: [] };
+    }
+    const names: string[] = [];
+    let bytes = 0;
+    let index = start;
+    for (; index < sorted.length && names.length < limit; index++) {
+      const size = Buffer.byteLength(JSON.stringify(sorted[index].name), 'utf8') + 1;
+      if (bytes + size > maxBytes) break;
+      bytes += size;
+      names.push(sorted[index].name);
+    }
+    return index < sorted.length && names.length > 0 ? { names, next: names[names.length - 1] } : { names };
+  }
+
   /** Whoever holds the seat that `name` would take: the same name, or one that looks like it. */
   memberNamed(name: string): RoomMember | undefined {
     for (const key of seatKeys(name)) {
@@ -122,24 +315,160 @@ export class Room {
     return undefined;
   }
 
-  /** Committed events after `afterSeq`, or the newest `count` when no position is given. */
-  replay(afterSeq: number | undefined, count: number): EncodedEvent[] {
-    if (afterSeq === undefined) return count > 0 ? this.history.slice(-count) : [];
-    // Seqs rise but may skip (a refused message uses one up, and older presence is forgotten first), so search.
+  seatOf(identityId: string): IdentitySeat | undefined {
+    return this.identitySeats?.get(identityId);
+  }
+
+  /** A message the room still holds, by its seq. */
+  messageAt(seq: number): EncodedEvent | undefined {
+    const held = this.heldAt(seq);
+    return held?.event.type === 'message' ? held : undefined;
+  }
+
+  private heldAt(seq: number): EncodedEvent | undefined {
+    const index = this.indexAfter(seq - 1);
+    const held = this.history[index];
+    return held && held.seq === seq ? held : undefined;
+  }
+
+  /** The index of the first held event with a seq above `seq`. */
+  private indexAfter(seq: number): number {
+    // Seqs rise but may skip (a refused event uses one up, and older presence is forgotten first), so search.
     let low = 0;
     let high = this.history.length;
     while (low < high) {
       const middle = (low + high) >>> 1;
-      if (this.history[middle].event.seq <= afterSeq) low = middle + 1;
+      if (this.history[middle].seq <= seq) low = middle + 1;
       else high = middle;
     }
-    return this.history.slice(low);
+    return low;
+  }
+
+  /**
+   * The events `replay` would give, read one at a time as a replay is
+   * written: nothing is copied (a returning client may be owed thousands of
+   * events), events forgotten meanwhile are skipped, and it ends at the
+   * event committed last when it was made (later ones are delivered live).
+   */
+  replayCursor(afterSeq: number | undefined, count: number): () => EncodedEvent | undefined {
+    const endSeq = this.committedSeq;
+    let seq = afterSeq ?? (count > 0 && this.history.length > 0 ? this.history[Math.max(0, this.history.length - count)].seq - 1 : endSeq);
+    return () => {
+      if (seq >= endSeq) return undefined;
+      const held = this.history[this.indexAfter(seq)];
+      if (!held || held.seq > endSeq) return undefined;
+      seq = held.seq;
+      return held;
+    };
+  }
+
+  /** Committed events after `afterSeq`, or the newest `count` when no position is given. */
+  replay(afterSeq: number | undefined, count: number): EncodedEvent[] {
+    if (afterSeq === undefined) return count > 0 ? this.history.slice(-count) : [];
+    return this.history.slice(this.indexAfter(afterSeq));
+  }
+
+  /** A held event as v2 shows it now (a message in its current state, a change against its message's). */
+  v2Rendering(held: EncodedEvent): Buffer | undefined {
+    const target = targetOf(held.event);
+    return currentWire(held, target === undefined ? undefined : this.messageAt(target));
+  }
+
+  /** A held event as v1 and classic members see it now, if at all. */
+  v1Rendering(held: EncodedEvent): Buffer | undefined {
+    const target = targetOf(held.event);
+    return currentV1Wire(held, target === undefined ? undefined : this.messageAt(target));
+  }
+
+  /**
+   * Up to `limit` events before `before`, oldest first, as v2 shows them now,
+   * in at most `maxBytes` (newer events are kept first when it runs out).
+   */
+  historyBefore(before: number, limit: number, maxBytes: number): { events: Buffer[]; more: boolean } {
+    const events: Buffer[] = [];
+    let bytes = 0;
+    let index = this.indexAfter(before - 1) - 1;
+    for (; index >= 0 && events.length < limit; index--) {
+      const rendered = this.v2Rendering(this.history[index]);
+      // An event that could never fit a page is left out, so paging never stalls on it.
+      if (!rendered || rendered.length > maxBytes) continue;
+      if (bytes + rendered.length > maxBytes) break;
+      bytes += rendered.length;
+      events.push(rendered);
+    }
+    return { events: events.reverse(), more: index >= 0 };
+  }
+
+  /**
+   * Messages whose current text contains `text` (case-insensitively), newest
+   * first, before `before`. Scans at most `maxScan` held events; when it
+   * stops early (or has `maxHits` hits), `next` is where to go on.
+   */
+  search(text: string, before: number | undefined, maxScan: number, maxHits: number, maxBytes: number): { hits: Buffer[]; next?: number } {
+    const needle = text.toLowerCase();
+    const hits: Buffer[] = [];
+    let bytes = 0;
+    let index = (before === undefined ? this.history.length : this.indexAfter(before - 1)) - 1;
+    for (let scanned = 0; index >= 0; index--, scanned++) {
+      const held = this.history[index];
+      if (scanned >= maxScan || hits.length >= maxHits) return { hits, next: held.seq + 1 };
+      if (held.event.type !== 'message' || held.state?.deleted) continue;
+      const current = held.state?.text ?? held.event.text;
+      if (!current.toLowerCase().includes(needle)) continue;
+      const rendered = currentMessageWire(held);
+      if (rendered.length > maxBytes) continue;
+      if (bytes + rendered.length > maxBytes) return { hits, next: held.seq + 1 };
+      bytes += rendered.length;
+      hits.push(rendered);
+    }
+    return { hits };
+  }
+
+  /** Messages after `afterSeq` that are not the identity's own and not deleted, and how many of them mention `name`. */
+  unreadAfter(afterSeq: number, identityId: string, name: string): { unread: number; mentions: number } {
+    let unread = 0;
+    let mentioned = 0;
+    for (let index = this.indexAfter(afterSeq); index < this.history.length; index++) {
+      const held = this.history[index];
+      if (held.event.type !== 'message' || held.authorId === identityId || held.state?.deleted) continue;
+      unread += 1;
+      if (mentions(held.state?.text ?? held.event.text, name)) mentioned += 1;
+    }
+    return { unread, mentions: mentioned };
   }
 
   /** Adds a member (the caller has checked the name) and announces it. */
   join(member: RoomMember): void {
     this.seat(member);
-    void this.record({ type: 'joined', seq: 0, room: this.name, name: member.name, ts: 0 });
+    void this.record({ type: 'joined', seq: 0, room: this.name, name: member.name, ts: 0 }, {});
+  }
+
+  /**
+   * Seats a v2 connection of an identity: the first of them takes the
+   * identity's seat and is announced; the others share it quietly.
+   */
+  joinIdentity(holder: SeatHolder, identityId: string, name: string): IdentitySeat {
+    let seat = this.identitySeats?.get(identityId);
+    if (!seat) {
+      seat = new IdentitySeat(this, identityId, name);
+      (this.identitySeats ??= new Map()).set(identityId, seat);
+      seat.holders.push(holder);
+      this.join(seat);
+    } else if (!seat.holders.includes(holder)) {
+      seat.holders.push(holder);
+    }
+    return seat;
+  }
+
+  /** A v2 connection leaves; the identity's seat goes (announced) when it was the last one there. */
+  leaveIdentity(holder: SeatHolder, identityId: string, reason: LeaveReason): Promise<boolean> {
+    const seat = this.identitySeats?.get(identityId);
+    const index = seat ? seat.holders.indexOf(holder) : -1;
+    if (!seat || index === -1) return Promise.resolve(false);
+    seat.holders.splice(index, 1);
+    if (seat.holders.length > 0) return Promise.resolve(false);
+    this.identitySeats?.delete(identityId);
+    return this.leave(seat, reason);
   }
 
   /** Swaps the connection behind a member without an announcement (a client resuming after a drop). */
@@ -149,12 +478,12 @@ export class Room {
     this.seat(next);
   }
 
-  leave(member: RoomMember, reason: LeaveReason): Promise<boolean> {
-    if (!this.members.has(member)) return Promise.resolve(false);
+  async leave(member: RoomMember, reason: LeaveReason): Promise<boolean> {
+    if (!this.members.has(member)) return false;
     this.unseat(member);
-    const stored = this.record({ type: 'left', seq: 0, room: this.name, name: member.name, reason, ts: 0 });
+    const stored = this.record({ type: 'left', seq: 0, room: this.name, name: member.name, reason, ts: 0 }, {});
     if (this.members.size === 0) this.onEmptied?.();
-    return stored;
+    return (await stored) !== undefined;
   }
 
   private seat(member: RoomMember): void {
@@ -168,6 +497,7 @@ export class Room {
       if (this.seats.get(key) === member) this.seats.delete(key);
     }
     this.members.delete(member);
+    if (member instanceof IdentitySeat && this.identitySeats?.get(member.identityId) === member) this.identitySeats.delete(member.identityId);
   }
 
   /**
@@ -176,9 +506,32 @@ export class Room {
    */
   async departAll(reason: LeaveReason): Promise<void> {
     const leaving = [...this.members.keys()];
-    await Promise.all(leaving.map((member) => this.record({ type: 'left', seq: 0, room: this.name, name: member.name, reason, ts: 0 })));
+    await Promise.all(leaving.map((member) => this.record({ type: 'left', seq: 0, room: this.name, name: member.name, reason, ts: 0 }, {})));
     this.members.clear();
     this.seats.clear();
+    this.identitySeats?.clear();
+  }
+
+  /** Passes a typing signal to the room's other v2 members (never stored). */
+  typing(from: IdentitySeat): void {
+    if (!this.identitySeats || this.identitySeats.size < 2) return;
+    const bytes = encodeFrame({ type: 'typing', room: this.name, name: from.name });
+    for (const seat of this.identitySeats.values()) if (seat !== from) for (const holder of seat.holders) holder.deliverToSeat(bytes);
+  }
+
+  /**
+   * The earlier outcome of a change named by (clientId, id), once it is
+   * stored; undefined when no such change is held. Asked before a change is
+   * checked, so a retry is answered as the first try was, whatever has
+   * happened to its message since.
+   */
+  duplicateOf(named: { clientId: string; id: string }): Promise<ChangeOutcome> | undefined {
+    const earlier = this.byClientKey.get(clientKey(named.clientId, named.id));
+    if (!earlier) return undefined;
+    return (async (): Promise<ChangeOutcome> => {
+      const ok = earlier.committed ? await earlier.committed : true;
+      return ok ? { ok: true, seq: earlier.seq, duplicate: true } : { ok: false, code: 'storage_failed', message: STORAGE_FAILED };
+    })();
   }
 
   /**
@@ -187,112 +540,286 @@ export class Room {
    * the retry resolves with the seq of the first, once that is on disk.
    * Classic members' messages have no such name and are never de-duplicated.
    */
-  async say(member: RoomMember, text: string, named?: { clientId: string; id: string }): Promise<SayResult> {
+  async say(member: RoomMember, text: string, named?: { clientId: string; id: string }, extra?: { authorId?: string; replyTo?: EncodedEvent }): Promise<SayResult> {
+    const event: MessageV2Event = { type: 'message', seq: 0, room: this.name, from: member.name, text, ts: 0 };
+    if (named) event.id = named.id;
+    if (extra?.replyTo) {
+      event.replyTo = extra.replyTo.seq;
+      event.replyToFrom = (extra.replyTo.event as MessageV2Event).from;
+    }
+    const fields: PrivateFields = {};
+    if (named) fields.clientId = named.clientId;
+    if (extra?.authorId !== undefined) fields.authorId = extra.authorId;
+    return this.publish(event, fields, named);
+  }
+
+  /** A reply must name a message the room still holds and that is not deleted. */
+  replyTarget(seq: number): EncodedEvent | undefined {
+    const target = this.messageAt(seq);
+    return target?.state?.deleted ? undefined : target;
+  }
+
+  /** Edits a message; only its author's identity may. */
+  edit(actor: Actor, target: number, text: string, named: { clientId: string; id: string }): Promise<ChangeOutcome> {
+    return this.change(named, () => {
+      const message = this.ownMessage(actor, target, 'edit');
+      if (!message.ok) return message;
+      const body = message.held.event as MessageV2Event;
+      return { body: { type: 'edited', seq: 0, room: this.name, target, from: body.from, text, ts: 0 }, fields: {} };
+    });
+  }
+
+  /** Deletes a message; only its author's identity may. */
+  remove(actor: Actor, target: number, named: { clientId: string; id: string }): Promise<ChangeOutcome> {
+    return this.change(named, () => {
+      const message = this.ownMessage(actor, target, 'delete');
+      if (!message.ok) return message;
+      const body = message.held.event as MessageV2Event;
+      return { body: { type: 'deleted', seq: 0, room: this.name, target, from: body.from, ts: 0 }, fields: {} };
+    });
+  }
+
+  /**
+   * Adds or takes back a reaction. One emoji grapheme, at most
+   * `maxReactionsPerMessage` distinct ones; adding one you have (or taking
+   * back one you have not) stores nothing and is answered without a seq.
+   */
+  react(actor: Actor, target: number, emoji: string, add: boolean, named: { clientId: string; id: string }): Promise<ChangeOutcome> {
+    return this.change(named, () => {
+      if (!isSingleEmoji(emoji)) return refused('bad_reaction', 'A reaction is exactly one emoji.');
+      const message = this.replyTarget(target);
+      if (!message) return refused('not_found', `There is no message ${target} in ${this.name}.`);
+      const people = message.state?.reactions?.get(emoji);
+      if (add ? people?.has(actor.identityId) : !people?.has(actor.identityId)) return 'unchanged';
+      if (add && !people && (message.state?.reactions?.size ?? 0) >= this.maxReactions) {
+        return refused('bad_reaction', `A message takes at most ${this.maxReactions} different emoji.`);
+      }
+      return { body: { type: 'react', seq: 0, room: this.name, target, emoji, add, name: actor.name, ts: 0, byId: actor.identityId }, fields: {} };
+    });
+  }
+
+  /** Sets the topic; only the owner may. */
+  setTopic(actor: Actor, topic: string, named: { clientId: string; id: string }): Promise<ChangeOutcome> {
+    return this.change(named, () => {
+      const notOwner = this.ownerOnly(actor, 'set the topic');
+      if (notOwner) return notOwner;
+      if ([...topic].length > TOPIC_MAX_CHARS) return refused('too_long', `A topic may be at most ${TOPIC_MAX_CHARS} characters.`);
+      if (/[\p{Cc}\p{Zl}\p{Zp}]/u.test(topic)) return refused('bad_frame', 'A topic is one line without control characters.');
+      if (topic.length > 0 && isBlankText(topic)) return refused('bad_frame', 'A topic must not be only invisible characters.');
+      return { body: { type: 'topic', seq: 0, room: this.name, topic, by: actor.name, ts: 0 }, fields: { byId: actor.identityId } };
+    });
+  }
+
+  /** Hands the room to another identity; only the owner may. */
+  setOwner(actor: Actor, next: Actor, named: { clientId: string; id: string }): Promise<ChangeOutcome> {
+    return this.change(named, () => {
+      const notOwner = this.ownerOnly(actor, 'hand the room on');
+      if (notOwner) return notOwner;
+      return { body: { type: 'owner', seq: 0, room: this.name, owner: next.name, by: actor.name, ts: 0 }, fields: { byId: actor.identityId, ownerId: next.identityId } };
+    });
+  }
+
+  /** Removes a member (their departure is announced with reason `kicked`); only the owner may, and not themselves. */
+  kick(actor: Actor, name: string, named: { clientId: string; id: string }): Promise<ChangeOutcome> {
+    let target: RoomMember | undefined;
+    return this.change(
+      named,
+      () => {
+        const notOwner = this.ownerOnly(actor, 'kick');
+        if (notOwner) return notOwner;
+        target = this.memberNamed(name);
+        if (!target) return refused('not_found', `Nobody called "${name}" is in ${this.name}.`);
+        if (target instanceof IdentitySeat && target.identityId === actor.identityId) return refused('forbidden', 'You cannot kick yourself; part instead.');
+        return { body: { type: 'left', seq: 0, room: this.name, name: target.name, reason: 'kicked', by: actor.name, ts: 0 }, fields: { byId: actor.identityId } };
+      },
+      () => target,
+    );
+  }
+
+  private ownMessage(actor: Actor, target: number, verb: string): { ok: true; held: EncodedEvent } | Refusal {
+    const held = this.messageAt(target);
+    if (!held || held.state?.deleted) return refused('not_found', `There is no message ${target} in ${this.name}.`);
+    if (held.authorId !== actor.identityId) return refused('forbidden', `Only the author of a message may ${verb} it.`);
+    return { ok: true, held };
+  }
+
+  private ownerOnly(actor: Actor, verb: string): Refusal | undefined {
+    if (this.meta.kind === 'dm') return refused('forbidden', `A direct-message conversation has no owner; nobody may ${verb} there.`);
+    if (this.meta.ownerId !== actor.identityId) return refused('forbidden', `Only the owner of ${this.name} may ${verb}.`);
+    return undefined;
+  }
+
+  /**
+   * The common shape of a change: a retry is answered as the first try was;
+   * otherwise the change is checked, then stored and delivered (with
+   * `removing`, the member it removes is taken out once it is stored).
+   */
+  private async change(
+    named: { clientId: string; id: string },
+    check: () => { body: HeldBody; fields: PrivateFields } | Refusal | 'unchanged',
+    removing?: () => RoomMember | undefined,
+  ): Promise<ChangeOutcome> {
+    const earlier = this.duplicateOf(named);
+    if (earlier) return earlier;
+    const checked = check();
+    if (checked === 'unchanged') return { ok: true, seq: undefined, duplicate: false };
+    if ('ok' in checked) return checked;
+    const outcome = await this.publish(checked.body, checked.fields, named, removing?.());
+    return outcome.ok ? { ok: true, seq: outcome.seq, duplicate: outcome.duplicate } : { ok: false, code: 'storage_failed', message: STORAGE_FAILED };
+  }
+
+  /** Stores an event under its (clientId, id), unless one is stored under it already. */
+  private async publish(body: HeldBody, fields: PrivateFields & { id?: string }, named: { clientId: string; id: string } | undefined, removing?: RoomMember): Promise<SayResult> {
     if (named === undefined) {
-      const event: MessageEvent = { type: 'message', seq: 0, room: this.name, from: member.name, text, ts: 0 };
-      const ok = await this.record(event);
-      return { ok, seq: event.seq, duplicate: false };
+      const held = await this.record(body, fields, removing);
+      return { ok: held !== undefined, seq: body.seq, duplicate: false };
     }
     const key = clientKey(named.clientId, named.id);
-    const earlier = this.messagesByClientKey.get(key);
+    const earlier = this.byClientKey.get(key);
     if (earlier) {
       const ok = earlier.committed ? await earlier.committed : true;
       return { ok, seq: earlier.seq, duplicate: true };
     }
-    const event: MessageEvent = { type: 'message', seq: 0, room: this.name, from: member.name, text, ts: 0, id: named.id };
-    const stored: StoredMessage = { seq: 0 };
-    this.messagesByClientKey.set(key, stored);
-    stored.committed = this.record(event, named.clientId);
-    stored.seq = event.seq;
+    fields.clientId = named.clientId;
+    // A message's id is public (its sender matches the ack by it); other events keep theirs private.
+    if (body.type !== 'message') fields.id = named.id;
+    const stored: StoredChange = { seq: 0 };
+    this.byClientKey.set(key, stored);
+    const recording = this.record(body, fields, removing, key);
+    stored.seq = body.seq;
+    stored.committed = recording.then((held) => held !== undefined);
     const ok = await stored.committed;
     delete stored.committed;
-    // A message that could not be stored may be sent again later.
-    if (ok) this.clientKeyBySeq.set(event.seq, key);
-    else this.messagesByClientKey.delete(key);
-    return { ok, seq: event.seq, duplicate: false };
+    // An event that could not be stored may be sent again later.
+    if (!ok) this.byClientKey.delete(key);
+    return { ok, seq: body.seq, duplicate: false };
   }
 
-  /** Gives the event its sequence number and time, stores it, then delivers it. Resolves with whether it was stored. */
-  private async record(event: RoomEvent, clientId?: string): Promise<boolean> {
-    event.seq = this.nextSeq++;
-    event.ts = this.now();
-    const encoded = new EncodedEvent(event);
-    const stored = clientId === undefined ? encoded.wire : withClientId(encoded.wire, clientId);
+  /** Stores the event (the store gives it its seq and time), then applies and delivers it. Resolves with it once stored. */
+  private async record(body: HeldBody, fields: PrivateFields, removing?: RoomMember, dedupKey?: string): Promise<EncodedEvent | undefined> {
     this.eventsBeingStored += 1;
+    let held: EncodedEvent;
     try {
-      await this.log.append(stored, kindOf(event));
+      held = await this.store.append(body, fields, classOf(body.type));
     } catch (error) {
-      this.logger.error(`room ${this.name}: could not store event ${event.seq}: ${String(error)}`);
-      return false;
+      this.logger.error(`room ${this.name}: could not store event ${body.seq}: ${String(error)}`);
+      return undefined;
     } finally {
       this.eventsBeingStored -= 1;
     }
-    this.commit(encoded);
-    return true;
+    held.authorId = fields.authorId;
+    held.dedupKey = dedupKey;
+    this.commit(held, fields, removing);
+    return held;
   }
 
-  private commit(encoded: EncodedEvent): void {
-    this.committedSeq = encoded.event.seq;
-    this.hold(encoded);
-    const presenceHeld = this.history.length - this.messagesHeld;
-    if (this.messagesHeld > this.retainEvents * 1.25 || presenceHeld > this.retainEvents * 1.25) this.forgetBeyondRetention();
-    for (const member of this.members.keys()) member.deliver(encoded);
+  private commit(held: EncodedEvent, fields: PrivateFields, removing: RoomMember | undefined): void {
+    this.committedSeq = held.seq;
+    this.apply(held, fields);
+    this.noteRedaction();
+    if (held.event.type !== 'message' && held.event.type !== 'joined' && held.event.type !== 'left') {
+      // A change is sent as it reads against its message now (a reaction as the message's whole list).
+      held.wire = this.v2Rendering(held) ?? EMPTY;
+      held.setV1Wire(this.v1Rendering(held));
+    }
+    this.hold(held);
+    const { message, presence, change } = this.held;
+    const limit = this.retainEvents * 1.25;
+    if (message > limit || presence > limit || change > limit) this.forgetBeyondRetention();
+    if (removing && this.members.has(removing)) this.unseat(removing);
+    for (const member of this.members.keys()) member.deliver(held);
+    if (removing) {
+      const body = held.event as { reason: LeaveReason; by?: string };
+      removing.removed?.({ reason: body.reason, by: body.by, byId: fields.byId, event: held });
+      if (this.members.size === 0) this.onEmptied?.();
+    }
   }
 
-  private hold(encoded: EncodedEvent): void {
-    this.history.push(encoded);
-    if (encoded.event.type === 'message') this.messagesHeld += 1;
+  /** What an event changes beside the history: its message's state, the room's topic or owner. Live and on load alike. */
+  private apply(held: EncodedEvent, fields: PrivateFields): void {
+    const body = held.event;
+    switch (body.type) {
+      case 'edited':
+      case 'deleted':
+      case 'react': {
+        const target = this.messageAt(body.target);
+        if (!target) return;
+        applyChange(body, target, this.maxReactions);
+        // The message's text is still in its record until a compaction rewrites it.
+        if (body.type === 'deleted') this.redactionDue = true;
+        return;
+      }
+      case 'topic':
+        this.logTopic = { topic: body.topic, seq: body.seq };
+        this.meta.topic = body.topic;
+        this.meta.topicSeq = body.seq;
+        return;
+      case 'owner':
+        this.logOwner = { ownerId: fields.ownerId, seq: body.seq };
+        this.meta.ownerId = fields.ownerId;
+        this.meta.ownerSeq = body.seq;
+        return;
+    }
   }
 
-  private rememberClientKey(key: string, seq: number): void {
-    this.messagesByClientKey.set(key, { seq });
-    this.clientKeyBySeq.set(seq, key);
+  private hold(held: EncodedEvent): void {
+    this.history.push(held);
+    this.held[classOf(held.event.type)] += 1;
   }
 
   /**
-   * Keeps the newest `retainEvents` messages and the newest `retainEvents`
-   * presence events. De-duplication covers the retained messages; a retry
-   * older than that counts as a new message.
+   * Keeps the newest `retainEvents` of each class. De-duplication covers the
+   * retained events; a retry older than that counts as a new change.
    */
   private forgetBeyondRetention(): void {
-    let dropMessages = Math.max(0, this.messagesHeld - this.retainEvents);
-    let dropPresence = Math.max(0, this.history.length - this.messagesHeld - this.retainEvents);
-    if (dropMessages === 0 && dropPresence === 0) return;
+    const drop: Record<RecordClass, number> = {
+      message: Math.max(0, this.held.message - this.retainEvents),
+      presence: Math.max(0, this.held.presence - this.retainEvents),
+      change: Math.max(0, this.held.change - this.retainEvents),
+    };
+    if (drop.message === 0 && drop.presence === 0 && drop.change === 0) return;
     const kept: EncodedEvent[] = [];
     for (const old of this.history) {
-      const isMessage = old.event.type === 'message';
-      if (isMessage ? dropMessages-- > 0 : dropPresence-- > 0) {
-        if (isMessage) this.forgetClientKey(old.event.seq);
+      const recordClass = classOf(old.event.type);
+      if (drop[recordClass] > 0) {
+        drop[recordClass] -= 1;
+        this.held[recordClass] -= 1;
+        if (old.dedupKey !== undefined) this.byClientKey.delete(old.dedupKey);
         continue;
       }
       kept.push(old);
     }
     this.history = kept;
-    this.messagesHeld = kept.filter((encoded) => encoded.event.type === 'message').length;
   }
 
-  private forgetClientKey(seq: number): void {
-    const key = this.clientKeyBySeq.get(seq);
-    if (key === undefined) return;
-    this.clientKeyBySeq.delete(seq);
-    this.messagesByClientKey.delete(key);
+  /** A record as a compaction keeps it: a changed message with its state folded in, a deleted one without its text. */
+  private compactedRecord(seq: number, bytes: Buffer): Buffer | undefined {
+    const held = this.heldAt(seq);
+    if (!held) return undefined;
+    const body = held.event;
+    if (body.type === 'message' && held.state) return foldedMessageRecord(JSON.parse(bytes.toString('utf8')) as Record<string, unknown>, held.state);
+    if (body.type === 'edited' && this.messageAt(body.target)?.state?.deleted) return redactedEditRecord(JSON.parse(bytes.toString('utf8')) as Record<string, unknown>);
+    return undefined;
   }
 
   close(): Promise<void> {
-    return this.log.close();
+    return this.store.close();
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+const STORAGE_FAILED = 'The server could not store that (its disk may be full); send it again later.';
+
+type Refusal = { ok: false; code: ErrorCodeV2; message: string };
+
+function refused(code: ErrorCodeV2, message: string): Refusal {
+  return { ok: false, code, message };
+}
+
+function compareKeys(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function clientKey(clientId: string, id: string): string {
   return clientId + '\u0000' + id;
-}
-
-/**
- * The stored form of a message: its wire bytes with the sender's client id
- * added (kept for de-duplication after a restart, never sent to members).
- * Spliced in before the closing brace, so the event is serialised only once.
- */
-function withClientId(wire: Buffer, clientId: string): Buffer {
-  // Every encoded frame ends with "}\n".
-  return Buffer.concat([wire.subarray(0, wire.length - 2), Buffer.from(`,"clientId":${JSON.stringify(clientId)}}\n`, 'utf8')]);
 }

@@ -23,13 +23,15 @@ import { join } from 'node:path';
 import { roomKey, roomProblem } from '../shared/names';
 import { type DataFolder, FILE_MODE } from './dataFolder';
 import type { Logger } from './log';
+import { classOf, type RecordClass } from './roomEvents';
 
-/** What a record counts against: messages and presence (arrivals, departures) are retained apart. */
-export type RecordKind = 'message' | 'presence';
+/** What a record counts against: messages, presence (arrivals, departures) and changes are retained apart. */
+export type RecordKind = RecordClass;
 
 interface PendingRecord {
   bytes: Buffer;
   kind: RecordKind;
+  seq: number;
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -37,7 +39,13 @@ interface PendingRecord {
 interface StoredRecord {
   bytes: Buffer;
   kind: RecordKind;
+  /** The event's seq (0 when the record did not say), for the room to rewrite it at compaction. */
+  seq: number;
 }
+
+const RECORD_KINDS: readonly RecordKind[] = ['message', 'presence', 'change'];
+/** Deletions are rewritten out of a log at most this often (and always when it closes). */
+export const REDACTION_INTERVAL_MS = 60_000;
 
 export interface LoadedLog {
   log: RoomLog;
@@ -75,12 +83,12 @@ function parseHeader(line: Buffer): { room: string; name: string } | undefined {
   return undefined;
 }
 
-/** An event record's kind and room, or undefined when the line is not a whole event record. */
-function parseEventRecord(line: Buffer): { kind: RecordKind; room: unknown } | undefined {
+/** An event record's kind, seq and room, or undefined when the line is not a whole event record. */
+function parseEventRecord(line: Buffer): { kind: RecordKind; seq: number; room: unknown } | undefined {
   try {
     const value = JSON.parse(line.toString('utf8')) as { seq?: unknown; type?: unknown; room?: unknown };
     if (typeof value !== 'object' || value === null || typeof value.seq !== 'number') return undefined;
-    return { kind: value.type === 'message' ? 'message' : 'presence', room: value.room };
+    return { kind: classOf(String(value.type)), seq: value.seq, room: value.room };
   } catch {
     return undefined;
   }
@@ -96,7 +104,15 @@ export class RoomLog {
   private goodBytes: number;
   /** The newest records on disk, so compaction can rewrite them without reading the file. */
   private tail: StoredRecord[];
-  private tailMessages = 0;
+  private readonly tailCounts: Record<RecordKind, number> = { message: 0, presence: 0, change: 0 };
+  /** A deleted message's text is still on disk: the next chance to compact (at the latest, closing) rewrites it. */
+  private redactionDue = false;
+  private compactedAt = -Infinity;
+  /**
+   * Set by the room: rewrites a record a compaction keeps (a deleted message
+   * without its text, a changed message with its state folded in).
+   */
+  rewriteRecord: ((seq: number, bytes: Buffer) => Buffer | undefined) | undefined;
   /** A failed write may have left a part-record; it is cut off before anything else is written. */
   private cutBackPending = false;
   /** A file was created or renamed into place and the folder is not yet fsynced: nothing is acked until it is. */
@@ -114,8 +130,8 @@ export class RoomLog {
     private readonly retainRecords: number,
     private readonly logger: Logger,
   ) {
-    this.tail = records;
-    this.tailMessages = records.filter((record) => record.kind === 'message').length;
+    this.tail = [];
+    for (const record of records) this.keepInTail(record);
     this.goodBytes = goodBytes;
   }
 
@@ -196,7 +212,7 @@ export class RoomLog {
       const event = parseEventRecord(line);
       if (event) {
         if (records.length === 0) legacyRoom = event.room;
-        records.push({ bytes: Buffer.from(content.subarray(start, end + 1)), kind: event.kind });
+        records.push({ bytes: Buffer.from(content.subarray(start, end + 1)), kind: event.kind, seq: event.seq });
         texts.push(line.toString('utf8'));
       } else if (end + 1 === goodBytes) {
         // The last line has its newline but not all of its bytes (a torn page): drop it.
@@ -221,10 +237,10 @@ export class RoomLog {
   }
 
   /** Stores one record (which must end with a newline); resolves once it is on disk. */
-  append(bytes: Buffer, kind: RecordKind): Promise<void> {
+  append(bytes: Buffer, kind: RecordKind, seq = 0): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the room log is closed'));
     return new Promise((resolve, reject) => {
-      this.batch.push({ bytes, kind, resolve, reject });
+      this.batch.push({ bytes, kind, seq, resolve, reject });
       this.scheduleFlush();
     });
   }
@@ -268,7 +284,7 @@ export class RoomLog {
       const failure = error instanceof Error ? error : new Error(String(error));
       for (const record of batch) record.reject(failure);
     } finally {
-      if (this.tailNeedsCompaction()) await this.compact();
+      if (this.tailNeedsCompaction() || this.redactionIsDue()) await this.compact();
       this.flushing = false;
       if (this.batch.length > 0) this.scheduleFlush();
     }
@@ -287,20 +303,43 @@ export class RoomLog {
   }
 
   private keepInTail(record: StoredRecord): void {
-    this.tail.push({ bytes: record.bytes, kind: record.kind });
-    if (record.kind === 'message') this.tailMessages += 1;
+    this.tail.push({ bytes: record.bytes, kind: record.kind, seq: record.seq });
+    this.tailCounts[record.kind] += 1;
+  }
+
+  /** A deleted message's text waits to be rewritten away: compaction runs at the next write, or when the log closes. */
+  noteRedactionDue(): void {
+    this.redactionDue = true;
+  }
+
+  /**
+   * A deleted message's text leaves the disk at the first write at least
+   * REDACTION_INTERVAL_MS after the last compaction, so a burst of deletions
+   * costs one rewrite, not one each.
+   */
+  private redactionIsDue(): boolean {
+    return this.redactionDue && this.tail.length >= this.compactAtTail && Date.now() - this.compactedAt >= REDACTION_INTERVAL_MS;
   }
 
   private tailNeedsCompaction(): boolean {
-    const presence = this.tail.length - this.tailMessages;
-    return (this.tailMessages >= this.retainRecords * 2 || presence >= this.retainRecords * 2) && this.tail.length >= this.compactAtTail;
+    if (this.tail.length < this.compactAtTail) return false;
+    return RECORD_KINDS.some((kind) => this.tailCounts[kind] >= this.retainRecords * 2);
   }
 
-  /** The newest `retainRecords` messages and the newest `retainRecords` arrivals and departures, in their order. */
+  /** The newest `retainRecords` of each kind (messages, presence, changes), in their order, each as the room rewrites it. */
   private retainedTail(): StoredRecord[] {
-    let dropMessages = Math.max(0, this.tailMessages - this.retainRecords);
-    let dropPresence = Math.max(0, this.tail.length - this.tailMessages - this.retainRecords);
-    return this.tail.filter((record) => (record.kind === 'message' ? dropMessages-- <= 0 : dropPresence-- <= 0));
+    const drop: Record<RecordKind, number> = { message: 0, presence: 0, change: 0 };
+    for (const kind of RECORD_KINDS) drop[kind] = Math.max(0, this.tailCounts[kind] - this.retainRecords);
+    const kept: StoredRecord[] = [];
+    for (const record of this.tail) {
+      if (drop[record.kind] > 0) {
+        drop[record.kind] -= 1;
+        continue;
+      }
+      const rewritten = this.rewriteRecord?.(record.seq, record.bytes);
+      kept.push(rewritten ? { ...record, bytes: rewritten } : record);
+    }
+    return kept;
   }
 
   private async writeAll(bytes: Buffer, file = this.file!): Promise<void> {
@@ -317,6 +356,8 @@ export class RoomLog {
    * it is logged, not passed on.
    */
   private async compact(): Promise<void> {
+    this.redactionDue = false;
+    this.compactedAt = Date.now();
     const keep = this.retainedTail();
     if (!this.file) {
       this.setTail(keep);
@@ -325,6 +366,7 @@ export class RoomLog {
     try {
       await this.rewrite(keep);
     } catch (error) {
+      this.redactionDue = true;
       this.compactAtTail = this.tail.length + Math.max(1, Math.floor(this.retainRecords / 4));
       this.logger.error(`room log ${this.path}: could not compact (${String(error)}); it keeps growing until a later try works`);
     }
@@ -363,16 +405,26 @@ export class RoomLog {
   }
 
   private setTail(records: StoredRecord[]): void {
-    this.tail = records;
-    this.tailMessages = records.filter((record) => record.kind === 'message').length;
+    this.tail = [];
+    for (const kind of RECORD_KINDS) this.tailCounts[kind] = 0;
+    for (const record of records) this.keepInTail(record);
     this.compactAtTail = 0;
   }
 
-  /** Waits for pending records, then closes the file; closing again waits for the first close. */
+  /**
+   * Waits for pending records, then closes the file (after a compaction, when
+   * a deleted message's text is still in it); closing again waits for the
+   * first close.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       while (this.isBusy) {
         await new Promise((resolve) => setImmediate(resolve));
+      }
+      if (this.redactionDue && this.file) {
+        this.flushing = true;
+        await this.compact();
+        this.flushing = false;
       }
       this.closed = true;
       await this.file?.close();

@@ -29,8 +29,15 @@ export interface RoomRegistryOptions {
   newRoomsPerMinute: number;
   /** Test-only: count loopback addresses too. */
   limitLoopback: boolean;
+  /** Distinct emoji one message takes (the rooms apply it when they read their logs back, too). */
+  maxReactionsPerMessage: number;
   logger: Logger;
+  /** Called with each room once it is loaded, before anyone enters it (to give it its directory entry). */
+  prepare?: (room: Room) => void;
 }
+
+/** Rooms whose latest seq is remembered after they are unloaded, at most. */
+const REMEMBERED_UNLOADED_ROOMS = 100_000;
 
 export interface RoomRefusal {
   ok: false;
@@ -54,6 +61,8 @@ export class RoomRegistry extends Disposable {
   /** Loaded rooms that stood empty when last seen, the first to go when space is needed. */
   private readonly emptyRooms = new Set<Loaded>();
   private readonly newRooms: PerAddressRate;
+  /** Room key → its latest seq when it was unloaded, so an unread count of a room nobody is in needs no load when nothing is new. */
+  private readonly seqWhenUnloaded = new Map<string, number>();
 
   constructor(private readonly options: RoomRegistryOptions) {
     super();
@@ -92,6 +101,21 @@ export class RoomRegistry extends Disposable {
       if (room.memberCount === 0) this.noteEmpty(entry);
       return { ok: true, value };
     }
+  }
+
+  /** The room, if it is loaded and ready now. */
+  loadedRoom(key: string): Room | undefined {
+    return this.loaded.get(key)?.room;
+  }
+
+  /** Every room loaded and ready now. */
+  *readyRooms(): Iterable<Room> {
+    for (const entry of this.loaded.values()) if (entry.room) yield entry.room;
+  }
+
+  /** The latest seq a room had when it was last unloaded (forgotten once it is loaded again). */
+  lastSeqWhenUnloaded(key: string): number | undefined {
+    return this.seqWhenUnloaded.get(key);
   }
 
   /** Every loaded room (for shutdown). */
@@ -135,10 +159,18 @@ export class RoomRegistry extends Disposable {
 
   private async load(key: string, name: string): Promise<Room> {
     await this.closing.get(key);
-    const { folder, retainEvents, logger } = this.options;
-    if (folder === undefined) return new Room(name, RoomLog.inMemory(retainEvents, logger), [], retainEvents, logger);
-    const stored = await RoomLog.open(folder, key, name, retainEvents, logger);
-    return new Room(stored.name, stored.log, stored.records, retainEvents, logger);
+    const { folder, retainEvents, logger, maxReactionsPerMessage } = this.options;
+    const limits = { maxReactionsPerMessage };
+    let room: Room;
+    if (folder === undefined) {
+      room = new Room(name, RoomLog.inMemory(retainEvents, logger), [], retainEvents, logger, Date.now, limits);
+    } else {
+      const stored = await RoomLog.open(folder, key, name, retainEvents, logger);
+      room = new Room(stored.name, stored.log, stored.records, retainEvents, logger, Date.now, limits);
+    }
+    this.seqWhenUnloaded.delete(key);
+    this.options.prepare?.(room);
+    return room;
   }
 
   /** Starts the idle clock of a room that has just become empty. */
@@ -178,6 +210,9 @@ export class RoomRegistry extends Disposable {
     this.emptyRooms.delete(entry);
     clearTimeout(entry.idleTimer);
     room.onEmptied = undefined;
+    if (this.seqWhenUnloaded.size >= REMEMBERED_UNLOADED_ROOMS) this.seqWhenUnloaded.clear();
+    // With --memory an unloaded room's history is gone, so its seq says nothing about what comes back.
+    if (this.options.folder !== undefined) this.seqWhenUnloaded.set(entry.key, room.latestSeq);
     const closed: Promise<void> = room
       .close()
       .catch((error: unknown) => this.options.logger.error(`room ${JSON.stringify(room.name)}: closing its log failed: ${describe(error)}`))

@@ -6,10 +6,11 @@
  * half. Bytes are kept as bytes until a whole line is there, and only then
  * decoded, so a split character is never mangled.
  */
-import type { ClientFrame, ErrorCode, ServerFrame } from './protocol';
+import { type ClientFrame, type ErrorCode, ID_MAX_CHARS, type ServerFrame } from './protocol';
+import { CLIENT_ARRAY_FIELDS, type ClientFrameV2, type ServerFrameV2 } from './protocolV2';
 
 /** One frame on the wire: its JSON and a newline. */
-export function encodeFrame(frame: ServerFrame | ClientFrame): Buffer {
+export function encodeFrame(frame: ServerFrame | ClientFrame | ServerFrameV2 | ClientFrameV2): Buffer {
   return Buffer.from(JSON.stringify(frame) + '\n', 'utf8');
 }
 
@@ -121,26 +122,45 @@ function parseJsonObjectLine(line: Buffer, subject: string): Decoded<Record<stri
  * here, as is a `__proto__` key, before any field is looked at.
  */
 export function parseFlatJsonObject(line: Buffer): Decoded<Record<string, unknown>> {
+  return parseClientObject(line, NO_ARRAY_FIELDS, false);
+}
+
+const NO_ARRAY_FIELDS: Readonly<Record<string, number>> = Object.freeze({});
+
+/**
+ * Parses one line of a v2 connection: flat like v1, except that the fields
+ * named in CLIENT_ARRAY_FIELDS may be short arrays of strings (nothing nested).
+ */
+export function parseClientObjectV2(line: Buffer): Decoded<Record<string, unknown>> {
+  return parseClientObject(line, CLIENT_ARRAY_FIELDS, true);
+}
+
+/** `withId`: a refusal carries the frame's `id` when it has one (v2 answers every frame by its id). */
+function parseClientObject(line: Buffer, arrayFields: Readonly<Record<string, number>>, withId: boolean): Decoded<Record<string, unknown>> {
   const parsed = parseJsonObjectLine(line, 'The frame');
   if (!parsed.ok) return parsed;
   const value = parsed.frame;
+  const id = withId ? answerableId(value) : undefined;
   for (const key of Object.keys(value)) {
     if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
-      return problem('bad_frame', `The key "${key}" is not allowed.`);
+      return problem('bad_frame', `The key "${key}" is not allowed.`, id);
     }
     const field = value[key];
-    if (typeof field === 'object' && field !== null) {
-      return problem('bad_frame', `The field "${key}" must not be an object or array.`);
-    }
+    if (typeof field !== 'object' || field === null) continue;
+    const maxItems = Object.hasOwn(arrayFields, key) ? arrayFields[key] : undefined;
+    if (maxItems === undefined) return problem('bad_frame', `The field "${key}" must not be an object or array.`, id);
+    if (!Array.isArray(field) || !field.every((item) => typeof item === 'string')) return problem('bad_frame', `The field "${key}" must be an array of strings.`, id);
+    if (field.length > maxItems) return problem('bad_frame', `The field "${key}" may hold at most ${maxItems} items.`, id);
   }
   return { ok: true, frame: value };
 }
 
-type FieldKind = 'string' | 'number' | 'boolean';
+type FieldKind = 'string' | 'number' | 'boolean' | 'strings';
 
 function fieldProblem(raw: Record<string, unknown>, field: string, kind: FieldKind, required: boolean): string | undefined {
   const value = raw[field];
   if (value === undefined) return required ? `The field "${field}" is missing.` : undefined;
+  if (kind === 'strings') return Array.isArray(value) ? undefined : `The field "${field}" must be an array of strings.`;
   if (typeof value !== kind) return `The field "${field}" must be a ${kind}.`;
   if (kind === 'number' && !Number.isSafeInteger(value)) return `The field "${field}" must be a whole number.`;
   return undefined;
@@ -155,7 +175,17 @@ function checkFields(raw: Record<string, unknown>, spec: Record<string, [FieldKi
 }
 
 const CLIENT_FIELDS: Record<ClientFrame['type'], Record<string, [FieldKind, boolean]>> = {
-  hello: { name: ['string', true], room: ['string', false], clientId: ['string', false], token: ['string', false], lastSeq: ['number', false], resume: ['string', false] },
+  hello: {
+    name: ['string', true],
+    room: ['string', false],
+    clientId: ['string', false],
+    token: ['string', false],
+    lastSeq: ['number', false],
+    resume: ['string', false],
+    // A v2 hello names its version and may carry its identity key; the version decides which table reads the rest.
+    protocol: ['number', false],
+    key: ['string', false],
+  },
   say: { id: ['string', true], text: ['string', true] },
   ping: {},
   pong: {},
@@ -171,6 +201,70 @@ export function validateClientFrame(raw: Record<string, unknown>): Decoded<Clien
   const id = typeof raw.id === 'string' ? raw.id : undefined;
   if (found) return problem('bad_frame', found, id);
   return { ok: true, frame: raw as unknown as ClientFrame };
+}
+
+const S = ['string', true] as [FieldKind, boolean];
+const S_OPTIONAL = ['string', false] as [FieldKind, boolean];
+const N = ['number', true] as [FieldKind, boolean];
+const N_OPTIONAL = ['number', false] as [FieldKind, boolean];
+
+/** Every v2 client frame and its fields: what a v2 connection's frames are checked against. */
+const CLIENT_FIELDS_V2: Record<ClientFrameV2['type'], Record<string, [FieldKind, boolean]>> = {
+  hello: { name: S, protocol: N, clientId: S, token: S_OPTIONAL, key: S_OPTIONAL },
+  join: { id: S, room: S, lastSeq: N_OPTIONAL },
+  part: { id: S, room: S },
+  say: { id: S, room: S, text: S, replyTo: N_OPTIONAL },
+  edit: { id: S, room: S, target: N, text: S },
+  delete: { id: S, room: S, target: N },
+  react: { id: S, room: S, target: N, emoji: S, add: ['boolean', true] },
+  typing: { room: S },
+  read: { id: S, room: S, seq: N },
+  topic: { id: S, room: S, text: S },
+  kick: { id: S, room: S, name: S },
+  setOwner: { id: S, room: S, name: S },
+  listRooms: { id: S, after: S_OPTIONAL },
+  conversations: { id: S, after: S_OPTIONAL },
+  listMembers: { id: S, room: S, after: S_OPTIONAL },
+  history: { id: S, room: S, before: N, limit: N_OPTIONAL },
+  search: { id: S, room: S, text: S, before: N_OPTIONAL },
+  openDm: { id: S, with: ['strings', true] },
+  releaseName: { id: S },
+  ping: {},
+  pong: {},
+  bye: {},
+};
+
+/** The id a v2 refusal carries: the frame's, cut to ID_MAX_CHARS (a longer id is itself refused, with its first characters). */
+function answerableId(raw: Record<string, unknown>): string | undefined {
+  return typeof raw.id === 'string' ? raw.id.slice(0, ID_MAX_CHARS) : undefined;
+}
+
+/** Whether `type` names a frame that only v2 has (a v1 connection answers it with `unsupported`). */
+export function isV2OnlyFrameType(type: unknown): boolean {
+  return typeof type === 'string' && Object.hasOwn(CLIENT_FIELDS_V2, type) && !Object.hasOwn(CLIENT_FIELDS, type);
+}
+
+/** Checks that a parsed object (from parseClientObjectV2) is a v2 client frame. */
+export function validateClientFrameV2(raw: Record<string, unknown>): Decoded<ClientFrameV2> {
+  const type = raw.type;
+  const id = answerableId(raw);
+  if (typeof type !== 'string') return problem('bad_frame', 'The field "type" is missing.', id);
+  if (!Object.hasOwn(CLIENT_FIELDS_V2, type)) return problem('bad_frame', `Unknown frame type "${type.slice(0, 32)}".`, id);
+  const found = checkFields(raw, CLIENT_FIELDS_V2[type as ClientFrameV2['type']]);
+  if (found) return problem('bad_frame', found, id);
+  return { ok: true, frame: raw as unknown as ClientFrameV2 };
+}
+
+/**
+ * Parses one line from a v2 server. v2 frames carry arrays and objects (member
+ * lists, reactions, history pages), so only the shape every frame shares is
+ * checked: an object with a string `type`. Fields are the reader's to check.
+ */
+export function parseServerFrameV2(line: Buffer): Decoded<ServerFrameV2> {
+  const parsed = parseJsonObjectLine(line, 'A frame from the server');
+  if (!parsed.ok) return parsed;
+  if (typeof parsed.frame.type !== 'string') return problem('bad_frame', 'A frame from the server has no type.');
+  return { ok: true, frame: parsed.frame as unknown as ServerFrameV2 };
 }
 
 const SERVER_FIELDS: Record<ServerFrame['type'], Record<string, [FieldKind, boolean]>> = {

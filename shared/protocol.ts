@@ -107,6 +107,8 @@ export interface HelloFrame {
    * has not yet noticed is dead; a clientId never does.
    */
   resume?: string;
+  /** The protocol version asked for: absent or 1 is this protocol; 2 is protocolV2.ts (another version: `unsupported`). */
+  protocol?: number;
 }
 
 export interface SayFrame {

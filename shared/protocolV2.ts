@@ -24,9 +24,12 @@ export const SUPPORTED_PROTOCOLS: readonly number[] = [1, PROTOCOL_V2];
 
 /**
  * Direct-message conversations are rooms whose name is this prefix and an
- * unguessable id. No room a person names may start with it.
+ * unguessable id (DM_ID_CHARS lower-case base32 characters, 130 bits: room
+ * names are compared case-folded, so an id with capitals would lose half its
+ * letters' worth of guessing). No room a person names may start with it.
  */
 export const DM_PREFIX = 'dm:';
+export const DM_ID_CHARS = 26;
 /** A typing signal shows for this long unless it is repeated. */
 export const TYPING_TTL_MS = 5_000;
 /** The server passes on at most one typing signal per connection and room in this time; the rest are dropped. */
@@ -35,8 +38,15 @@ export const TOPIC_MAX_CHARS = 256;
 export const SEARCH_MIN_CHARS = 2;
 export const SEARCH_MAX_CHARS = 128;
 export const IDENTITY_KEY_MAX_CHARS = 128;
+/** A key a client proposes for a name nobody keeps must be at least this long (32 random bytes in base64url are 43). */
+export const IDENTITY_KEY_MIN_CHARS = 32;
 /** Names a reaction list shows per emoji; `count` gives the total. */
 export const REACTION_NAMES_SHOWN = 20;
+/**
+ * UTF-8 bytes of names one message's reaction list shows in all: with the
+ * longest text, a message with every reaction still fits a server frame.
+ */
+export const REACTION_NAMES_MAX_BYTES = 8 * 1024;
 
 /** Limits of v2 beside those in `Limits`; each has a server flag. The welcome tells a client the values in force. */
 export interface LimitsV2 {
@@ -56,6 +66,10 @@ export interface LimitsV2 {
   searchesPerMinute: number;
   /** A name unused for this long is free for anyone again. */
   identityTtlDays: number;
+  /** New names one address may claim in a minute (0: no limit; loopback is exempt); past it the hello is `rate_limited`. */
+  newNamesPerMinute: number;
+  /** New DMs one connection may make in a minute (0: no limit); past it `openDm` is `rate_limited` (opening one that exists is free). */
+  newDmsPerMinute: number;
 }
 
 export const DEFAULT_LIMITS_V2: Readonly<LimitsV2> = Object.freeze({
@@ -67,6 +81,8 @@ export const DEFAULT_LIMITS_V2: Readonly<LimitsV2> = Object.freeze({
   searchScanEvents: 10_000,
   searchesPerMinute: 30,
   identityTtlDays: 30,
+  newNamesPerMinute: 10,
+  newDmsPerMinute: 10,
 });
 
 /** Errors v2 adds to v1's codes. */
@@ -83,7 +99,29 @@ export type ErrorCodeV2 =
   /** A frame of a protocol version this connection did not choose, or a version the server does not speak. */
   | 'unsupported'
   /** A reaction that is not exactly one emoji, or past `maxReactionsPerMessage`. */
-  | 'bad_reaction';
+  | 'bad_reaction'
+  /** The name was given up (by its owner or the operator): every connection of that identity is closed. */
+  | 'name_released';
+
+/**
+ * Errors after which a v2 connection is closed. Every other error answers one
+ * frame and leaves the connection open: a refused `join` (`too_many_rooms`,
+ * `room_unavailable`, `name_taken`) costs that room, not the session. A hello
+ * refused with `name_taken` (someone in a room holds that name without being
+ * its identity) closes the connection too, as in v1.
+ */
+export const FATAL_ERRORS_V2: ReadonlySet<ErrorCodeV2> = new Set<ErrorCodeV2>([
+  'name_reserved',
+  'name_released',
+  'too_many_connections',
+  'unauthorized',
+  'locked_out',
+  'server_full',
+  'hello_timeout',
+  'idle_timeout',
+  'slow_reader',
+  'shutdown',
+]);
 
 // ---------------------------------------------------------------- client → server
 
@@ -94,7 +132,12 @@ export interface HelloV2Frame {
   /** Stable per installation; scopes ids for de-duplication. */
   clientId: string;
   token?: string;
-  /** The identity key the server issued for this name; absent the first time a name is used. */
+  /**
+   * The name's identity key. The first time a name is used it may be absent
+   * (the server makes one and sends it in the welcome) or a key the client
+   * made, at least IDENTITY_KEY_MIN_CHARS long (kept as it is: a welcome lost
+   * on the way costs nothing, since the client already holds the key).
+   */
   key?: string;
 }
 
@@ -196,10 +239,12 @@ export interface ListRoomsFrame {
   after?: string;
 }
 
-/** Your conversations (rooms you joined and have not parted, and your DMs) with unread counts. */
+/** Your conversations (rooms you joined and have not parted, and your DMs) with unread counts, a page at a time by name. */
 export interface ConversationsFrame {
   type: 'conversations';
   id: string;
+  /** The `next` cursor of the previous page. */
+  after?: string;
 }
 
 /** Members of a joined room, a page at a time (for completion in big rooms). */
@@ -301,7 +346,7 @@ export interface WelcomeV2Frame {
   type: 'welcome';
   protocol: 2;
   you: string;
-  /** Issued the first time a name is used (keep it secret; it is the name's only proof of ownership). */
+  /** Made by the server the first time a name is used without a proposed key (keep it secret; it is the name's only proof of ownership). */
   key?: string;
   /** Until when the name is yours if you do not come back (epoch ms). */
   keyExpiresAt: number;
@@ -353,6 +398,8 @@ export interface MessageV2Event {
   ts: number;
   id?: string;
   replyTo?: number;
+  /** The name of the replied-to message's author, so a reply can be shown when that message is not at hand. */
+  replyToFrom?: string;
   /** When it was last edited (epoch ms). */
   editedTs?: number;
   /** Deleted by its author: `text` is empty. */
@@ -470,18 +517,21 @@ export interface ConversationSummary {
   kind: ConversationKind;
   participants?: string[];
   topic: string;
-  seq: number;
+  /** The conversation's latest seq; absent (with `unread` and `mentions`) when the server could not open it just now. */
+  seq?: number;
   lastRead: number;
-  /** Messages after your read marker, not counting yours. */
-  unread: number;
+  /** Messages after your read marker that are not yours and not deleted. */
+  unread?: number;
   /** Of those, the ones that mention you (`@name` at a word boundary). */
-  mentions: number;
+  mentions?: number;
 }
 
 export interface ConversationListFrame {
   type: 'conversationList';
   id: string;
   conversations: ConversationSummary[];
+  /** Pass as `after` for the next page; absent on the last. */
+  next?: string;
 }
 
 export interface MemberListFrame {

@@ -9,46 +9,25 @@
  * then on replayed before the random runs, so a bug once found stays tested.
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import fc from 'fast-check';
-import { ClientFrameDecoder, encodeFrame, LineSplitter, parseFlatJsonObject, parseServerFrame, validateClientFrame, type ClientFrameResult } from '../../shared/framing';
+import {
+  ClientFrameDecoder,
+  encodeFrame,
+  LineSplitter,
+  parseClientObjectV2,
+  parseFlatJsonObject,
+  parseServerFrame,
+  parseServerFrameV2,
+  validateClientFrame,
+  validateClientFrameV2,
+  type ClientFrameResult,
+} from '../../shared/framing';
 import type { ClientFrame, ErrorCode } from '../../shared/protocol';
+import { readRegressions, saveRegression } from './regressions';
 
 const TIME_MS = Number(process.env.FUZZ_TIME_MS ?? 2000);
 const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
 const MAX_FRAME = 512;
-
-/** Regression cases live next to this file's source (the test runs from out/test/fuzz). */
-function regressionFile(): string {
-  let dir = __dirname;
-  for (let depth = 0; depth < 8; depth++) {
-    const candidate = join(dir, 'test', 'fuzz', 'regressions.json');
-    if (existsSync(join(dir, 'package.json'))) return candidate;
-    dir = dirname(dir);
-  }
-  throw new Error('cannot find the repository root');
-}
-
-interface RegressionCase {
-  property: string;
-  /** The failing input, as the property's JSON form. */
-  input: unknown;
-  found: string;
-  seed?: number;
-}
-
-function readRegressions(): RegressionCase[] {
-  const path = regressionFile();
-  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as RegressionCase[]) : [];
-}
-
-function saveRegression(entry: RegressionCase): void {
-  const all = readRegressions();
-  if (all.some((existing) => existing.property === entry.property && JSON.stringify(existing.input) === JSON.stringify(entry.input))) return;
-  all.push(entry);
-  writeFileSync(regressionFile(), JSON.stringify(all, null, 2) + '\n');
-}
 
 /** Byte chunks travel through JSON as hex. */
 type Chunks = Uint8Array[];
@@ -247,6 +226,166 @@ property<Uint8Array>({
   check: (bytes) => {
     const parsed = parseServerFrame(Buffer.from(bytes));
     if (!parsed.ok) assert.equal(parsed.problem.code, 'bad_frame');
+  },
+  toJson: (bytes) => toHex([bytes])[0],
+  fromJson: (json) => fromHex([json as string])[0],
+});
+
+// ------------------------------------------------------------ protocol v2
+
+const seqLike = fc.oneof(fc.nat(), fc.integer({ min: -5, max: 5 }), fc.constant(Number.MAX_SAFE_INTEGER));
+
+/** Every v2 client frame, with hostile strings in every string field. */
+const v2Frame: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
+  fc.record({ type: fc.constant('hello'), protocol: fc.constant(2), name: nastyText, clientId: nastyText, token: nastyText, key: nastyText }, { requiredKeys: ['type', 'protocol', 'name', 'clientId'] }),
+  fc.record({ type: fc.constant('join'), id: nastyText, room: nastyText, lastSeq: seqLike }, { requiredKeys: ['type', 'id', 'room'] }),
+  fc.record({ type: fc.constant('part'), id: nastyText, room: nastyText }),
+  fc.record({ type: fc.constant('say'), id: nastyText, room: nastyText, text: nastyText, replyTo: seqLike }, { requiredKeys: ['type', 'id', 'room', 'text'] }),
+  fc.record({ type: fc.constant('edit'), id: nastyText, room: nastyText, target: seqLike, text: nastyText }),
+  fc.record({ type: fc.constant('delete'), id: nastyText, room: nastyText, target: seqLike }),
+  fc.record({ type: fc.constant('react'), id: nastyText, room: nastyText, target: seqLike, emoji: nastyText, add: fc.boolean() }),
+  fc.record({ type: fc.constant('typing'), room: nastyText }),
+  fc.record({ type: fc.constant('read'), id: nastyText, room: nastyText, seq: seqLike }),
+  fc.record({ type: fc.constant('topic'), id: nastyText, room: nastyText, text: nastyText }),
+  fc.record({ type: fc.constantFrom('kick', 'setOwner'), id: nastyText, room: nastyText, name: nastyText }),
+  fc.record({ type: fc.constant('listRooms'), id: nastyText, after: nastyText }, { requiredKeys: ['type', 'id'] }),
+  fc.record({ type: fc.constantFrom('conversations', 'releaseName'), id: nastyText }),
+  fc.record({ type: fc.constant('listMembers'), id: nastyText, room: nastyText, after: nastyText }, { requiredKeys: ['type', 'id', 'room'] }),
+  fc.record({ type: fc.constant('history'), id: nastyText, room: nastyText, before: seqLike, limit: seqLike }, { requiredKeys: ['type', 'id', 'room', 'before'] }),
+  fc.record({ type: fc.constant('search'), id: nastyText, room: nastyText, text: nastyText, before: seqLike }, { requiredKeys: ['type', 'id', 'room', 'text'] }),
+  fc.record({ type: fc.constant('openDm'), id: nastyText, with: fc.array(nastyText, { maxLength: 16 }) }),
+  fc.constantFrom<Record<string, unknown>>({ type: 'ping' }, { type: 'pong' }, { type: 'bye' }),
+);
+
+/** What each v2 field must be, written here apart from the table in framing.ts, so the two check each other. */
+const V2_FIELD_KINDS: Record<string, string> = {
+  protocol: 'number',
+  name: 'string',
+  clientId: 'string',
+  token: 'string',
+  key: 'string',
+  id: 'string',
+  room: 'string',
+  lastSeq: 'number',
+  text: 'string',
+  replyTo: 'number',
+  target: 'number',
+  emoji: 'string',
+  add: 'boolean',
+  seq: 'number',
+  after: 'string',
+  before: 'number',
+  limit: 'number',
+};
+const V2_OPTIONAL: Record<string, string[]> = { hello: ['token', 'key'], join: ['lastSeq'], say: ['replyTo'], listRooms: ['after'], listMembers: ['after'], history: ['limit'], search: ['before'] };
+const V2_REQUIRED: Record<string, string[]> = {
+  hello: ['name', 'protocol', 'clientId'],
+  join: ['id', 'room'],
+  part: ['id', 'room'],
+  say: ['id', 'room', 'text'],
+  edit: ['id', 'room', 'target', 'text'],
+  delete: ['id', 'room', 'target'],
+  react: ['id', 'room', 'target', 'emoji', 'add'],
+  typing: ['room'],
+  read: ['id', 'room', 'seq'],
+  topic: ['id', 'room', 'text'],
+  kick: ['id', 'room', 'name'],
+  setOwner: ['id', 'room', 'name'],
+  listRooms: ['id'],
+  conversations: ['id'],
+  listMembers: ['id', 'room'],
+  history: ['id', 'room', 'before'],
+  search: ['id', 'room', 'text'],
+  openDm: ['id', 'with'],
+  releaseName: ['id'],
+  ping: [],
+  pong: [],
+  bye: [],
+};
+
+property<{ frames: Record<string, unknown>[]; offsets: number[] }>({
+  name: 'encoded v2 client frames read back as themselves by the v2 parser and validator, split anywhere',
+  arbitrary: fc.record({ frames: fc.array(v2Frame, { minLength: 1, maxLength: 5 }), offsets: fc.array(fc.nat(), { maxLength: 10 }) }),
+  check: ({ frames, offsets }) => {
+    const bytes = new Uint8Array(Buffer.concat(frames.map((frame) => Buffer.from(JSON.stringify(frame) + '\n', 'utf8'))));
+    const splitter = new LineSplitter(1 << 20);
+    const lines = cut(bytes, offsets).flatMap((chunk) => splitter.push(Buffer.from(chunk)));
+    assert.equal(lines.length, frames.length);
+    lines.forEach((line, index) => {
+      assert.equal(line.kind, 'line');
+      if (line.kind !== 'line') return;
+      const parsed = parseClientObjectV2(line.bytes);
+      assert.ok(parsed.ok, JSON.stringify(parsed));
+      const validated = validateClientFrameV2(parsed.frame);
+      assert.ok(validated.ok, JSON.stringify(validated));
+      assert.deepEqual(validated.frame, JSON.parse(JSON.stringify(frames[index])));
+    });
+  },
+  toJson: (input) => input,
+  fromJson: (json) => json as { frames: Record<string, unknown>[]; offsets: number[] },
+});
+
+property<Record<string, unknown>>({
+  name: 'parseClientObjectV2 lets an array through only as "with", of at most 16 strings, nothing nested, and never throws',
+  arbitrary: fc.dictionary(fc.constantFrom('type', 'with', 'id', 'room', 'names', '__proto__', 'constructor'), fc.oneof(fc.jsonValue(), fc.array(fc.string(), { maxLength: 20 }))),
+  check: (value) => {
+    const text = JSON.stringify(value) ?? 'null';
+    for (const line of [text, text.replace(/^\{/, '{"__proto__":1,')]) {
+      const parsed = parseClientObjectV2(Buffer.from(line, 'utf8'));
+      if (!parsed.ok) {
+        assert.equal(parsed.problem.code, 'bad_frame');
+        continue;
+      }
+      assert.equal(Object.getPrototypeOf(parsed.frame), Object.prototype);
+      for (const [key, field] of Object.entries(parsed.frame)) {
+        assert.ok(!['__proto__', 'constructor', 'prototype'].includes(key), `key ${key} let through`);
+        if (field === null || typeof field !== 'object') continue;
+        assert.equal(key, 'with', `an object or array in "${key}" let through`);
+        assert.ok(Array.isArray(field) && field.length <= 16 && field.every((item) => typeof item === 'string'), 'a bad "with" let through');
+      }
+    }
+  },
+  toJson: (value) => value,
+  fromJson: (json) => json as Record<string, unknown>,
+});
+
+property<Record<string, unknown>>({
+  name: 'validateClientFrameV2 accepts only frames whose fields have the types of the protocol',
+  arbitrary: fc.dictionary(
+    fc.constantFrom('type', 'id', 'room', 'text', 'target', 'emoji', 'add', 'seq', 'before', 'limit', 'after', 'with', 'name', 'protocol', 'clientId', 'key', 'replyTo', 'lastSeq'),
+    fc.oneof(fc.constantFrom(...Object.keys(V2_REQUIRED), 'hasOwnProperty', 'welcome'), fc.string(), fc.double(), fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.string(), { maxLength: 3 })),
+  ),
+  check: (raw) => {
+    const result = validateClientFrameV2(raw);
+    if (!result.ok) {
+      assert.equal(result.problem.code, 'bad_frame');
+      return;
+    }
+    const frame = result.frame as unknown as Record<string, unknown>;
+    const type = frame.type as string;
+    assert.ok(Object.hasOwn(V2_REQUIRED, type), `type ${type} let through`);
+    for (const field of V2_REQUIRED[type]) assert.notEqual(frame[field], undefined, `${type} without ${field}`);
+    for (const field of [...V2_REQUIRED[type], ...(V2_OPTIONAL[type] ?? [])]) {
+      if (frame[field] === undefined) continue;
+      if (field === 'with') {
+        assert.ok(Array.isArray(frame.with), 'openDm.with is an array');
+        continue;
+      }
+      assert.equal(typeof frame[field], V2_FIELD_KINDS[field], `${type}.${field}`);
+      if (V2_FIELD_KINDS[field] === 'number') assert.ok(Number.isSafeInteger(frame[field]), `${type}.${field} is whole`);
+    }
+  },
+  toJson: (raw) => raw,
+  fromJson: (json) => json as Record<string, unknown>,
+});
+
+property<Uint8Array>({
+  name: 'parseServerFrameV2 never throws on any bytes',
+  arbitrary: fc.oneof(byteStream, fc.uint8Array({ maxLength: 256 })),
+  check: (bytes) => {
+    const parsed = parseServerFrameV2(Buffer.from(bytes));
+    if (!parsed.ok) assert.equal(parsed.problem.code, 'bad_frame');
+    else assert.equal(typeof parsed.frame.type, 'string');
   },
   toJson: (bytes) => toHex([bytes])[0],
   fromJson: (json) => fromHex([json as string])[0],

@@ -224,4 +224,24 @@ describe('room', () => {
     );
     await room.close();
   });
+
+  it('reads a replay through a cursor exactly as replay() lists it, ending at the event committed last when the cursor was made', async () => {
+    const { logger } = recordingLogger();
+    const room = new Room('lobby', RoomLog.inMemory(100, logger), [], 100, logger);
+    const alice = new RecordingMember('alice');
+    room.join(alice);
+    for (let i = 0; i < 12; i += 1) await room.say(alice, `text ${i}`, { clientId: 'c', id: `m${i}` });
+    const drain = (next: () => EncodedEvent | undefined) => {
+      const seqs: number[] = [];
+      for (let event = next(); event; event = next()) seqs.push(event.seq);
+      return seqs;
+    };
+    for (const [afterSeq, count] of [[undefined, 5], [undefined, 0], [undefined, 100], [0, 100], [7, 100], [13, 100], [99, 3]] as [number | undefined, number][]) {
+      assert.deepEqual(drain(room.replayCursor(afterSeq, count)), room.replay(afterSeq, count).map((event) => event.seq), `after ${afterSeq}, newest ${count}`);
+    }
+    const cursor = room.replayCursor(10, 100);
+    await room.say(alice, 'after the cursor was made', { clientId: 'c', id: 'late' });
+    assert.deepEqual(drain(cursor), [11, 12, 13], 'a later event is not part of the replay (it is delivered live)');
+    await room.close();
+  });
 });
