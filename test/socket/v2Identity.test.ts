@@ -266,7 +266,7 @@ describe('protocol v2: the hello and identities', function () {
     it('refuses a second server on a data folder that a running server uses', async () => {
       const dataDir = tempDir();
       await start({ dataDir });
-      await assert.rejects(ServerProcess.start({ dataDir }), /another process is using this data folder/);
+      await assert.rejects(ServerProcess.start({ dataDir }), /data folder is in use by another process/);
     });
   });
 });
