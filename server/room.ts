@@ -211,7 +211,8 @@ export class Room {
   constructor(
     readonly name: string,
     storage: RoomLog | RoomStore,
-    storedRecords: string[],
+    /** The stored records, oldest first, as read back (parsed) or as their text. */
+    storedRecords: ReadonlyArray<string | Record<string, unknown>>,
     private readonly retainEvents: number,
     private readonly logger: Logger,
     now: () => number = Date.now,
@@ -220,7 +221,7 @@ export class Room {
     this.maxReactions = limits.maxReactionsPerMessage;
     this.meta = NO_OWNER_META(name);
     this.wasEmpty = storedRecords.length === 0;
-    for (const text of storedRecords) this.load(JSON.parse(text) as Record<string, unknown>);
+    for (const record of storedRecords) this.load(typeof record === 'string' ? (JSON.parse(record) as Record<string, unknown>) : record);
     this.forgetBeyondRetention();
     this.committedSeq = this.history.length > 0 ? this.history[this.history.length - 1].seq : 0;
     this.store = storage instanceof RoomLog ? new LocalRoomStore(storage, this.committedSeq + 1, now) : storage;
