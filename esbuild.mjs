@@ -28,7 +28,7 @@ const targets = [
     ...common,
     sourcemap: true,
     minify: false,
-    entryPoints: [...filesUnder('test', '.ts'), ...filesUnder('bench', '.ts'), 'scripts/start.ts'],
+    entryPoints: [...filesUnder('test', '.ts'), ...filesUnder('bench', '.ts'), ...filesUnder('scripts', '.ts')],
     outdir: 'out',
     outbase: '.',
     platform: 'node',
