@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChatClient, type FirstOutcome } from '../../extension/chatClient';
 import { fingerprintsMatch, normalizeFingerprint } from '../../extension/certificatePin';
+import { SERVER_TOKEN_ENV } from '../../shared/serverIpc';
 import type { ErrorFrame, WelcomeFrame } from '../../shared/protocol';
 import { memoryStore } from '../support/memoryStore';
 import { ServerProcess } from '../support/serverProcess';
@@ -92,8 +93,8 @@ describe('access control', function () {
       member.close();
     });
 
-    it('takes the token from CHAT_ROOM_TOKEN, as the extension hands it over (never in argv)', async () => {
-      const server = await ServerProcess.start({ memory: true, env: { CHAT_ROOM_TOKEN: `-${TOKEN}` } });
+    it(`takes the token from ${SERVER_TOKEN_ENV}, as the extension hands it over (never in argv)`, async () => {
+      const server = await ServerProcess.start({ memory: true, env: { [SERVER_TOKEN_ENV]: `-${TOKEN}` } });
       cleanups.push(() => server.dispose());
       await expectRefusedHello(server.port, TOKEN, 'unauthorized');
       const member = await TestClient.join(server.port, 'handed-over', { token: `-${TOKEN}` });
