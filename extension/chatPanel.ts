@@ -5,13 +5,11 @@
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
 import { Disposable, toDisposable } from '../shared/disposable';
+import type { StoredState } from './storedState';
 import { asWebviewMessage, type HostToWebview, type PanelView, type WebviewToHost } from '../shared/webviewMessages';
 
 export const PANEL_VIEW_TYPE = 'chatRoom.panel';
 const PROBE_TIMEOUT_MS = 5_000;
-const DRAFT_KEY = 'chatRoom.draft';
-/** Drafts longer than this are not kept (a pasted log is not worth a storage write per keystroke). */
-const MAX_KEPT_DRAFT_CHARS = 64 * 1024;
 
 /**
  * Where the message-box draft is kept between webviews. The workbench saves a
@@ -19,9 +17,9 @@ const MAX_KEPT_DRAFT_CHARS = 64 * 1024;
  * which a browser reload can skip, so the draft is also kept here, written on
  * every change. Set once on activation; without it only the webview keeps it.
  */
-let draftStore: vscode.Memento | undefined;
+let draftStore: StoredState | undefined;
 
-export function keepDraftsIn(store: vscode.Memento): void {
+export function keepDraftsIn(store: StoredState): void {
   draftStore = store;
 }
 
@@ -141,7 +139,7 @@ export class ChatPanel extends Disposable {
     if (message.type === 'ready') {
       this.ready = true;
       this.host.snapshotFor(this);
-      const draft = draftStore?.get<string>(DRAFT_KEY);
+      const draft = draftStore?.draft();
       if (draft !== undefined) this.post({ type: 'restoreDraft', text: draft });
       if (this.focusWhenReady) {
         this.focusWhenReady = false;
@@ -150,7 +148,7 @@ export class ChatPanel extends Disposable {
       return;
     }
     if (message.type === 'draft') {
-      if (message.text.length <= MAX_KEPT_DRAFT_CHARS) void draftStore?.update(DRAFT_KEY, message.text || undefined);
+      draftStore?.keepDraft(message.text);
       return;
     }
     if (message.type === 'probeResult') {

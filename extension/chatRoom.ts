@@ -2,7 +2,6 @@
  * The extension's one controller: it owns the server this window holds, the
  * joined room, the panel and the status bar, and carries out every command.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
@@ -11,11 +10,12 @@ import { nameKey } from '../shared/names';
 import { DEFAULT_LIMITS } from '../shared/protocol';
 import type { PanelView, ServerOffer, StatusView, WebviewToHost } from '../shared/webviewMessages';
 import { formatAddress } from './address';
-import { type FirstOutcome, textBytes } from './chatClient';
+import { type FirstOutcome, textBytes } from './client/chatClient';
+import { type RememberedJoin, StoredState } from './storedState';
 import { ChatPanel, type PanelHost } from './chatPanel';
 import { ChatSession, type JoinParams } from './chatSession';
 import { inviteFromParts, inviteLink } from './invite';
-import { type JoinArgs, type JoinResult, type RememberedJoin, rememberedCredentials, runJoinFlow } from './joinFlow';
+import { type JoinArgs, type JoinResult, runJoinFlow } from './joinFlow';
 import { findFreePort, PortBusyError, ServerController, type ServerState } from './serverController';
 import { type ServerChoices, ServerHome } from './serverHome';
 import { isLoopbackHost, isReachableThroughLoopback } from '../shared/addresses';
@@ -23,13 +23,6 @@ import { readSettings } from './settings';
 import { MessageNotifier } from './messageNotifier';
 import { inertNotificationText } from './notificationText';
 
-const CLIENT_ID_KEY = 'chatRoom.clientId';
-const SERVER_TOKEN_KEY = 'chatRoom.serverToken';
-/**
- * The room this window is in (workspace state: per window, unlike the
- * installation-wide global state), so a reload rejoins it and a Leave stays left.
- */
-const CURRENT_ROOM_KEY = 'chatRoom.currentRoom';
 
 /** Whether a send was taken, or why not (the text then stays in the message box). */
 export type SendOutcome = { accepted: true } | { accepted: false; reason: string };
@@ -70,6 +63,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
   private readonly serverItem: vscode.StatusBarItem;
   private readonly chatItem: vscode.StatusBarItem;
   private readonly clientId: string;
+  private readonly stored: StoredState;
   /** The last invite link made, for tests. */
   lastInvite: string | undefined;
 
@@ -79,15 +73,11 @@ export class ChatRoomController extends Disposable implements PanelHost {
     readonly serverLog: vscode.LogOutputChannel,
   ) {
     super();
-    let clientId = context.globalState.get<string>(CLIENT_ID_KEY);
-    if (!clientId) {
-      clientId = randomUUID();
-      void context.globalState.update(CLIENT_ID_KEY, clientId);
-    }
-    this.clientId = clientId;
+    this.stored = StoredState.of(context);
+    this.clientId = this.stored.installationClientId();
     const home = new ServerHome(path.join(context.globalStorageUri.fsPath, 'server-data'));
     this.server = this.register(
-      new ServerController(vscode.Uri.joinPath(context.extensionUri, 'dist', 'server.js').fsPath, home, serverLog, () => readSettings().keepAliveMs, () => context.secrets.get(SERVER_TOKEN_KEY)),
+      new ServerController(vscode.Uri.joinPath(context.extensionUri, 'dist', 'server.js').fsPath, home, serverLog, () => readSettings().keepAliveMs, () => this.stored.serverToken()),
     );
     this.register(this.server.onDidChangeState((state) => this.onServerState(state)));
     this.serverItem = this.register(vscode.window.createStatusBarItem('chatRoom.server', vscode.StatusBarAlignment.Left, 50));
@@ -172,7 +162,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
     let { port } = choices;
     const { host, lan: openToLan } = choices;
     // Anyone who can reach the port could join, so beyond loopback a token is a must, and TLS keeps it (and the talk) private.
-    const token = openToLan || !isLoopbackHost(host) ? await this.serverToken() : undefined;
+    const token = openToLan || !isLoopbackHost(host) ? await this.stored.serverTokenOrNew() : undefined;
     const tls = openToLan;
 
     for (let tries = 0; tries < 2; tries++) {
@@ -240,15 +230,6 @@ export class ChatRoomController extends Disposable implements PanelHost {
     return true;
   }
 
-  private async serverToken(): Promise<string> {
-    let token = await this.context.secrets.get(SERVER_TOKEN_KEY);
-    if (!token) {
-      token = randomBytes(32).toString('base64url');
-      await this.context.secrets.store(SERVER_TOKEN_KEY, token);
-    }
-    return token;
-  }
-
   private onServerState(state: ServerState): void {
     if (state.kind === 'crashed' && state.seen) {
       // Restart comes first: it is what the person wants, and it asks nothing again.
@@ -290,7 +271,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
   // ------------------------------------------------------------ room
 
   joinFlow(args?: JoinArgs): Promise<JoinResult> {
-    return runJoinFlow({ globalState: this.context.globalState, secrets: this.context.secrets, join: (params) => this.join(params) }, args);
+    return runJoinFlow({ stored: this.stored, join: (params) => this.join(params) }, args);
   }
 
   /**
@@ -308,7 +289,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
       this.openPanel({ focus: true });
       return { kind: 'welcome', welcome: current.lastWelcome };
     }
-    const candidate = new ChatSession(params, this.clientId, this.context.globalState, readSettings().historyLength, this.log);
+    const candidate = new ChatSession(params, this.clientId, this.stored.outboxes, readSettings().historyLength, this.log);
     if (!current || current.client.state.kind === 'closed') {
       this.adoptSession(candidate);
       current?.dispose();
@@ -342,7 +323,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
   }
 
   private welcomed(session: ChatSession, showPanel: boolean): void {
-    void this.context.workspaceState.update(CURRENT_ROOM_KEY, { host: session.params.host, port: session.params.port, name: session.params.name, room: session.room } satisfies RememberedJoin);
+    void this.stored.rememberCurrentRoom({ host: session.params.host, port: session.params.port, name: session.params.name, room: session.room });
     if (showPanel) this.openPanel({ focus: true });
     this.updateStatusBar();
   }
@@ -380,7 +361,7 @@ export class ChatRoomController extends Disposable implements PanelHost {
     }
     this.pendingJoin?.dispose();
     this.pendingJoin = undefined;
-    void this.context.workspaceState.update(CURRENT_ROOM_KEY, undefined);
+    void this.stored.rememberCurrentRoom(undefined);
     const unsent = session.pending.length;
     const kept = unsent === 0 ? '' : ` ${unsent === 1 ? 'One unsent message goes' : `${unsent} unsent messages go`} out when you join it again.`;
     this.endSession(false);
@@ -433,10 +414,10 @@ export class ChatRoomController extends Disposable implements PanelHost {
   /** Rejoins, once, the room this window was in before a reload (kept until Leave Room). */
   private rejoinRememberedRoom(): Promise<void> {
     this.rejoining ??= (async () => {
-      const current = this.context.workspaceState.get<RememberedJoin>(CURRENT_ROOM_KEY);
+      const current: RememberedJoin | undefined = this.stored.currentRoom();
       if (this.session || !current) return;
       const { host, port, name, room } = current;
-      const credentials = await rememberedCredentials(this.context, host, port);
+      const credentials = await this.stored.rememberedCredentials(host, port);
       if (!this.session && !this.isDisposed) await this.join({ host, port, name, room, ...credentials }, true);
     })();
     return this.rejoining;

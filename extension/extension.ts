@@ -12,6 +12,7 @@ import { ChatRoomController, type StartServerArgs } from './chatRoom';
 import { keepDraftsIn, PANEL_VIEW_TYPE } from './chatPanel';
 import type { JoinArgs } from './joinFlow';
 import type { ServerState } from './serverController';
+import { StoredState } from './storedState';
 
 export interface SessionSnapshot {
   address: string;
@@ -57,7 +58,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
   const log = vscode.window.createOutputChannel('Chat Room', { log: true });
   const serverLog = vscode.window.createOutputChannel('Chat Room Server', { log: true });
   context.subscriptions.push(log, serverLog);
-  keepDraftsIn(context.workspaceState);
+  keepDraftsIn(StoredState.of(context));
   const room = new ChatRoomController(context, log, serverLog);
   controller = room;
   context.subscriptions.push(room);
