@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
 import { Disposable, toDisposable } from '../shared/disposable';
 import type { StoredState } from './storedState';
-import { asWebviewMessage, type HostToWebview, type PanelView, type WebviewToHost } from '../shared/webviewMessages';
+import { asWebviewMessage, type HostToWebview, type PanelView, type SnapshotMessage, type WebviewToHost } from '../shared/webviewMessages';
 
 export const PANEL_VIEW_TYPE = 'chatRoom.panel';
 const PROBE_TIMEOUT_MS = 5_000;
@@ -23,10 +23,10 @@ export function keepDraftsIn(store: StoredState): void {
   draftStore = store;
 }
 
-/** What the panel needs from whoever owns the room. */
-export interface PanelHost {
-  /** Called after each `ready`, to draw the panel from nothing. */
-  snapshotFor(panel: ChatPanel): void;
+/** Where the panel's content comes from, and where what the person does goes. */
+export interface PanelSource {
+  /** Everything the panel needs to draw itself from nothing, after each `ready`. */
+  snapshot(): SnapshotMessage;
   /** A message from the webview that is not part of the panel's own plumbing. */
   handleMessage(message: WebviewToHost, panel: ChatPanel): void;
 }
@@ -54,15 +54,15 @@ export class ChatPanel extends Disposable {
     };
   }
 
-  static create(extensionUri: vscode.Uri, host: PanelHost, title: string): ChatPanel {
+  static create(extensionUri: vscode.Uri, source: PanelSource, title: string): ChatPanel {
     const panel = vscode.window.createWebviewPanel(PANEL_VIEW_TYPE, title, { viewColumn: vscode.ViewColumn.Beside, preserveFocus: false }, ChatPanel.webviewOptions(extensionUri));
-    return new ChatPanel(panel, extensionUri, host);
+    return new ChatPanel(panel, extensionUri, source);
   }
 
   constructor(
     readonly panel: vscode.WebviewPanel,
     private readonly extensionUri: vscode.Uri,
-    private readonly host: PanelHost,
+    private readonly source: PanelSource,
   ) {
     super();
     panel.webview.options = ChatPanel.webviewOptions(extensionUri);
@@ -138,7 +138,7 @@ export class ChatPanel extends Disposable {
     if (!message) return; // Unknown or malformed: ignored on purpose.
     if (message.type === 'ready') {
       this.ready = true;
-      this.host.snapshotFor(this);
+      this.post(this.source.snapshot());
       const draft = draftStore?.draft();
       if (draft !== undefined) this.post({ type: 'restoreDraft', text: draft });
       if (this.focusWhenReady) {
@@ -155,7 +155,7 @@ export class ChatPanel extends Disposable {
       this.probes.get(message.requestId)?.(message.view);
       return;
     }
-    this.host.handleMessage(message, this);
+    this.source.handleMessage(message, this);
   }
 
   private html(): string {

@@ -13,7 +13,8 @@ import { mentions } from '../shared/mentions';
 import { ChatClient, type ClientState, type FirstOutcome, type SendFailure } from './client/chatClient';
 import type { OutboxEntry, OutboxStorage } from './client/outbox';
 
-export interface JoinParams {
+/** What one session connects with: the server, the seat (name and room) and its credentials. */
+export interface SessionParams {
   host: string;
   port: number;
   name: string;
@@ -47,7 +48,7 @@ export class ChatSession extends Disposable {
   readonly onSendFailure = this.failureEmitter.event;
 
   constructor(
-    readonly params: JoinParams,
+    readonly params: SessionParams,
     clientId: string,
     outboxes: OutboxStorage,
     private readonly historyLimit: number,

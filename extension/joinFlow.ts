@@ -11,16 +11,17 @@ import { isLoopbackHost } from '../shared/addresses';
 import { nameProblem, roomProblem } from '../shared/names';
 import { DEFAULT_PORT, DEFAULT_ROOM } from '../shared/protocol';
 import { formatAddress, parseAddress } from './address';
-import type { JoinParams } from './chatSession';
+import type { SessionParams } from './chatSession';
 import type { FirstOutcome } from './client/chatClient';
 import type { StoredState } from './storedState';
 import { fingerprintMismatchMessage, fingerprintsMatch, normalizeFingerprint, probeServerFingerprint } from './certificatePin';
+import { Command } from './commands';
 import { readSettings } from './settings';
 import { inertNotificationText } from './notificationText';
-import { inviteFromText } from './invite';
+import { inviteFromText } from './inviteLinks';
 
 /** Arguments `chatRoom.join` accepts; any value given is not asked for. */
-export interface JoinArgs {
+export interface JoinRoomArgs {
   address?: string;
   name?: string;
   room?: string;
@@ -31,20 +32,21 @@ export interface JoinArgs {
   confirm?: boolean;
 }
 
-export type JoinResult =
+/** What `chatRoom.join` returns. */
+export type JoinRoomResult =
   | { joined: true; name: string; room: string; address: string }
   | { joined: false; reason: string; code?: string };
 
 /** What the flow needs from the rest of the extension. */
-export interface JoinDeps {
+export interface JoinFlowContext {
   stored: StoredState;
   /** Connects and reports how the first attempt went; on success the panel opens. */
-  join(params: JoinParams): Promise<FirstOutcome>;
+  connect(params: SessionParams): Promise<FirstOutcome>;
 }
 
-export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Promise<JoinResult> {
+export async function runJoinFlow(context: JoinFlowContext, givenArgs: JoinRoomArgs = {}): Promise<JoinRoomResult> {
   const settings = readSettings();
-  const remembered = deps.stored.lastJoin();
+  const remembered = context.stored.lastJoin();
   let args = givenArgs;
   const interactive = args.confirm === true || args.address === undefined || args.name === undefined;
 
@@ -86,19 +88,19 @@ export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Pro
     room = asked;
   }
 
-  let token = args.token ?? (await deps.stored.roomToken(address.host, address.port));
-  if (args.token) await deps.stored.storeRoomToken(address.host, address.port, args.token);
+  let token = args.token ?? (await context.stored.roomToken(address.host, address.port));
+  if (args.token) await context.stored.storeRoomToken(address.host, address.port, args.token);
 
   let fingerprint: string | undefined;
   if (args.fingerprint !== undefined) {
     fingerprint = normalizeFingerprint(args.fingerprint);
     if (!fingerprint) return { joined: false, reason: `"${args.fingerprint}" is not a SHA-256 certificate fingerprint.`, code: 'bad_fingerprint' };
   } else {
-    fingerprint = deps.stored.pinnedFingerprint(address.host, address.port);
+    fingerprint = context.stored.pinnedFingerprint(address.host, address.port);
   }
   // Whether the server speaks TLS is asked at most once; a certificate it shows is offered for trust.
   let probedForTls = fingerprint !== undefined;
-  const probeForTls = async (): Promise<JoinResult | undefined> => {
+  const probeForTls = async (): Promise<JoinRoomResult | undefined> => {
     probedForTls = true;
     const presented = await probeServerFingerprint(address.host, address.port);
     if (presented === undefined) return undefined;
@@ -116,11 +118,11 @@ export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Pro
 
   // Each refusal asks again for what was refused; a person can always cancel.
   for (let round = 0; round < 10; round++) {
-    const outcome = await deps.join({ host: address.host, port: address.port, name, room, ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}) });
+    const outcome = await context.connect({ host: address.host, port: address.port, name, room, ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}) });
     if (outcome.kind === 'welcome') {
-      await deps.stored.rememberLastJoin({ host: address.host, port: address.port, name, room });
+      await context.stored.rememberLastJoin({ host: address.host, port: address.port, name, room });
       // Pinned only once the server let us in with it, so a mistyped address does not keep a pin.
-      if (fingerprint) await deps.stored.pinFingerprint(address.host, address.port, fingerprint);
+      if (fingerprint) await context.stored.pinFingerprint(address.host, address.port, fingerprint);
       return { joined: true, name: outcome.welcome.you, room: outcome.welcome.room, address: formatAddress(address) };
     }
     if (outcome.kind === 'unreachable' && !probedForTls) {
@@ -134,7 +136,7 @@ export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Pro
         // Nothing listening on this machine is most often a server not started yet.
         const offer = isLoopbackHost(address.host) ? ['Start Chat Server'] : [];
         void vscode.window.showErrorMessage(`Could not join ${formatAddress(address)}: ${inertNotificationText(outcome.reason, 300)}`, ...offer).then((choice) => {
-          if (choice) void vscode.commands.executeCommand('chatRoom.startServer');
+          if (choice) void vscode.commands.executeCommand(Command.startServer);
         });
       }
       return { joined: false, reason: outcome.reason, code: 'unreachable' };
@@ -159,7 +161,7 @@ export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Pro
       });
       if (!asked) return { joined: false, reason: 'cancelled', code: outcome.code };
       token = asked;
-      await deps.stored.storeRoomToken(address.host, address.port, token);
+      await context.stored.storeRoomToken(address.host, address.port, token);
       continue;
     }
     void vscode.window.showErrorMessage(`Could not join ${room}: ${inertNotificationText(outcome.message, 300)}`);

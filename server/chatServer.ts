@@ -94,10 +94,6 @@ export class ChatServer extends Disposable implements ConnectionHost {
     );
   }
 
-  get connectionCount(): number {
-    return this.connections.size;
-  }
-
   async listen(): Promise<ListeningAddresses> {
     if (this.options.dataFolder) await adoptOlderRoomLogs(this.options.dataFolder, this.logger);
     const ndjson: Protocol = {
