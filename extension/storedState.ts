@@ -14,7 +14,6 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type * as vscode from 'vscode';
-import { nameKey } from '../shared/names';
 import { formatAddress } from './address';
 import type { OutboxEntry, OutboxStorage } from './client/outbox';
 
@@ -41,29 +40,12 @@ export interface KeyValueStore {
   update(key: string, value: unknown): PromiseLike<void>;
 }
 
-/** A seat in a room: the server, the room and the name (as names compare). */
-export interface SeatAddress {
-  host: string;
-  port: number;
-  room: string;
-  name: string;
-}
-
 /** What Join Room remembers of a join, and what a window rejoins after a reload. */
 export interface RememberedJoin {
   host: string;
   port: number;
   name: string;
   room: string;
-}
-
-/**
- * Where a seat's unsent messages are kept: per server, room and name, so two
- * windows of one installation in one room under different names never send
- * each other's words.
- */
-export function outboxKey({ host, port, room, name }: SeatAddress): string {
-  return `${host}:${port}/${room}/${nameKey(name)}`;
 }
 
 /** Every seat's outbox in one record of `store`. */

@@ -1,5 +1,5 @@
 // `npm start`: runs the built chat server on the embedded default (this machine
-// only, port 33000, history in ./.chat-room-data, the seed's plain-text protocol
+// only, port 33000, history in ./.chat-room-data, the classic plain-text protocol
 // on 33001) and says how to join it. Ctrl+C stops the server cleanly.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -27,7 +27,7 @@ Chat Room is running on 127.0.0.1:${listening.port} (history in .chat-room-data/
     code --install-extension ${existsSync(vsix) ? 'chat-room.vsix' : '<the .vsix from npm run package>'}
     then run "Chat Room: Join Room" from the command palette and enter localhost:${listening.port}
 
-  Join from a terminal (the seed's plain-text protocol):
+  Join from a terminal (the classic plain-text protocol):
     nc 127.0.0.1 ${listening.classicPort ?? classicPort}
 
 Press Ctrl+C to stop the server.

@@ -38,8 +38,7 @@ import {
   type WelcomeFrame,
 } from '../../shared/protocol';
 import { Emitter } from '../emitter';
-import { outboxKey } from '../storedState';
-import { Outbox, type OutboxEntry, type OutboxStorage } from './outbox';
+import { Outbox, type OutboxEntry, type OutboxStorage, outboxKey } from './outbox';
 import { DEFAULT_BACKOFF, looksLikeRestart, reconnectDelay } from './reconnectPolicy';
 import { LineTransport, type TransportEnd } from './transport';
 

@@ -7,6 +7,7 @@
  * It does not import `vscode`, and knows nothing of how the panel shows it:
  * the session maps entries to the panel's views.
  */
+import { nameKey } from '../../shared/names';
 import { Emitter } from '../emitter';
 
 export interface OutboxEntry {
@@ -20,6 +21,23 @@ export interface OutboxEntry {
 export interface OutboxStorage {
   load(key: string): OutboxEntry[];
   save(key: string, entries: readonly OutboxEntry[]): void;
+}
+
+/** A seat in a room: the server, the room and the name (as names compare). */
+export interface SeatAddress {
+  host: string;
+  port: number;
+  room: string;
+  name: string;
+}
+
+/**
+ * Where a seat's unsent messages are kept: per server, room and name, so two
+ * windows of one installation in one room under different names never send
+ * each other's words.
+ */
+export function outboxKey({ host, port, room, name }: SeatAddress): string {
+  return `${host}:${port}/${room}/${nameKey(name)}`;
 }
 
 export class Outbox {

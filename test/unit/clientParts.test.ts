@@ -1,8 +1,8 @@
 /** The chat client's parts that need no socket: the reconnect schedule and the outbox as it is kept. */
 import assert from 'node:assert/strict';
-import { Outbox } from '../../extension/client/outbox';
+import { Outbox, outboxKey } from '../../extension/client/outbox';
 import { DEFAULT_BACKOFF, looksLikeRestart, MAX_BACKOFF_MS, MAX_LOOPBACK_BACKOFF_MS, reconnectDelay } from '../../extension/client/reconnectPolicy';
-import { outboxKey, storedOutboxes } from '../../extension/storedState';
+import { storedOutboxes } from '../../extension/storedState';
 import { memoryStore } from '../support/memoryStore';
 
 describe('reconnect schedule', () => {
