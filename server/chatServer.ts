@@ -120,10 +120,6 @@ export class ChatServer extends Disposable implements V2Host {
     return this.openedDirectory;
   }
 
-  get connectionCount(): number {
-    return this.connections.size;
-  }
-
   async listen(): Promise<ListeningAddresses> {
     const directoryOptions = { identityTtlMs: this.limitsV2.identityTtlDays * DAY_MS, logger: this.logger };
     const folder = this.options.dataFolder;

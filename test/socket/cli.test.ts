@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ErrorFrame } from '../../shared/protocol';
+import { asServerMessage, ServerExit, ServerStartError, waitForListening } from '../../shared/serverIpc';
 import { processAlive } from '../support/processAlive';
 import { SERVER_SCRIPT, ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
@@ -63,13 +64,60 @@ describe('server command line', function () {
     const holder = await ServerProcess.start({ memory: true });
     try {
       await assert.rejects(run(process.execPath, [SERVER_SCRIPT, '--memory', '--port', String(holder.port)]), (error: { code: number; stderr: string }) => {
-        assert.equal(error.code, 3);
+        assert.equal(error.code, ServerExit.portBusy);
         assert.match(error.stderr, /EADDRINUSE|in use/);
         return true;
       });
     } finally {
       await holder.dispose();
     }
+  });
+
+  it('tells a parent with an IPC channel that it listens, and on which ports', async () => {
+    const child = spawn(process.execPath, [SERVER_SCRIPT, '--memory', '--port', '0', '--classic-port', '0'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    try {
+      const listening = await waitForListening(child, 10_000);
+      assert.equal(listening.host, '127.0.0.1');
+      const client = await TestClient.join(listening.port, 'told');
+      client.close();
+      assert.ok(listening.classicPort !== undefined && listening.classicPort > 0 && listening.classicPort !== listening.port);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('tells a parent with an IPC channel that its port is taken, with the port-busy exit code', async () => {
+    const holder = await ServerProcess.start({ memory: true });
+    const child = spawn(process.execPath, [SERVER_SCRIPT, '--memory', '--port', String(holder.port)], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    try {
+      const said: unknown[] = [];
+      child.on('message', (message) => said.push(message));
+      const failure = await waitForListening(child, 10_000).then(
+        () => assert.fail('a second server listened on a taken port'),
+        (error: unknown) => error,
+      );
+      assert.ok(failure instanceof ServerStartError);
+      assert.equal(failure.exitCode, ServerExit.portBusy);
+      assert.ok(failure.portBusy);
+      const reported = said.map(asServerMessage).find((message) => message?.type === 'startFailed');
+      assert.ok(reported && reported.type === 'startFailed', `the server said why before exiting: ${JSON.stringify(said)}`);
+      assert.equal(reported.exitCode, ServerExit.portBusy);
+      assert.match(reported.reason, /EADDRINUSE|in use/);
+    } finally {
+      child.kill('SIGKILL');
+      await holder.dispose();
+    }
+  });
+
+  it('tells a parent with an IPC channel why it could not start, with the start-failed exit code', async () => {
+    const child = spawn(process.execPath, [SERVER_SCRIPT, '--memory', '--log-format', 'xml'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    const failure = await waitForListening(child, 10_000).then(
+      () => assert.fail('the server started with a bad flag'),
+      (error: unknown) => error,
+    );
+    assert.ok(failure instanceof ServerStartError);
+    assert.equal(failure.exitCode, ServerExit.startFailed);
+    assert.match(failure.serverReason ?? '', /--log-format/);
   });
 
   it('binding beyond loopback without a token warns and requires a generated token', async () => {
