@@ -1,11 +1,12 @@
 /** The server as a command-line program: help, the ready line, its log, and binding beyond loopback. */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ErrorFrame } from '../../shared/protocol';
+import { exitNotePath, type ExitNote, leasePath } from '../../shared/serverLease';
 import { asServerMessage, ServerExit, ServerStartError, waitForListening } from '../../shared/serverIpc';
 import { processAlive } from '../support/processAlive';
 import { SERVER_SCRIPT, ServerProcess } from '../support/serverProcess';
@@ -161,6 +162,31 @@ describe('server command line', function () {
       assert.equal(processAlive(serverPid), false, 'the orphaned server is still running');
     } finally {
       parent.kill('SIGKILL');
+    }
+  });
+  it('keeps "asked to stop" as the reason in its exit note when a SIGTERM comes while it is already shutting down', async () => {
+    // A window that asks through the lease sends SIGTERM after a grace period; a slow but graceful
+    // shutdown must still read as a stop the person asked for, not as a signal from outside.
+    const dataDir = mkdtempSync(join(tmpdir(), 'chat-room-lease-'));
+    const lease = leasePath(dataDir);
+    writeFileSync(lease, JSON.stringify({ keepAliveMs: 60_000 }));
+    const server = await ServerProcess.start({ dataDir, args: ['--lease', lease] });
+    try {
+      // A member that never reads keeps the shutdown waiting for its goodbye (up to a second).
+      const sleeper = await TestClient.join(server.port, 'sleeper');
+      sleeper.socket.pause();
+      writeFileSync(lease, JSON.stringify({ keepAliveMs: 60_000, stop: true }));
+      const deadline = Date.now() + 10_000;
+      while (!server.log.includes('asked to stop') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.ok(server.log.includes('asked to stop'), server.log);
+      assert.equal(await server.stop('SIGTERM'), ServerExit.stopped, 'still a graceful exit');
+      const note = JSON.parse(readFileSync(exitNotePath(dataDir), 'utf8')) as ExitNote;
+      assert.equal(note.pid, server.pid);
+      assert.match(note.reason, /asked to stop/);
+      sleeper.close();
+    } finally {
+      await server.dispose();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });
