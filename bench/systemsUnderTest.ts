@@ -3,7 +3,7 @@
  * on loopback and stopped by its own PID, and what /proc says about them.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import type { WireProtocol } from './workerMessages';
@@ -17,15 +17,29 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
+/** How a phase wants a server started beside the defaults. */
+export interface StartOptions {
+  /** A port of its own (a restart comes back on the same one); 0 or absent picks a free one. */
+  port?: number;
+  /** More command-line flags, such as a higher --max-clients for tens of thousands of connections. */
+  extraArgs?: string[];
+  /** A folder of the phase's own, named, so that a restart serves the same data; absent: a fresh one. */
+  folder?: string;
+}
+
 export interface SystemUnderTest {
   label: string;
   protocol: WireProtocol;
+  /** This project's server, which the rooms, reconnect-storm and search phases measure (the peers have no such features). */
+  isOurs: boolean;
+  /** Whether what it stores outlives a restart (not with --memory), so a restart can be resumed from. */
+  keepsData: boolean;
   /** IRC does not echo a PRIVMSG to its sender; our protocol does (the sender sees its message confirmed in order). */
   senderReceivesOwnMessage: boolean;
   /** Most connections that may wait in the TCP handshake at once, per worker: ngircd listens with a backlog of 10 and drops SYNs past it. */
   maxConnectingPerWorker: number;
-  /** Starts a fresh instance keeping any files in `workDir`. */
-  start(workDir: string): Promise<RunningServer>;
+  /** Starts a fresh instance keeping any files in `workDir` (a second start on the same folder finds what the first stored). */
+  start(workDir: string, options?: StartOptions): Promise<RunningServer>;
 }
 
 const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -52,6 +66,42 @@ export function residentKiB(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!match) throw new Error(`no VmRSS for process ${pid}`);
   return Number(match[1]);
+}
+
+/**
+ * Raises a running process's limit of open files to `wanted` (soft and hard)
+ * with util-linux's prlimit, which needs the privilege to raise a hard limit;
+ * without it the limit stays where it was (Node has already raised its soft
+ * limit to the hard one at start). Returns the soft limit now in force.
+ */
+export function raiseFileLimit(pid: number, wanted: number): number {
+  if (openFileLimit(pid) < wanted) {
+    try {
+      execFileSync('prlimit', ['--pid', String(pid), `--nofile=${wanted}:${wanted}`], { stdio: 'ignore' });
+    } catch {
+      // Not allowed (or no prlimit): the caller sees the limit that holds and says so.
+    }
+  }
+  return openFileLimit(pid);
+}
+
+/** The soft limit of open files of a process, from /proc/<pid>/limits. */
+export function openFileLimit(pid: number): number {
+  const match = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
+  return !match ? 0 : match[1] === 'unlimited' ? Infinity : Number(match[1]);
+}
+
+/** How many room logs (`*.ndjson` files) a server process holds open: the rooms it has loaded. */
+export function openRoomLogs(pid: number): number {
+  let count = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`).endsWith('.ndjson')) count++;
+    } catch {
+      // Closed between the listing and the look.
+    }
+  }
+  return count;
 }
 
 function stopChild(child: ChildProcess): Promise<void> {
@@ -96,14 +146,33 @@ function startPrintingPort(command: string, args: string[]): Promise<RunningServ
   });
 }
 
-/** This project's server; with persistence on, every message is group-committed and fsynced before it is delivered and acked. */
-export function ourServer(serverScript: string, inMemory: boolean): SystemUnderTest {
+/**
+ * This project's server; with persistence on, every message is
+ * group-committed and fsynced before it is delivered and acked. Its clients
+ * speak protocol 1 or 2: the same server, measured twice, so the figures of
+ * both stand side by side in one run.
+ */
+export function ourServer(serverScript: string, options: { inMemory: boolean; protocol: 'ndjson' | 'ndjson-v2'; diagnosticsDir?: string }): SystemUnderTest {
+  const v2 = options.protocol === 'ndjson-v2';
+  // For finding out why: a CPU profile of each server process (written when it stops), and a heap snapshot whenever it gets SIGUSR2.
+  const diagnostics = options.diagnosticsDir === undefined ? [] : ['--cpu-prof', '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${options.diagnosticsDir}`];
   return {
-    label: inMemory ? 'chat-room --memory' : 'chat-room server',
-    protocol: 'ndjson',
+    label: `chat-room ${v2 ? 'v2' : 'v1'}${options.inMemory ? ' --memory' : ''}`,
+    protocol: options.protocol,
+    isOurs: true,
+    keepsData: !options.inMemory,
     senderReceivesOwnMessage: true,
     maxConnectingPerWorker: 10_000,
-    start: (workDir) => startPrintingPort(process.execPath, [...SERVER_NODE_FLAGS, serverScript, '--port', '0', ...(inMemory ? ['--memory'] : ['--data', join(workDir, 'data')])]),
+    start: (workDir, start = {}) =>
+      startPrintingPort(process.execPath, [
+        ...SERVER_NODE_FLAGS,
+        ...diagnostics,
+        serverScript,
+        '--port',
+        String(start.port ?? 0),
+        ...(options.inMemory ? ['--memory'] : ['--data', join(workDir, 'data')]),
+        ...(start.extraArgs ?? []),
+      ]),
   };
 }
 
@@ -111,13 +180,15 @@ export function naiveServer(naiveScript: string): SystemUnderTest {
   return {
     label: 'naive baseline',
     protocol: 'ndjson',
+    isOurs: false,
+    keepsData: false,
     senderReceivesOwnMessage: true,
     maxConnectingPerWorker: 10_000,
     start: () => startPrintingPort(process.execPath, [naiveScript, '--port', '0']),
   };
 }
 
-async function freeLoopbackPort(): Promise<number> {
+export async function freeLoopbackPort(): Promise<number> {
   const probe = createServer();
   await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
   const address = probe.address();
@@ -146,6 +217,8 @@ export function ngircdPeer(): SystemUnderTest {
   return {
     label: 'ngircd (C, Debian)',
     protocol: 'irc',
+    isOurs: false,
+    keepsData: false,
     senderReceivesOwnMessage: false,
     maxConnectingPerWorker: 4,
     start: async (workDir) => {
