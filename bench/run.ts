@@ -10,7 +10,11 @@
  *     then repeated runs, reporting medians of deliveries/s, loss, latency
  *     and server CPU per delivery (from /proc/<pid>/stat);
  *   - join: time for 1,000 clients to connect and be welcomed into one room;
- *   - idle: RSS per idle joined connection, on a fresh server instance.
+ *   - idle: RSS per idle joined connection, on a fresh server instance;
+ * and, for our server alone (bench/scalePhases.ts):
+ *   - rooms: 20,000 idle connections in 10,000 rooms, then the rooms unloaded;
+ *   - storm: 5,000 people in 4 rooms each resume after a restart;
+ *   - search (v2): searches over a room of 10,000 messages under the load.
  * Every wait is bounded, and every process is stopped by its own PID.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describeRun, type LoadRun, loadRun } from './fanOutRun';
 import { closeClients, LoadWorkers, median, openClients, sleep } from './loadWorkers';
+import { benchKey, type PhaseContext, roomsPhase, type RoomsResult, searchPhase, type SearchResult, stormPhase, type StormResult } from './scalePhases';
 import { naiveServer, ngircdPeer, NGIRCD_PATH, ourServer, residentKiB, type RunningServer, type StartOptions, type SystemUnderTest } from './systemsUnderTest';
 
 const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -28,8 +33,10 @@ const skipNgircd = process.argv.includes('--no-ngircd');
  * add the server with --memory, to separate storage from fan-out.
  */
 const systemsFlag = flagValue('--systems') ?? 'ours,ours-v2,naive,ngircd';
-/** `--phases load,join,idle` (the default) picks what to measure, for a faster look at one figure. */
-const phasesFlag = new Set((flagValue('--phases') ?? 'load,join,idle').split(','));
+/** `--phases load,join,idle,rooms,storm,search` (the default) picks what to measure, for a faster look at one figure. */
+const phasesFlag = new Set((flagValue('--phases') ?? 'load,join,idle,rooms,storm,search').split(','));
+/** `--rooms-per-connection N`: rooms each v2 connection of the rooms phase joins (default 3). */
+const roomsPerConnectionFlag = flagValue('--rooms-per-connection');
 
 function flagValue(flag: string): string | undefined {
   const at = process.argv.indexOf(flag);
@@ -49,10 +56,40 @@ const settings = {
   joinRepeats: quick ? 1 : 3,
   idleClients: quick ? 2_000 : 5_000,
   idleRoomSize: 50,
+  rooms: {
+    connections: quick ? 4_000 : 20_000,
+    rooms: quick ? 2_000 : 10_000,
+    roomsPerConnectionV2: roomsPerConnectionFlag === undefined ? 3 : Number(roomsPerConnectionFlag),
+    // The full run waits out the server's own idle time (30 s); the quick one shortens it.
+    roomIdleMs: quick ? 5_000 : undefined,
+    settleMs: 2_000,
+    openTimeoutMs: 240_000,
+  },
+  storm: {
+    people: quick ? 1_000 : 5_000,
+    roomsPerPerson: 4,
+    rooms: quick ? 200 : 1_000,
+    maxConnectingPerWorker: 500,
+    openTimeoutMs: 180_000,
+  },
+  search: {
+    members: 350,
+    searchers: 20,
+    messagesInRoom: 10_000,
+    searchIntervalMs: 2_000,
+    // A text no message holds makes a search scan every retained message (the most one request may cost); the
+    // padding every message holds fills a page of 50 hits from the newest messages.
+    terms: [
+      { label: 'no match', text: 'no such words' },
+      { label: '50 hits', text: 'xxxx' },
+    ],
+    runs: 3,
+    runMs: quick ? 3_000 : 10_000,
+    fanOut,
+  },
 };
 
-/** A hard stop for the whole run, so a wedged server cannot keep the benchmark (or CI) waiting. */
-const WHOLE_RUN_LIMIT_MS = quick ? 6 * 60_000 : 15 * 60_000;
+const PHASE_MINUTES: Record<string, [quick: number, full: number]> = { rooms: [3, 8], storm: [3, 8], search: [2, 4] };
 
 const repoRoot = resolve(__dirname, '..', '..');
 const serverScript = join(repoRoot, 'dist', 'server.js');
@@ -67,6 +104,9 @@ interface SystemResult {
   joinFailures: number;
   idleBytesPerConnection: number;
   idleJoined: number;
+  rooms?: RoomsResult;
+  storm?: StormResult;
+  search?: SearchResult;
   /** Figures, each the median of the measured runs. */
   figures: Record<FigureKey, number>;
 }
@@ -87,8 +127,6 @@ async function benchSystem(system: SystemUnderTest, workers: LoadWorkers, workDi
     await server.stop();
     started.delete(server);
   };
-  /** A v2 bench identity's key: proposed in its first hello (32 characters or more, so the server keeps it), presented in every later one. */
-  const benchKey = (name: string): string => `bench-key-${name}`.padEnd(40, '-');
   const plan = (name: string, room: string): { name: string; rooms: string[]; key: string } => ({ name, rooms: [room], key: benchKey(name) });
 
   // Load, on one server instance: warm-up first, then the measured runs.
@@ -146,6 +184,11 @@ async function benchSystem(system: SystemUnderTest, workers: LoadWorkers, workDi
     await stopServer(server);
   }
 
+  const context: PhaseContext = { system, workers, startServer, stopServer, log };
+  const rooms = system.isOurs && phasesFlag.has('rooms') ? await roomsPhase(context, settings.rooms) : undefined;
+  const storm = system.isOurs && system.keepsData && phasesFlag.has('storm') ? await stormPhase(context, settings.storm) : undefined;
+  const search = system.isOurs && system.protocol === 'ndjson-v2' && phasesFlag.has('search') ? await searchPhase(context, settings.search) : undefined;
+
   return {
     label: system.label,
     protocol: system.protocol,
@@ -154,6 +197,9 @@ async function benchSystem(system: SystemUnderTest, workers: LoadWorkers, workDi
     joinFailures,
     idleBytesPerConnection,
     idleJoined,
+    rooms,
+    storm,
+    search,
     figures: {
       offered: median(runs.map((run) => run.offeredPerSecond)),
       achieved: median(runs.map((run) => run.achievedPerSecond)),
@@ -171,6 +217,7 @@ async function benchSystem(system: SystemUnderTest, workers: LoadWorkers, workDi
 
 const NOT_MEASURED = '–';
 const integer = (value: number): string => Math.round(value).toLocaleString('en-US');
+const ms = (value: number, digits = 0): string => (Number.isFinite(value) ? `${value.toFixed(digits)} ms` : NOT_MEASURED);
 
 /** A row of the table: a figure compared with the naive baseline, or a cell of its own. */
 type Row = { title: string; key: FigureKey; format: (value: number) => string } | { title: string; cell: (result: SystemResult) => string };
@@ -185,6 +232,22 @@ const ROWS: Row[] = [
   { key: 'cpu', title: 'server CPU per delivery', format: (value) => `${value.toFixed(2)} µs` },
   { key: 'idle', title: 'RSS per idle connection', format: (value) => `${value.toFixed(2)} KiB` },
   { key: 'join', title: `time for ${settings.joinClients} clients to join`, format: (value) => `${value.toFixed(0)} ms` },
+  { title: 'rooms: connections, memberships, rooms loaded', cell: ({ rooms }) => (rooms && !rooms.skipped ? `${integer(rooms.connections)}, ${integer(rooms.memberships)}, ${integer(rooms.loadedRooms)}` : NOT_MEASURED) },
+  { title: 'rooms: RSS growth / budget', cell: ({ rooms }) => (rooms && !rooms.skipped ? `${integer(rooms.growthKiB)} / ${integer(rooms.budgetKiB)} KiB` : NOT_MEASURED) },
+  { title: 'rooms: RSS per connection', cell: ({ rooms }) => (rooms && !rooms.skipped ? `${rooms.perConnectionKiB.toFixed(2)} KiB` : NOT_MEASURED) },
+  { title: 'rooms: all unloaded after leaving', cell: ({ rooms }) => (rooms && !rooms.skipped ? (rooms.roomsLeftLoaded === 0 ? ms(rooms.unloadMs) : `${rooms.roomsLeftLoaded} still loaded`) : NOT_MEASURED) },
+  { title: 'storm: connections resumed', cell: ({ storm }) => (storm && !storm.skipped ? `${integer(storm.resumed)} of ${integer(storm.connections)}` : NOT_MEASURED) },
+  { title: 'storm: time until all resumed', cell: ({ storm }) => (storm && !storm.skipped ? ms(storm.resumeMs) : NOT_MEASURED) },
+  ...settings.search.terms.map(
+    (term): Row => ({
+      title: `search p99, ${term.label}`,
+      cell: ({ search }) => {
+        const figures = search?.searches.find((searched) => searched.label === term.label);
+        return figures ? `${ms(figures.p99Ms, 2)} (${figures.answered} searches)` : NOT_MEASURED;
+      },
+    }),
+  ),
+  { title: 'fan-out p99 while searching', cell: ({ search }) => (search ? ms(median(search.runs.map((run) => run.p99Ms)), 2) : NOT_MEASURED) },
 ];
 
 function ratio(value: number, baseline: number | undefined): string {
@@ -211,10 +274,10 @@ function printTable(results: SystemResult[]): void {
   for (const row of rows) console.log(line(row));
 }
 
-/** The goals of issue 3 (fan-out, idle, join), for every measured figure of our server, v1 and v2 clients alike. */
+/** The goals of issue 3 (v1 fan-out, idle, join) and issue 10 (v2 at scale), for every measured figure of our server. */
 function printGoals(results: SystemResult[]): void {
   for (const result of results.filter((candidate) => candidate.label.startsWith('chat-room'))) {
-    const { figures } = result;
+    const { figures, rooms, storm, search } = result;
     const goals: [string, boolean | undefined, string][] = [];
     if (result.runs.length > 0) {
       goals.push(['fan-out: no loss', figures.loss === 0 && result.runs.every((run) => run.lossFraction === 0), `${(figures.loss * 100).toFixed(3)} % lost`]);
@@ -223,6 +286,16 @@ function printGoals(results: SystemResult[]): void {
     }
     if (result.idleJoined > 0) goals.push([`idle connection ≤ 10 KB RSS (${result.idleJoined} connections)`, figures.idle * 1024 <= 10_000, `${((figures.idle * 1024) / 1000).toFixed(2)} KB`]);
     if (result.joinMs.length > 0) goals.push([`${settings.joinClients} clients joined < 2 s`, figures.join < 2_000 && result.joinFailures === 0, `${figures.join.toFixed(0)} ms`]);
+    if (rooms && !rooms.skipped) {
+      goals.push([
+        `rooms: RSS ≤ 10 KiB per idle connection + 2 KiB per loaded idle room (${integer(rooms.connections)} connections, ${integer(rooms.loadedRooms)} rooms)`,
+        rooms.growthKiB <= rooms.budgetKiB && rooms.failed === 0,
+        `${integer(rooms.growthKiB)} KiB of ${integer(rooms.budgetKiB)} KiB`,
+      ]);
+      goals.push(['rooms: empty rooms unloaded', rooms.roomsLeftLoaded === 0, rooms.roomsLeftLoaded === 0 ? `all, ${rooms.unloadMs} ms after everyone left` : `${rooms.roomsLeftLoaded} still loaded`]);
+    }
+    if (storm && !storm.skipped) goals.push([`storm: ${integer(storm.connections)} connections resumed (figure only)`, storm.failed === 0 ? undefined : false, `${ms(storm.resumeMs)}, ${storm.failed} failed`]);
+    for (const figures of search?.searches ?? []) goals.push([`search p99 under the fan-out, ${figures.label} (figure only)`, figures.refused === 0 ? undefined : false, `${figures.p99Ms.toFixed(2)} ms, ${figures.refused} refused`]);
     console.log(`\nGoals for ${result.label}:`);
     for (const [goal, met, figure] of goals) console.log(`  ${met === undefined ? 'figure' : met ? 'met   ' : 'MISSED'}  ${goal}: ${figure}`);
   }
@@ -234,11 +307,10 @@ async function main(): Promise<void> {
   }
   const wanted = systemsFlag.split(',');
   const systems: SystemUnderTest[] = [];
-  const ours = (protocol: 'ndjson' | 'ndjson-v2', inMemory: boolean): SystemUnderTest => ourServer(serverScript, { inMemory, protocol });
-  if (wanted.includes('ours')) systems.push(ours('ndjson', false));
-  if (wanted.includes('ours-v2')) systems.push(ours('ndjson-v2', false));
-  if (wanted.includes('ours-memory')) systems.push(ours('ndjson', true));
-  if (wanted.includes('ours-v2-memory')) systems.push(ours('ndjson-v2', true));
+  if (wanted.includes('ours')) systems.push(ourServer(serverScript, { inMemory: false, protocol: 'ndjson' }));
+  if (wanted.includes('ours-v2')) systems.push(ourServer(serverScript, { inMemory: false, protocol: 'ndjson-v2' }));
+  if (wanted.includes('ours-memory')) systems.push(ourServer(serverScript, { inMemory: true, protocol: 'ndjson' }));
+  if (wanted.includes('ours-v2-memory')) systems.push(ourServer(serverScript, { inMemory: true, protocol: 'ndjson-v2' }));
   if (wanted.includes('naive')) systems.push(naiveServer(naiveScript));
   if (wanted.includes('ngircd')) {
     if (!skipNgircd && existsSync(NGIRCD_PATH)) systems.push(ngircdPeer());
@@ -249,7 +321,10 @@ async function main(): Promise<void> {
     `Fan-out benchmark${quick ? ' (quick)' : ''}: ${settings.loadClients} clients in one room, one message per ${fanOut.sendIntervalMs} ms each, ` +
       `warm-up ${settings.warmupMs / 1000} s, ${settings.runs} runs of ${settings.runMs / 1000} s; ${settings.workerCount} load workers; loopback only; phases ${[...phasesFlag].join(',')}.`,
   );
-  const wholeRunLimitMs = WHOLE_RUN_LIMIT_MS;
+  // The hard stop grows with the scale phases chosen, each a few minutes for each of our systems.
+  const ourSystems = systems.filter((system) => system.isOurs).length;
+  const scaleMinutes = [...phasesFlag].reduce((sum, phase) => sum + (PHASE_MINUTES[phase]?.[quick ? 0 : 1] ?? 0), 0) * ourSystems;
+  const wholeRunLimitMs = ((quick ? 6 : 15) + scaleMinutes) * 60_000;
   const workDir = mkdtempSync(join(tmpdir(), 'chat-room-bench-'));
   const workers = new LoadWorkers(settings.workerCount);
   const started = new Set<RunningServer>();
