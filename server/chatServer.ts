@@ -23,6 +23,7 @@ import { NdjsonConnection } from './ndjsonConnection';
 import { IdentitySeat, type Room } from './room';
 import { adoptOlderRoomLogs } from './roomLog';
 import { type RoomEntry, RoomRegistry } from './roomRegistry';
+import { seatKeys } from './seatNames';
 import { newDmName, type V2Host, type V2Session } from './v2Session';
 import { WriteBatcher } from './writeBatcher';
 
@@ -296,8 +297,9 @@ export class ChatServer extends Disposable implements V2Host {
   }
 
   guestNamed(name: string): boolean {
+    const keys = seatKeys(name);
     for (const room of this.rooms.readyRooms()) {
-      const holder = room.memberNamed(name);
+      const holder = room.memberSeatedAt(keys);
       if (holder && !(holder instanceof IdentitySeat)) return true;
     }
     return false;

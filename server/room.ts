@@ -309,7 +309,12 @@ export class Room {
 
   /** Whoever holds the seat that `name` would take: the same name, or one that looks like it. */
   memberNamed(name: string): RoomMember | undefined {
-    for (const key of seatKeys(name)) {
+    return this.memberSeatedAt(seatKeys(name));
+  }
+
+  /** memberNamed with the seat keys already worked out, for a look through every loaded room (a skeleton costs far more than a lookup). */
+  memberSeatedAt(keys: readonly string[]): RoomMember | undefined {
+    for (const key of keys) {
       const holder = this.seats.get(key);
       if (holder) return holder;
     }
