@@ -13,7 +13,7 @@
 import { LatencyHistogram } from './latencyHistogram';
 import { describeRun, type FanOutSettings, loadRun, type LoadRun } from './fanOutRun';
 import { closeClients, countCores, type CoreUse, describeCores, type LoadWorkers, openClients, resumeClients, sleep } from './loadWorkers';
-import { freeLoopbackPort, openRoomLogs, raiseFileLimit, residentKiB, type RunningServer, type StartOptions, type SystemUnderTest } from './systemsUnderTest';
+import { freeLoopbackPort, openRoomLogs, raiseFileLimit, residentKiB, type RunningServer, type ServerMemory, type StartOptions, type SystemUnderTest } from './systemsUnderTest';
 import { type ClientPlan, monotonicMicros, type SearchReport, type SearchTerm } from './workerMessages';
 
 /** What every phase is given by the coordinator. */
@@ -81,11 +81,18 @@ export interface RoomsResult {
   joinMs: number;
   failed: number;
   loadedRooms: number;
+  /** RSS as read (garbage V8 has not collected yet included), before the clients came and with them idle. */
   rssBeforeKiB: number;
   rssLoadedKiB: number;
-  /** RSS growth over the budget of the goal: 10 KiB per idle connection plus 2 KiB per loaded idle room. */
+  /** The same after a full collection (bench/serverMemoryProbe.ts), with V8's heap and external memory. */
+  collectedBefore?: ServerMemory;
+  collectedLoaded?: ServerMemory;
+  /** The budget of the goal: 10 KiB per idle connection plus 2 KiB per loaded idle room. */
   budgetKiB: number;
+  /** RSS growth after a full collection, the figure held against the budget (as read when the probe gave no answer). */
   growthKiB: number;
+  /** RSS growth as read, without a collection first. */
+  rawGrowthKiB: number;
   perConnectionKiB: number;
   /** After everyone has left: how long until every room was unloaded, and what was left. */
   unloadMs: number;
@@ -110,19 +117,26 @@ export async function roomsPhase(context: PhaseContext, settings: RoomsSettings)
     }
     await sleep(1_000);
     const rssBeforeKiB = residentKiB(server.pid);
+    const collectedBefore = await server.memoryAfterCollection?.();
     const cores = countCores(workers, () => server.pid);
     const opened = await openClients(workers, server, system, 'rooms', plans, { maxInFlightPerWorker: 500, timeoutMs: settings.openTimeoutMs, spreadSources: true });
     await sleep(settings.settleMs);
     const used = cores();
     const rssLoadedKiB = residentKiB(server.pid);
+    const collectedLoaded = await server.memoryAfterCollection?.();
     const loadedRooms = openRoomLogs(server.pid);
-    const growthKiB = rssLoadedKiB - rssBeforeKiB;
+    const rawGrowthKiB = rssLoadedKiB - rssBeforeKiB;
+    const growthKiB = collectedBefore && collectedLoaded ? Math.round(collectedLoaded.residentKiB - collectedBefore.residentKiB) : rawGrowthKiB;
     const budgetKiB = opened.joined * 10 + loadedRooms * 2;
+    const perConnection = (kib: number): string => `${(kib / Math.max(1, opened.joined)).toFixed(2)} KiB per connection`;
     log(
       `rooms: ${opened.joined} connections (${opened.joined * roomsEach} memberships) in ${loadedRooms} loaded rooms, joined in ${opened.elapsedMs.toFixed(0)} ms` +
         (opened.failed > 0 ? `, ${opened.failed} failed (${opened.firstError})` : '') +
-        `; RSS ${rssBeforeKiB} KiB -> ${rssLoadedKiB} KiB: ${growthKiB} KiB, ${(growthKiB / Math.max(1, opened.joined)).toFixed(2)} KiB per connection, ` +
-        `budget ${budgetKiB} KiB (10 per connection + 2 per loaded room); ${describeCores(used)}`,
+        `; RSS as read ${rssBeforeKiB} KiB -> ${rssLoadedKiB} KiB: ${rawGrowthKiB} KiB, ${perConnection(rawGrowthKiB)}` +
+        (collectedBefore && collectedLoaded
+          ? `; after a full collection ${describeMemory(collectedBefore)} -> ${describeMemory(collectedLoaded)}: ${growthKiB} KiB, ${perConnection(growthKiB)}`
+          : '; no answer from the memory probe, so the figure is RSS as read') +
+        `; budget ${budgetKiB} KiB (10 per connection + 2 per loaded room); ${describeCores(used)}`,
     );
 
     // Everyone leaves; each room is unloaded once it has stood empty for the idle time.
@@ -137,7 +151,12 @@ export async function roomsPhase(context: PhaseContext, settings: RoomsSettings)
     // A moment for the last closes and a collection or two before memory is read.
     await sleep(2_000);
     const rssAfterUnloadKiB = residentKiB(server.pid);
-    log(`rooms: everyone left; ${roomsLeftLoaded === 0 ? `every room unloaded ${unloadMs} ms later` : `${roomsLeftLoaded} rooms still loaded after ${unloadMs} ms`} (room idle time ${roomIdleMs} ms); RSS ${rssAfterUnloadKiB} KiB`);
+    const collectedAfterUnload = await server.memoryAfterCollection?.();
+    log(
+      `rooms: everyone left; ${roomsLeftLoaded === 0 ? `every room unloaded ${unloadMs} ms later` : `${roomsLeftLoaded} rooms still loaded after ${unloadMs} ms`} (room idle time ${roomIdleMs} ms); ` +
+        `RSS as read ${rssAfterUnloadKiB} KiB` +
+        (collectedAfterUnload ? `, after a full collection ${describeMemory(collectedAfterUnload)}` : ''),
+    );
     return {
       connections: opened.joined,
       memberships: opened.joined * roomsEach,
@@ -146,8 +165,11 @@ export async function roomsPhase(context: PhaseContext, settings: RoomsSettings)
       loadedRooms,
       rssBeforeKiB,
       rssLoadedKiB,
+      collectedBefore,
+      collectedLoaded,
       budgetKiB,
       growthKiB,
+      rawGrowthKiB,
       perConnectionKiB: growthKiB / Math.max(1, opened.joined),
       unloadMs,
       roomsLeftLoaded,
@@ -159,9 +181,14 @@ export async function roomsPhase(context: PhaseContext, settings: RoomsSettings)
   }
 }
 
+function describeMemory(memory: ServerMemory): string {
+  const kib = (value: number): string => `${Math.round(value)} KiB`;
+  return `RSS ${kib(memory.residentKiB)} (heap ${kib(memory.heapUsedKiB)} used of ${kib(memory.heapTotalKiB)}, external ${kib(memory.externalKiB)})`;
+}
+
 function emptyRooms(): RoomsResult {
   const none = { server: NaN, generator: NaN, other: NaN };
-  return { connections: 0, memberships: 0, joinMs: NaN, failed: 0, loadedRooms: 0, rssBeforeKiB: NaN, rssLoadedKiB: NaN, budgetKiB: NaN, growthKiB: NaN, perConnectionKiB: NaN, unloadMs: NaN, roomsLeftLoaded: NaN, rssAfterUnloadKiB: NaN, cores: none };
+  return { connections: 0, memberships: 0, joinMs: NaN, failed: 0, loadedRooms: 0, rssBeforeKiB: NaN, rssLoadedKiB: NaN, budgetKiB: NaN, growthKiB: NaN, rawGrowthKiB: NaN, perConnectionKiB: NaN, unloadMs: NaN, roomsLeftLoaded: NaN, rssAfterUnloadKiB: NaN, cores: none };
 }
 
 // ------------------------------------------------------------------ reconnect storm

@@ -6,7 +6,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
-import type { WireProtocol } from './workerMessages';
+import { HEAP_SNAPSHOT_DIR_VARIABLE, MEMORY_LINE_PREFIX, type WireProtocol } from './workerMessages';
 import { SERVER_NODE_FLAGS } from '../shared/serverRuntime';
 
 export const NGIRCD_PATH = '/usr/sbin/ngircd';
@@ -15,7 +15,20 @@ export interface RunningServer {
   pid: number;
   port: number;
   stop(): Promise<void>;
+  /** Our server only: a full garbage collection, then V8's figures and VmRSS (undefined if no answer came within 10 s). */
+  memoryAfterCollection?(): Promise<ServerMemory | undefined>;
 }
+
+/** What the server's memory probe reads after a full collection (process.memoryUsage(); rss, like VmRSS, is the resident set). */
+export interface ServerMemory {
+  residentKiB: number;
+  heapTotalKiB: number;
+  heapUsedKiB: number;
+  /** Memory outside V8's heap that it knows of: Buffers (socket reads and writes) among them. */
+  externalKiB: number;
+}
+
+const MEMORY_LINE = new RegExp(`^${MEMORY_LINE_PREFIX}(\\{.*\\})$`, 'm');
 
 /** How a phase wants a server started beside the defaults. */
 export interface StartOptions {
@@ -116,9 +129,38 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-/** Starts a process that prints `listening on 127.0.0.1:PORT`, and keeps draining its output (a full pipe would stall it). */
-function startPrintingPort(command: string, args: string[]): Promise<RunningServer> {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts a process that prints `listening on 127.0.0.1:PORT`, and keeps
+ * draining its output (a full pipe would stall it). With `memoryProbe`, the
+ * process was started with bench/serverMemoryProbe.js, which answers SIGUSR2.
+ */
+function startPrintingPort(command: string, args: string[], memoryProbe = false, env?: NodeJS.ProcessEnv): Promise<RunningServer> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+  // After the port is known, the output is only looked through for the probe's answer (a line may arrive in pieces).
+  let tail = '';
+  let awaitingMemory: ((line: string) => void) | undefined;
+  const memoryAfterCollection = async (): Promise<ServerMemory | undefined> => {
+    if (child.exitCode !== null || child.signalCode !== null) return undefined;
+    tail = '';
+    const answer = new Promise<string | undefined>((resolveAnswer) => {
+      const timer = setTimeout(() => {
+        awaitingMemory = undefined;
+        resolveAnswer(undefined);
+      }, 10_000);
+      awaitingMemory = (line) => {
+        clearTimeout(timer);
+        awaitingMemory = undefined;
+        resolveAnswer(line);
+      };
+    });
+    child.kill('SIGUSR2');
+    const line = await answer;
+    if (line === undefined) return undefined;
+    const usage = JSON.parse(line) as Partial<NodeJS.MemoryUsage> & { error?: string };
+    if (usage.error !== undefined) throw new Error(`the server's memory probe: ${usage.error}`);
+    const kib = (bytes: number | undefined): number => (bytes === undefined ? NaN : bytes / 1024);
+    return { residentKiB: kib(usage.rss), heapTotalKiB: kib(usage.heapTotal), heapUsedKiB: kib(usage.heapUsed), externalKiB: kib(usage.external) };
+  };
   return new Promise((resolve, reject) => {
     let seen = '';
     let found = false;
@@ -132,13 +174,19 @@ function startPrintingPort(command: string, args: string[]): Promise<RunningServ
       if (!found) seen += chunk.toString();
     });
     child.stdout.on('data', (chunk: Buffer) => {
-      if (found) return;
+      if (found) {
+        if (!awaitingMemory) return;
+        tail = (tail + chunk.toString()).slice(-4096);
+        const answer = MEMORY_LINE.exec(tail);
+        if (answer) awaitingMemory(answer[1]);
+        return;
+      }
       seen += chunk.toString();
       const match = /listening on 127\.0\.0\.1:(\d+)/.exec(seen);
       if (!match) return;
       found = true;
       clearTimeout(timer);
-      resolve({ pid: child.pid as number, port: Number(match[1]), stop: () => stopChild(child) });
+      resolve({ pid: child.pid as number, port: Number(match[1]), stop: () => stopChild(child), ...(memoryProbe ? { memoryAfterCollection } : {}) });
     });
     child.once('exit', (code) => {
       if (!found) fail(new Error(`${command} exited with ${code} before listening: ${seen.slice(-500)}`));
@@ -152,10 +200,11 @@ function startPrintingPort(command: string, args: string[]): Promise<RunningServ
  * speak protocol 1 or 2: the same server, measured twice, so the figures of
  * both stand side by side in one run.
  */
-export function ourServer(serverScript: string, options: { inMemory: boolean; protocol: 'ndjson' | 'ndjson-v2'; diagnosticsDir?: string }): SystemUnderTest {
+export function ourServer(serverScript: string, options: { inMemory: boolean; protocol: 'ndjson' | 'ndjson-v2'; memoryProbe: string; diagnosticsDir?: string }): SystemUnderTest {
   const v2 = options.protocol === 'ndjson-v2';
-  // For finding out why: a CPU profile of each server process (written when it stops), and a heap snapshot whenever it gets SIGUSR2.
-  const diagnostics = options.diagnosticsDir === undefined ? [] : ['--cpu-prof', '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${options.diagnosticsDir}`];
+  // For finding out why: a CPU profile of each server process (written when it stops), and a heap snapshot after each collection the probe makes.
+  const diagnostics = options.diagnosticsDir === undefined ? [] : ['--cpu-prof', `--diagnostic-dir=${options.diagnosticsDir}`];
+  const env = options.diagnosticsDir === undefined ? process.env : { ...process.env, [HEAP_SNAPSHOT_DIR_VARIABLE]: options.diagnosticsDir };
   return {
     label: `chat-room ${v2 ? 'v2' : 'v1'}${options.inMemory ? ' --memory' : ''}`,
     protocol: options.protocol,
@@ -164,15 +213,24 @@ export function ourServer(serverScript: string, options: { inMemory: boolean; pr
     senderReceivesOwnMessage: true,
     maxConnectingPerWorker: 10_000,
     start: (workDir, start = {}) =>
-      startPrintingPort(process.execPath, [
-        ...SERVER_NODE_FLAGS,
-        ...diagnostics,
-        serverScript,
-        '--port',
-        String(start.port ?? 0),
-        ...(options.inMemory ? ['--memory'] : ['--data', join(workDir, 'data')]),
-        ...(start.extraArgs ?? []),
-      ]),
+      startPrintingPort(
+        process.execPath,
+        [
+          ...SERVER_NODE_FLAGS,
+          // The probe adds a signal handler and nothing else; --expose-gc lets it collect before memory is read.
+          '--expose-gc',
+          '--require',
+          options.memoryProbe,
+          ...diagnostics,
+          serverScript,
+          '--port',
+          String(start.port ?? 0),
+          ...(options.inMemory ? ['--memory'] : ['--data', join(workDir, 'data')]),
+          ...(start.extraArgs ?? []),
+        ],
+        true,
+        env,
+      ),
   };
 }
 

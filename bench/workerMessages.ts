@@ -1,4 +1,4 @@
-/** What the benchmark's coordinator and its load workers say to each other over IPC. */
+/** What the benchmark's coordinator and its load workers say to each other over IPC, and what our server's memory probe answers it. */
 import type { HistogramSnapshot } from './latencyHistogram';
 
 /** NDJSON protocol 1 and 2 are this project's (ours and the naive baseline speak 1); IRC is the ngircd peer. */
@@ -89,3 +89,8 @@ export type WorkerReply =
 export function monotonicMicros(): number {
   return Number(process.hrtime.bigint() / 1000n);
 }
+
+/** The line bench/serverMemoryProbe.ts prints after each full collection: this prefix, then process.memoryUsage() as JSON. */
+export const MEMORY_LINE_PREFIX = 'bench-memory ';
+/** Set by `npm run bench -- --server-diagnostics DIR`: the probe writes a heap snapshot there after each collection. */
+export const HEAP_SNAPSHOT_DIR_VARIABLE = 'CHAT_ROOM_BENCH_HEAP_SNAPSHOTS';
