@@ -314,7 +314,13 @@ const groups = new Map<ClientGroup, Group>();
 interface ClientStart {
   plan: ClientPlan;
   latestSeqs: Map<string, number> | undefined;
+  /** Attempts made before this one (a resume tries again, as a real client does). */
+  attempt?: number;
 }
+
+/** A resume tries a client again after a failure (a reset from a full accept queue, say) up to this many times, after a pause of up to RETRY_PAUSE_MS. */
+const RESUME_ATTEMPTS = 5;
+const RETRY_PAUSE_MS = 1_000;
 
 interface OpenOptions {
   group: ClientGroup;
@@ -324,6 +330,8 @@ interface OpenOptions {
   maxConnecting: number;
   timeoutMs: number;
   localAddresses: string[];
+  /** Try a client that failed again, after a random pause (what the extension's client does when a server is busy). */
+  retry?: boolean;
 }
 
 /** Opens clients at most `maxInFlight` joining and `maxConnecting` in the TCP handshake at once; replies `opened` when every one has joined or failed. */
@@ -336,6 +344,8 @@ function openClients(starts: ClientStart[], options: OpenOptions): void {
   let opened = 0;
   let joined = 0;
   let failed = 0;
+  let retries = 0;
+  let pausedForRetry = 0;
   let firstError: string | undefined;
   let firstConnectMicros = 0;
   let lastJoinedMicros = 0;
@@ -345,11 +355,12 @@ function openClients(starts: ClientStart[], options: OpenOptions): void {
     if (finished) return;
     finished = true;
     clearTimeout(deadline);
-    const unfinished = waiting.length + inFlight;
+    const unfinished = waiting.length + inFlight + pausedForRetry;
     if (unfinished > 0) firstError ??= `${unfinished} not joined within ${options.timeoutMs} ms`;
-    reply({ event: 'opened', group: options.group, joined, failed: failed + unfinished, firstConnectMicros, lastJoinedMicros, firstError });
+    reply({ event: 'opened', group: options.group, joined, failed: failed + unfinished, retries, firstConnectMicros, lastJoinedMicros, firstError });
   };
   const deadline = setTimeout(finish, options.timeoutMs);
+  const attempts = new Map<BenchClient, number>();
   const onConnected = (): void => {
     connecting--;
     startMore();
@@ -357,9 +368,19 @@ function openClients(starts: ClientStart[], options: OpenOptions): void {
   const onSettled = (client: BenchClient, failure: string | undefined): void => {
     inFlight--;
     if (client.socket.connecting) connecting--;
+    const attempt = attempts.get(client) ?? 0;
     if (failure === undefined) {
       joined++;
       lastJoinedMicros = monotonicMicros();
+    } else if (options.retry && attempt + 1 < RESUME_ATTEMPTS && !finished) {
+      retries++;
+      pausedForRetry++;
+      group.clients.splice(group.clients.indexOf(client), 1);
+      setTimeout(() => {
+        pausedForRetry--;
+        waiting.push({ plan: client.plan, latestSeqs: client.latestSeqs, attempt: attempt + 1 });
+        startMore();
+      }, Math.random() * RETRY_PAUSE_MS);
     } else {
       failed++;
       firstError ??= failure;
@@ -372,13 +393,15 @@ function openClients(starts: ClientStart[], options: OpenOptions): void {
       inFlight++;
       connecting++;
       if (firstConnectMicros === 0) firstConnectMicros = monotonicMicros();
-      const { plan, latestSeqs } = waiting.shift() as ClientStart;
+      const { plan, latestSeqs, attempt } = waiting.shift() as ClientStart;
       const addresses = options.localAddresses;
       const localAddress = addresses.length === 0 ? undefined : addresses[opened % addresses.length];
       opened++;
-      group.clients.push(new BenchClient(plan, options.protocol, options.port, localAddress, latestSeqs, onSettled, onConnected));
+      const client = new BenchClient(plan, options.protocol, options.port, localAddress, latestSeqs, onSettled, onConnected);
+      if (attempt !== undefined) attempts.set(client, attempt);
+      group.clients.push(client);
     }
-    if (inFlight === 0 && waiting.length === 0) finish();
+    if (inFlight === 0 && waiting.length === 0 && pausedForRetry === 0) finish();
   };
   startMore();
 }
@@ -419,6 +442,8 @@ function runLoad(command: Extract<CoordinatorCommand, { cmd: 'load' }>): void {
         client.send(command.run, padding);
         measurement.sent++;
         client.nextSendMicros += intervalMicros;
+        // A generator that fell behind (the machine was busy) skips the sends it missed rather than making up for them in a burst the rate limit would hold back.
+        if (client.nextSendMicros < now) client.nextSendMicros = now + intervalMicros;
       }
     }
   }, 2);
@@ -477,7 +502,7 @@ process.on('message', (command: CoordinatorCommand) => {
       const previous = groups.get(command.group);
       const starts = (previous?.clients ?? []).map((client) => ({ plan: client.plan, latestSeqs: client.latestSeqs }));
       closeGroup(command.group);
-      return openClients(starts, { ...command, protocol: previous?.protocol ?? 'ndjson-v2' });
+      return openClients(starts, { ...command, protocol: previous?.protocol ?? 'ndjson-v2', retry: true });
     }
     case 'load':
       return runLoad(command);

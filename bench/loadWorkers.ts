@@ -89,6 +89,8 @@ export class LoadWorkers {
 export interface OpenedClients {
   joined: number;
   failed: number;
+  /** Attempts made again after a failure (a resume only). */
+  retries: number;
   firstError?: string;
   /** From the first connect to the last client joined (welcomed, and for v2 every join acked). */
   elapsedMs: number;
@@ -112,6 +114,7 @@ function openedFrom(replies: ReplyOf<'opened'>[]): OpenedClients {
   return {
     joined: replies.reduce((sum, reply) => sum + reply.joined, 0),
     failed: replies.reduce((sum, reply) => sum + reply.failed, 0),
+    retries: replies.reduce((sum, reply) => sum + reply.retries, 0),
     firstError: replies.find((reply) => reply.firstError)?.firstError,
     elapsedMs: (lastJoinedMicros - firstConnectMicros) / 1000,
     firstConnectMicros,

@@ -240,7 +240,7 @@ const ROWS: Row[] = [
   { title: 'rooms: RSS per connection (as read)', cell: ({ rooms }) => (rooms && !rooms.skipped ? `${(rooms.rawGrowthKiB / Math.max(1, rooms.connections)).toFixed(2)} KiB` : NOT_MEASURED) },
   { title: 'rooms: RSS per connection (after GC)', cell: ({ rooms }) => (rooms && !rooms.skipped ? `${rooms.perConnectionKiB.toFixed(2)} KiB` : NOT_MEASURED) },
   { title: 'rooms: all unloaded after leaving', cell: ({ rooms }) => (rooms && !rooms.skipped ? (rooms.roomsLeftLoaded === 0 ? ms(rooms.unloadMs) : `${rooms.roomsLeftLoaded} still loaded`) : NOT_MEASURED) },
-  { title: 'storm: connections resumed', cell: ({ storm }) => (storm && !storm.skipped ? `${integer(storm.resumed)} of ${integer(storm.connections)}` : NOT_MEASURED) },
+  { title: 'storm: connections resumed', cell: ({ storm }) => (storm && !storm.skipped ? `${integer(storm.resumed)} of ${integer(storm.connections)} (${integer(storm.people)} people${storm.retries > 0 ? `, ${storm.retries} retried` : ''})` : NOT_MEASURED) },
   { title: 'storm: time until all resumed', cell: ({ storm }) => (storm && !storm.skipped ? ms(storm.resumeMs) : NOT_MEASURED) },
   ...settings.search.terms.map(
     (term): Row => ({
@@ -302,6 +302,7 @@ function printGoals(results: SystemResult[]): void {
     for (const figures of search?.searches ?? []) goals.push([`search p99 under the fan-out, ${figures.label} (figure only)`, figures.refused === 0 ? undefined : false, `${figures.p99Ms.toFixed(2)} ms, ${figures.refused} refused`]);
     console.log(`\nGoals for ${result.label}:`);
     for (const [goal, met, figure] of goals) console.log(`  ${met === undefined ? 'figure' : met ? 'met   ' : 'MISSED'}  ${goal}: ${figure}`);
+    for (const note of [rooms?.fittedNote, storm?.fittedNote]) if (note !== undefined) console.log(`  note    ${note}`);
   }
 }
 

@@ -68,7 +68,7 @@ export interface SearchReport {
 }
 
 export type WorkerReply =
-  | { event: 'opened'; group: ClientGroup; joined: number; failed: number; firstConnectMicros: number; lastJoinedMicros: number; firstError?: string }
+  | { event: 'opened'; group: ClientGroup; joined: number; failed: number; retries: number; firstConnectMicros: number; lastJoinedMicros: number; firstError?: string }
   | { event: 'sent'; run: number; sent: number }
   | { event: 'searched'; run: number; searches: SearchReport[] }
   | { event: 'counts'; run: number; received: number }
