@@ -1,5 +1,6 @@
 /**
- * `npm run bench` (or `npm run bench -- --quick`): the fan-out and scale benchmark.
+ * `npm run bench` (quick, about 6 minutes) or `npm run bench -- --full` (the
+ * sizes of the goals, about 25 minutes): the fan-out and scale benchmark.
  *
  * For each system (this project's server with persistence on, measured with
  * protocol 1 clients and again with protocol 2 clients; a naive baseline;
@@ -25,7 +26,9 @@ import { closeClients, LoadWorkers, median, openClients, sleep } from './loadWor
 import { benchKey, type PhaseContext, roomsPhase, type RoomsResult, searchPhase, type SearchResult, stormPhase, type StormResult } from './scalePhases';
 import { naiveServer, ngircdPeer, NGIRCD_PATH, ourServer, residentKiB, type RunningServer, type StartOptions, type SystemUnderTest } from './systemsUnderTest';
 
-const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
+/** The full run measures at the sizes the goals name; the quick one (the default; `--quick` still accepted) at smaller sizes and shorter runs. */
+const full = process.argv.includes('--full') || process.env.BENCH_FULL === '1';
+const quick = !full;
 const skipNgircd = process.argv.includes('--no-ngircd');
 /**
  * `--systems ours,ours-v2,naive,ngircd` (the default) picks what to measure: `ours` is our server with
@@ -114,7 +117,7 @@ interface SystemResult {
   figures: Record<FigureKey, number>;
 }
 
-type FigureKey = 'offered' | 'achieved' | 'loss' | 'p50' | 'p99' | 'max' | 'cpu' | 'idle' | 'join';
+type FigureKey = 'offered' | 'achieved' | 'loss' | 'p50' | 'p99' | 'max' | 'cpu' | 'idle' | 'idleHeap' | 'join';
 
 async function benchSystem(system: SystemUnderTest, workers: LoadWorkers, workDir: string, started: Set<RunningServer>): Promise<SystemResult> {
   const log = (text: string): void => console.log(`[${system.label}] ${text}`);
@@ -167,19 +170,28 @@ async function benchSystem(system: SystemUnderTest, workers: LoadWorkers, workDi
 
   // Idle memory, on a fresh instance so the load's history and buffers do not count. Rooms of 50 keep join announcements from dominating.
   let idleBytesPerConnection = NaN;
+  let idleHeapBytesPerConnection = NaN;
   let idleJoined = 0;
   if (phasesFlag.has('idle')) {
     server = await startServer();
     await sleep(1_000);
     const rssBeforeKiB = residentKiB(server.pid);
+    const collectedBefore = await server.memoryAfterCollection?.();
     const idlePlans = Array.from({ length: settings.idleClients }, (_, index) => plan(`idle${index}`, `benchidle${Math.floor(index / settings.idleRoomSize)}`));
     const idle = await openClients(workers, server, system, 'idle', idlePlans, { maxInFlightPerWorker: 250 });
     await sleep(2_000);
     const rssAfterKiB = residentKiB(server.pid);
     idleBytesPerConnection = ((rssAfterKiB - rssBeforeKiB) * 1024) / Math.max(1, idle.joined);
+    // Our server can tell what of the growth is live heap: after a full collection, V8's heap in use.
+    const collectedAfter = await server.memoryAfterCollection?.();
+    if (collectedBefore && collectedAfter) idleHeapBytesPerConnection = ((collectedAfter.heapUsedKiB - collectedBefore.heapUsedKiB) * 1024) / Math.max(1, idle.joined);
     log(
       `idle: ${idle.joined} joined in ${idle.elapsedMs.toFixed(0)} ms, RSS ${rssBeforeKiB} KiB -> ${rssAfterKiB} KiB, ` +
         `${(idleBytesPerConnection / 1024).toFixed(2)} KiB per connection` +
+        (collectedBefore && collectedAfter
+          ? `; after a full collection heap used ${Math.round(collectedBefore.heapUsedKiB)} -> ${Math.round(collectedAfter.heapUsedKiB)} KiB (${(idleHeapBytesPerConnection / 1024).toFixed(2)} KiB per connection), ` +
+            `heap reserved ${Math.round(collectedBefore.heapTotalKiB)} -> ${Math.round(collectedAfter.heapTotalKiB)} KiB, RSS ${Math.round(collectedAfter.residentKiB)} KiB`
+          : '') +
         (idle.failed > 0 ? `, ${idle.failed} failed (${idle.firstError})` : ''),
     );
     idleJoined = idle.joined;
@@ -213,6 +225,7 @@ async function benchSystem(system: SystemUnderTest, workers: LoadWorkers, workDi
       max: median(runs.map((run) => run.maxMs)),
       cpu: median(runs.map((run) => run.cpuMicrosPerDelivery)),
       idle: idleBytesPerConnection / 1024,
+      idleHeap: idleHeapBytesPerConnection / 1024,
       join: median(joinMs),
     },
   };
@@ -234,6 +247,7 @@ const ROWS: Row[] = [
   { key: 'max', title: 'latency max', format: (value) => `${value.toFixed(1)} ms` },
   { key: 'cpu', title: 'server CPU per delivery', format: (value) => `${value.toFixed(2)} µs` },
   { key: 'idle', title: 'RSS per idle connection', format: (value) => `${value.toFixed(2)} KiB` },
+  { key: 'idleHeap', title: 'V8 heap in use per idle connection (after GC)', format: (value) => `${value.toFixed(2)} KiB` },
   { key: 'join', title: `time for ${settings.joinClients} clients to join`, format: (value) => `${value.toFixed(0)} ms` },
   { title: 'rooms: connections, memberships, rooms loaded', cell: ({ rooms }) => (rooms && !rooms.skipped ? `${integer(rooms.connections)}, ${integer(rooms.memberships)}, ${integer(rooms.loadedRooms)}` : NOT_MEASURED) },
   { title: 'rooms: RSS growth after GC / budget', cell: ({ rooms }) => (rooms && !rooms.skipped ? `${integer(rooms.growthKiB)} / ${integer(rooms.budgetKiB)} KiB` : NOT_MEASURED) },
