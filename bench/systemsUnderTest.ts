@@ -3,10 +3,10 @@
  * on loopback and stopped by its own PID, and what /proc says about them.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
-import type { WireProtocol } from './workerMessages';
+import { HEAP_SNAPSHOT_DIR_VARIABLE, MEMORY_LINE_PREFIX, type WireProtocol } from './workerMessages';
 import { SERVER_NODE_FLAGS } from '../shared/serverRuntime';
 import { waitForListening } from '../shared/serverIpc';
 
@@ -16,17 +16,44 @@ export interface RunningServer {
   pid: number;
   port: number;
   stop(): Promise<void>;
+  /** Our server only: a full garbage collection, then V8's figures and VmRSS (undefined if no answer came within 10 s). */
+  memoryAfterCollection?(): Promise<ServerMemory | undefined>;
+}
+
+/** What the server's memory probe reads after a full collection (process.memoryUsage(); rss, like VmRSS, is the resident set). */
+export interface ServerMemory {
+  residentKiB: number;
+  heapTotalKiB: number;
+  heapUsedKiB: number;
+  /** Memory outside V8's heap that it knows of: Buffers (socket reads and writes) among them. */
+  externalKiB: number;
+}
+
+const MEMORY_LINE = new RegExp(`^${MEMORY_LINE_PREFIX}(\\{.*\\})$`, 'm');
+
+/** How a phase wants a server started beside the defaults. */
+export interface StartOptions {
+  /** A port of its own (a restart comes back on the same one); 0 or absent picks a free one. */
+  port?: number;
+  /** More command-line flags, such as a higher --max-clients for tens of thousands of connections. */
+  extraArgs?: string[];
+  /** A folder of the phase's own, named, so that a restart serves the same data; absent: a fresh one. */
+  folder?: string;
 }
 
 export interface SystemUnderTest {
   label: string;
   protocol: WireProtocol;
+  /** This project's server, which the rooms, reconnect-storm and search phases measure (the peers have no such features). */
+  isOurs: boolean;
+  /** Whether what it stores outlives a restart (not with --memory), so a restart can be resumed from. */
+  keepsData: boolean;
   /** IRC does not echo a PRIVMSG to its sender; our protocol does (the sender sees its message confirmed in order). */
   senderReceivesOwnMessage: boolean;
   /** Most connections that may wait in the TCP handshake at once, per worker: ngircd listens with a backlog of 10 and drops SYNs past it. */
   maxConnectingPerWorker: number;
-  /** Starts a fresh instance keeping any files in `workDir`. */
-  start(workDir: string): Promise<RunningServer>;
+  /** Starts a fresh instance keeping any files in `workDir` (a second start on the same folder finds what the first stored). */
+  start(workDir: string, options?: StartOptions): Promise<RunningServer>;
 }
 
 const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -53,6 +80,42 @@ export function residentKiB(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!match) throw new Error(`no VmRSS for process ${pid}`);
   return Number(match[1]);
+}
+
+/**
+ * Raises a running process's limit of open files to `wanted` (soft and hard)
+ * with util-linux's prlimit, which needs the privilege to raise a hard limit;
+ * without it the limit stays where it was (Node has already raised its soft
+ * limit to the hard one at start). Returns the soft limit now in force.
+ */
+export function raiseFileLimit(pid: number, wanted: number): number {
+  if (openFileLimit(pid) < wanted) {
+    try {
+      execFileSync('prlimit', ['--pid', String(pid), `--nofile=${wanted}:${wanted}`], { stdio: 'ignore' });
+    } catch {
+      // Not allowed (or no prlimit): the caller sees the limit that holds and says so.
+    }
+  }
+  return openFileLimit(pid);
+}
+
+/** The soft limit of open files of a process, from /proc/<pid>/limits. */
+export function openFileLimit(pid: number): number {
+  const match = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
+  return !match ? 0 : match[1] === 'unlimited' ? Infinity : Number(match[1]);
+}
+
+/** How many room logs (`*.ndjson` files) a server process holds open: the rooms it has loaded. */
+export function openRoomLogs(pid: number): number {
+  let count = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`).endsWith('.ndjson')) count++;
+    } catch {
+      // Closed between the listing and the look.
+    }
+  }
+  return count;
 }
 
 function stopChild(child: ChildProcess): Promise<void> {
@@ -86,14 +149,108 @@ async function startReportingPort(command: string, args: string[]): Promise<Runn
   }
 }
 
-/** This project's server; with persistence on, every message is group-committed and fsynced before it is delivered and acked. */
-export function ourServer(serverScript: string, inMemory: boolean): SystemUnderTest {
+/**
+ * Starts a process that prints `listening on 127.0.0.1:PORT`, and keeps
+ * draining its output (a full pipe would stall it). With `memoryProbe`, the
+ * process was started with bench/serverMemoryProbe.js, which answers SIGUSR2.
+ */
+function startPrintingPort(command: string, args: string[], memoryProbe = false, env?: NodeJS.ProcessEnv): Promise<RunningServer> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+  // After the port is known, the output is only looked through for the probe's answer (a line may arrive in pieces).
+  let tail = '';
+  let awaitingMemory: ((line: string) => void) | undefined;
+  const memoryAfterCollection = async (): Promise<ServerMemory | undefined> => {
+    if (child.exitCode !== null || child.signalCode !== null) return undefined;
+    tail = '';
+    const answer = new Promise<string | undefined>((resolveAnswer) => {
+      const timer = setTimeout(() => {
+        awaitingMemory = undefined;
+        resolveAnswer(undefined);
+      }, 10_000);
+      awaitingMemory = (line) => {
+        clearTimeout(timer);
+        awaitingMemory = undefined;
+        resolveAnswer(line);
+      };
+    });
+    child.kill('SIGUSR2');
+    const line = await answer;
+    if (line === undefined) return undefined;
+    const usage = JSON.parse(line) as Partial<NodeJS.MemoryUsage> & { error?: string };
+    if (usage.error !== undefined) throw new Error(`the server's memory probe: ${usage.error}`);
+    const kib = (bytes: number | undefined): number => (bytes === undefined ? NaN : bytes / 1024);
+    return { residentKiB: kib(usage.rss), heapTotalKiB: kib(usage.heapTotal), heapUsedKiB: kib(usage.heapUsed), externalKiB: kib(usage.external) };
+  };
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    let found = false;
+    const timer = setTimeout(() => fail(new Error(`${command} ${args.join(' ')} did not report its port within 10 s: ${seen.slice(-500)}`)), 10_000);
+    const fail = (error: Error): void => {
+      clearTimeout(timer);
+      void stopChild(child);
+      reject(error);
+    };
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (!found) seen += chunk.toString();
+    });
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (found) {
+        if (!awaitingMemory) return;
+        tail = (tail + chunk.toString()).slice(-4096);
+        const answer = MEMORY_LINE.exec(tail);
+        if (answer) awaitingMemory(answer[1]);
+        return;
+      }
+      seen += chunk.toString();
+      const match = /listening on 127\.0\.0\.1:(\d+)/.exec(seen);
+      if (!match) return;
+      found = true;
+      clearTimeout(timer);
+      resolve({ pid: child.pid as number, port: Number(match[1]), stop: () => stopChild(child), ...(memoryProbe ? { memoryAfterCollection } : {}) });
+    });
+    child.once('exit', (code) => {
+      if (!found) fail(new Error(`${command} exited with ${code} before listening: ${seen.slice(-500)}`));
+    });
+  });
+}
+
+/**
+ * This project's server; with persistence on, every message is
+ * group-committed and fsynced before it is delivered and acked. Its clients
+ * speak protocol 1 or 2: the same server, measured twice, so the figures of
+ * both stand side by side in one run.
+ */
+export function ourServer(serverScript: string, options: { inMemory: boolean; protocol: 'ndjson' | 'ndjson-v2'; memoryProbe: string; diagnosticsDir?: string }): SystemUnderTest {
+  const v2 = options.protocol === 'ndjson-v2';
+  // For finding out why: a CPU profile of each server process (written when it stops), and a heap snapshot after each collection the probe makes.
+  const diagnostics = options.diagnosticsDir === undefined ? [] : ['--cpu-prof', `--diagnostic-dir=${options.diagnosticsDir}`];
+  const env = options.diagnosticsDir === undefined ? process.env : { ...process.env, [HEAP_SNAPSHOT_DIR_VARIABLE]: options.diagnosticsDir };
   return {
-    label: inMemory ? 'chat-room --memory' : 'chat-room server',
-    protocol: 'ndjson',
+    label: `chat-room ${v2 ? 'v2' : 'v1'}${options.inMemory ? ' --memory' : ''}`,
+    protocol: options.protocol,
+    isOurs: true,
+    keepsData: !options.inMemory,
     senderReceivesOwnMessage: true,
     maxConnectingPerWorker: 10_000,
-    start: (workDir) => startReportingPort(process.execPath, [...SERVER_NODE_FLAGS, serverScript, '--port', '0', ...(inMemory ? ['--memory'] : ['--data', join(workDir, 'data')])]),
+    start: (workDir, start = {}) =>
+      startPrintingPort(
+        process.execPath,
+        [
+          ...SERVER_NODE_FLAGS,
+          // The probe adds a signal handler and nothing else; --expose-gc lets it collect before memory is read.
+          '--expose-gc',
+          '--require',
+          options.memoryProbe,
+          ...diagnostics,
+          serverScript,
+          '--port',
+          String(start.port ?? 0),
+          ...(options.inMemory ? ['--memory'] : ['--data', join(workDir, 'data')]),
+          ...(start.extraArgs ?? []),
+        ],
+        true,
+        env,
+      ),
   };
 }
 
@@ -101,13 +258,15 @@ export function naiveServer(naiveScript: string): SystemUnderTest {
   return {
     label: 'naive baseline',
     protocol: 'ndjson',
+    isOurs: false,
+    keepsData: false,
     senderReceivesOwnMessage: true,
     maxConnectingPerWorker: 10_000,
     start: () => startReportingPort(process.execPath, [naiveScript, '--port', '0']),
   };
 }
 
-async function freeLoopbackPort(): Promise<number> {
+export async function freeLoopbackPort(): Promise<number> {
   const probe = createServer();
   await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
   const address = probe.address();
@@ -136,6 +295,8 @@ export function ngircdPeer(): SystemUnderTest {
   return {
     label: 'ngircd (C, Debian)',
     protocol: 'irc',
+    isOurs: false,
+    keepsData: false,
     senderReceivesOwnMessage: false,
     maxConnectingPerWorker: 4,
     start: async (workDir) => {

@@ -20,9 +20,10 @@ import type { DataFolder } from './dataFolder';
 import { type Directory, type RoomMeta, StoredDirectory } from './directory';
 import type { Logger } from './log';
 import { NdjsonConnection } from './ndjsonConnection';
-import { IdentitySeat, type Room } from './room';
+import { IdentitySeat, type Room, type RoomMember } from './room';
 import { adoptOlderRoomLogs } from './roomLog';
 import { type RoomEntry, RoomRegistry } from './roomRegistry';
+import { seatKeys } from './seatNames';
 import { newDmName, type V2Host, type V2Session } from './v2Session';
 import { WriteBatcher } from './writeBatcher';
 
@@ -75,6 +76,12 @@ export class ChatServer extends Disposable implements V2Host {
   private openedDirectory: Directory | undefined;
   /** Identity id → its v2 sessions: the session itself while it is the only one (the usual case), a set beyond. */
   private readonly sessions = new Map<string, V2Session | Set<V2Session>>();
+  /**
+   * Seat keys held by v1 and classic members in every loaded room, with how
+   * many hold each: a new v2 name is checked here, not by asking each of
+   * thousands of rooms.
+   */
+  private readonly guestSeats = new Map<string, number>();
   /** DMs being made, by participant set: two who open the same DM at once get one. */
   private readonly dmsBeingMade = new Map<string, Promise<RoomMeta>>();
   private readonly connections = new Set<Connection>();
@@ -231,6 +238,7 @@ export class ChatServer extends Disposable implements V2Host {
    * writes); the newer one wins, and the directory is brought up to date.
    */
   private prepareRoom(room: Room): void {
+    room.onSeatsChanged = (member, keys, seated) => this.noteSeats(member, keys, seated);
     const key = roomKey(room.name);
     const stored = this.directory.roomMeta(key);
     if (!stored) {
@@ -292,11 +300,17 @@ export class ChatServer extends Disposable implements V2Host {
   }
 
   guestNamed(name: string): boolean {
-    for (const room of this.rooms.readyRooms()) {
-      const holder = room.memberNamed(name);
-      if (holder && !(holder instanceof IdentitySeat)) return true;
+    return seatKeys(name).some((key) => this.guestSeats.has(key));
+  }
+
+  /** Keeps guestSeats up to date with a room's v1 and classic members (an identity's seat is not a guest's). */
+  private noteSeats(member: RoomMember, keys: readonly string[], seated: boolean): void {
+    if (member instanceof IdentitySeat) return;
+    for (const key of keys) {
+      const holders = (this.guestSeats.get(key) ?? 0) + (seated ? 1 : -1);
+      if (holders > 0) this.guestSeats.set(key, holders);
+      else this.guestSeats.delete(key);
     }
-    return false;
   }
 
   loadedRoom(key: string): Room | undefined {

@@ -207,6 +207,8 @@ export class Room {
   logOwner: { ownerId: string | undefined; seq: number } | undefined;
   /** Called when the last member has left (the server may then unload the room). */
   onEmptied: (() => void) | undefined;
+  /** Called when a member takes its seat keys or gives them up (the server indexes the seats of v1 and classic members across rooms). */
+  onSeatsChanged: ((member: RoomMember, keys: readonly string[], seated: boolean) => void) | undefined;
 
   constructor(
     readonly name: string,
@@ -491,13 +493,17 @@ export class Room {
     const keys = seatKeys(member.name);
     this.members.set(member, keys);
     for (const key of keys) this.seats.set(key, member);
+    this.onSeatsChanged?.(member, keys, true);
   }
 
   private unseat(member: RoomMember): void {
-    for (const key of this.members.get(member) ?? []) {
+    const keys = this.members.get(member);
+    if (keys === undefined) return;
+    for (const key of keys) {
       if (this.seats.get(key) === member) this.seats.delete(key);
     }
     this.members.delete(member);
+    this.onSeatsChanged?.(member, keys, false);
     if (member instanceof IdentitySeat && this.identitySeats?.get(member.identityId) === member) this.identitySeats.delete(member.identityId);
   }
 
@@ -508,6 +514,7 @@ export class Room {
   async departAll(reason: LeaveReason): Promise<void> {
     const leaving = [...this.members.keys()];
     await Promise.all(leaving.map((member) => this.record({ type: 'left', seq: 0, room: this.name, name: member.name, reason, ts: 0 }, {})));
+    for (const [member, keys] of this.members) this.onSeatsChanged?.(member, keys, false);
     this.members.clear();
     this.seats.clear();
     this.identitySeats?.clear();

@@ -201,6 +201,20 @@ describe('protocol v2: the hello and identities', function () {
       await guest.waitForClose();
       const bob = await v2(server.port, 'bob');
       assert.ok(bob.welcome!.key);
+
+      // A classic member, in a room of its own, holds its name the same way until it quits.
+      const nc = await TestClient.connect(server.classicPort as number);
+      closers.push(nc);
+      await nc.nextLine();
+      nc.write('carol\n');
+      assert.match(await nc.nextLine(), /^Welcome carol!/);
+      const refusedCarol = await refusedV2(server.port, 'CAROL');
+      assert.equal(refusedCarol.code, 'name_taken', "the classic member's name, in capitals");
+      await refusedCarol.client.waitForClose();
+      nc.write('{quit}\n');
+      await nc.waitForClose();
+      const carol = await v2(server.port, 'carol');
+      assert.ok(carol.welcome!.key);
     });
 
     it('keeps identities across a restart of a server with a data folder', async () => {
