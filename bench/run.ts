@@ -1,6 +1,6 @@
 /**
  * `npm run bench` (quick, about 6 minutes) or `npm run bench -- --full` (the
- * sizes of the goals, about 25 minutes): the fan-out and scale benchmark.
+ * sizes of the goals, about 15 minutes): the fan-out and scale benchmark.
  *
  * For each system (this project's server with persistence on, measured with
  * protocol 1 clients and again with protocol 2 clients; a naive baseline;
