@@ -11,6 +11,15 @@
  */
 export const DEFAULT_NAMESPACE = 'chat-room';
 
+/**
+ * A room's events are kept in three streams, one per class (messages,
+ * arrivals and departures, changes), each trimmed to the retention on its
+ * own, so a crowd coming and going never pushes messages out of the history
+ * or the de-duplication window (as with the file log).
+ */
+export type EventClass = 'message' | 'presence' | 'change';
+export const EVENT_CLASSES: readonly EventClass[] = ['message', 'presence', 'change'];
+
 export class ClusterKeys {
   constructor(readonly namespace: string = DEFAULT_NAMESPACE) {
     if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(namespace)) {
@@ -28,14 +37,28 @@ export class ClusterKeys {
     return `${this.room(roomKey)}:meta`;
   }
 
-  /** Stream: one entry per event, its ID `<seq>-0`, fields `e` (the encoded event) and `t` (its time). */
-  roomEvents(roomKey: string): string {
-    return `${this.room(roomKey)}:events`;
+  /** Stream of one class of the room's events: one entry per event, its ID `<seq>-0`, fields `e` (the encoded event) and `t` (its time). */
+  roomEvents(roomKey: string, eventClass: EventClass): string {
+    return `${this.room(roomKey)}:events:${eventClass}`;
   }
 
-  /** Sorted set: de-duplication keys scored by the seq they were stored at, pruned with the stream. */
-  roomDedup(roomKey: string): string {
-    return `${this.room(roomKey)}:dedup`;
+  /** Sorted set: the de-duplication keys of one class's events, scored by the seq they were stored at, pruned with its stream. */
+  roomDedup(roomKey: string, eventClass: EventClass): string {
+    return `${this.room(roomKey)}:dedup:${eventClass}`;
+  }
+
+  /**
+   * Sorted set: deleted messages and the edits of them, rewritten without
+   * their text, scored by seq. Their stream entries are removed when the
+   * deletion is stored, so the text leaves Redis at once.
+   */
+  roomRedacted(roomKey: string): string {
+    return `${this.room(roomKey)}:redacted`;
+  }
+
+  /** Hash: a v1 or classic member's name → the SHA-256 digest of its seat secret, so another node can let the member resume. */
+  roomSeatSecrets(roomKey: string): string {
+    return `${this.room(roomKey)}:secrets`;
   }
 
   /** PUB/SUB channel: `<epoch> <seq> <ts> <encoded event>` for each new event. */

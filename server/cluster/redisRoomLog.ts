@@ -4,10 +4,17 @@
  * gap filling and history pages.
  *
  * One Lua script per publish does everything atomically: look up the
- * de-duplication key, take the room's next seq, add the event to the room's
- * stream (its entry ID is the seq), trim the stream, remember the key, and
- * PUBLISH the event for the nodes that follow the room (see
- * redisRoomFollower.ts). The design follows Centrifugo's Redis engine.
+ * de-duplication key, take the room's next seq, add the event to the stream
+ * of its class (its entry ID is the seq), trim that stream, remember the key,
+ * and PUBLISH the event for the nodes that follow the room (see
+ * redisRoomFollower.ts). The design follows Centrifugo's Redis engine. Reads
+ * merge the three streams by seq, so a reader sees one sequence.
+ *
+ * A deletion takes the deleted message's text out of Redis in the same
+ * script: the message's entry, and those of its edits, are replaced by
+ * copies without the text (kept in the room's redacted set and merged into
+ * reads like any event), so no later read, and no copy of Redis's data,
+ * holds it.
  *
  * Durability: `publish` resolves after Redis ran the script, and Redis
  * replies only after its AOF is written; with `appendonly yes` and
@@ -25,7 +32,7 @@
  * their seqs no longer mean the same events.
  */
 import { randomBytes } from 'node:crypto';
-import { ClusterKeys } from './keys';
+import { ClusterKeys, EVENT_CLASSES, type EventClass } from './keys';
 import { LuaScript, RedisUnavailableError, type RedisConnection } from './redisConnection';
 
 /** An event as stored: `encoded` is its JSON with `seq` and `ts` set by Redis, ready for the wire. */
@@ -66,10 +73,17 @@ export interface EventsBefore {
   more: boolean;
 }
 
+export interface PublishOptions {
+  /** The stream that keeps the event (default `message`). */
+  eventClass?: EventClass;
+  /** The seq of a message this event deletes: its text, and that of its edits, is removed from Redis with it. */
+  deletes?: number;
+}
+
 export interface RedisRoomLogOptions {
   namespace?: string;
   /**
-   * Events kept per room, at least. Trimming is approximate (`MAXLEN ~`):
+   * Events of each class kept per room, at least. Trimming is approximate (`MAXLEN ~`):
    * Redis drops only whole internal nodes of the stream (100 entries each by
    * default, `stream-node-max-entries`), so a room holds between this and
    * about this plus 100 events. That costs nothing per publish, where exact
@@ -92,98 +106,182 @@ export const MAX_READ_EVENTS = 1_000;
 const LATEST_CHUNK = 500;
 
 /**
- * Shared by every script: finds the room's epoch, or starts a new one. A room
- * without meta but with events or de-duplication keys lost part of its data
- * (an eviction, or a partly restored dump), so what is left is dropped rather
+ * Shared by every script. KEYS are always: the room's meta hash, its three
+ * event streams (message, presence, change), their three de-duplication
+ * sets, and the set of redacted events (see ClusterKeys).
+ *
+ * `ensure_epoch` finds the room's epoch, or starts a new one. A room without
+ * meta but with events or de-duplication keys lost part of its data (an
+ * eviction, or a partly restored dump), so what is left is dropped rather
  * than mixed with new seqs.
  */
-const ENSURE_EPOCH = `
-local function ensure_epoch(meta, events, dedup, new_epoch)
-  local epoch = redis.call('HGET', meta, 'epoch')
+const ROOM_HELPERS = `
+local function ensure_epoch(new_epoch)
+  local epoch = redis.call('HGET', KEYS[1], 'epoch')
   if epoch then return epoch end
-  redis.call('DEL', events, dedup)
-  redis.call('HSET', meta, 'epoch', new_epoch, 'seq', 0, 'ts', 0)
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+  redis.call('HSET', KEYS[1], 'epoch', new_epoch, 'seq', 0, 'ts', 0)
   return new_epoch
 end
 
-local function first_seq(events, seq)
-  local first = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)
-  if #first == 0 then return seq + 1 end
-  return tonumber(string.match(first[1][1], '^(%d+)'))
-end
+local function seq_of(id) return tonumber(string.match(id, '^(%d+)')) end
 
-local function entry_ts(entry)
+local function entry_field(entry, name)
   local fields = entry[2]
   for i = 1, #fields, 2 do
-    if fields[i] == 't' then return tonumber(fields[i + 1]) end
+    if fields[i] == name then return fields[i + 1] end
   end
-  return 0
+  return nil
+end
+
+local function first_of_stream(key)
+  local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+  if #first == 0 then return nil end
+  return seq_of(first[1][1])
+end
+
+local function lowest(a, b)
+  if a == nil then return b end
+  if b == nil or a < b then return a end
+  return b
+end
+
+-- The oldest seq the room retains in any class (seq + 1 when it retains nothing).
+local function first_seq(seq)
+  local found = nil
+  for i = 2, 4 do found = lowest(found, first_of_stream(KEYS[i])) end
+  local red = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')
+  if #red > 0 then found = lowest(found, tonumber(red[2])) end
+  return found or (seq + 1)
+end
+
+-- A redacted event, shaped as a stream entry.
+local function redacted_entry(record, score)
+  return {string.format('%d', tonumber(score)) .. '-0', {'e', record, 't', string.match(record, '"ts":(%d+)') or '0'}}
+end
+
+-- Up to count events after a seq, from every class, oldest first: the streams merged by seq.
+local function merged(after, count, newest_first)
+  local found = {}
+  for i = 2, 4 do
+    local entries
+    if newest_first then entries = redis.call('XREVRANGE', KEYS[i], '(' .. after .. '-0', '-', 'COUNT', count)
+    else entries = redis.call('XRANGE', KEYS[i], '(' .. after .. '-0', '+', 'COUNT', count) end
+    for _, entry in ipairs(entries) do table.insert(found, {seq_of(entry[1]), entry}) end
+  end
+  local red
+  if newest_first then red = redis.call('ZREVRANGEBYSCORE', KEYS[8], '(' .. after, '-inf', 'WITHSCORES', 'LIMIT', 0, count)
+  else red = redis.call('ZRANGEBYSCORE', KEYS[8], '(' .. after, '+inf', 'WITHSCORES', 'LIMIT', 0, count) end
+  for i = 1, #red, 2 do table.insert(found, {tonumber(red[i + 1]), redacted_entry(red[i], red[i + 1])}) end
+  if newest_first then table.sort(found, function(a, b) return a[1] > b[1] end)
+  else table.sort(found, function(a, b) return a[1] < b[1] end) end
+  local out = {}
+  for i = 1, math.min(count, #found) do out[i] = found[i][2] end
+  return out
 end
 `;
 
-// KEYS: meta, events, dedup. ARGV: body (JSON object without seq/ts), dedup key ('' for none), retain, new epoch, channel.
+// ARGV: body (JSON object without seq/ts), dedup key ('' for none), retain, new epoch, channel, class (1 message, 2 presence, 3 change), seq of a message this event deletes ('' for none).
 // Returns {seq, ts, epoch, duplicate (0/1)}.
 const PUBLISH = new LuaScript(
   'publish',
-  `${ENSURE_EPOCH}
-local meta, events, dedup = KEYS[1], KEYS[2], KEYS[3]
-local body, dedup_key, retain, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
-local epoch = ensure_epoch(meta, events, dedup, ARGV[4])
+  `${ROOM_HELPERS}
+local body, dedup_key, retain, channel, class, deletes = ARGV[1], ARGV[2], ARGV[3], ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local epoch = ensure_epoch(ARGV[4])
 
 if dedup_key ~= '' then
-  local earlier = redis.call('ZSCORE', dedup, dedup_key)
-  if earlier then
-    local entry = redis.call('XRANGE', events, earlier, earlier)
-    local ts = 0
-    if #entry > 0 then ts = entry_ts(entry[1]) end
-    return {tonumber(earlier), ts, epoch, 1}
+  for i = 1, 3 do
+    local earlier = redis.call('ZSCORE', KEYS[4 + i], dedup_key)
+    if earlier then
+      local seq = tonumber(earlier)
+      local id = string.format('%d', seq) .. '-0'
+      local ts = 0
+      local entry = redis.call('XRANGE', KEYS[1 + i], id, id)
+      if #entry > 0 then
+        ts = tonumber(entry_field(entry[1], 't'))
+      else
+        local red = redis.call('ZRANGEBYSCORE', KEYS[8], seq, seq)
+        if #red > 0 then ts = tonumber(string.match(red[1], '"ts":(%d+)') or '0') end
+      end
+      return {seq, ts, epoch, 1}
+    end
   end
 end
 
 local now = redis.call('TIME')
 local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local last_ts = tonumber(redis.call('HGET', meta, 'ts') or '0')
+local last_ts = tonumber(redis.call('HGET', KEYS[1], 'ts') or '0')
 if ts < last_ts then ts = last_ts end
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
-redis.call('HSET', meta, 'ts', ts)
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HSET', KEYS[1], 'ts', ts)
 
 local head = '{"seq":' .. seq .. ',"ts":' .. string.format('%d', ts)
 local encoded
 if body == '{}' then encoded = head .. '}' else encoded = head .. ',' .. string.sub(body, 2) end
+local events = KEYS[1 + class]
+local first_before = first_of_stream(events)
 redis.call('XADD', events, 'MAXLEN', '~', retain, tostring(seq), 'e', encoded, 't', string.format('%d', ts))
+local first_after = first_of_stream(events)
+if class == 1 and first_before and first_after > first_before then
+  -- Messages were trimmed up to here: so are the deleted ones among them (and the edits of those).
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. first_after)
+end
 
+local dedup = KEYS[4 + class]
 if dedup_key ~= '' then redis.call('ZADD', dedup, seq, dedup_key) end
 -- A key is remembered exactly as long as its event is retained.
-redis.call('ZREMRANGEBYSCORE', dedup, '-inf', '(' .. first_seq(events, seq))
+redis.call('ZREMRANGEBYSCORE', dedup, '-inf', '(' .. first_after)
+
+if deletes ~= '' then
+  -- A deleted message's text leaves Redis now: its entry, and those of its edits, are replaced by copies without it.
+  local id = deletes .. '-0'
+  local entry = redis.call('XRANGE', KEYS[2], id, id)
+  if #entry > 0 then
+    local record = cjson.decode(entry_field(entry[1], 'e'))
+    record.text = ''
+    record.deleted = true
+    record.editedTs = nil
+    record.reactedBy = nil
+    record.reactions = nil
+    redis.call('XDEL', KEYS[2], id)
+    redis.call('ZADD', KEYS[8], deletes, cjson.encode(record))
+  end
+  local target = '"target":' .. deletes .. '[,}]'
+  for _, change in ipairs(redis.call('XRANGE', KEYS[4], '(' .. id, '+')) do
+    local text = entry_field(change, 'e')
+    if string.find(text, '"type":"edited"', 1, true) and string.find(text, target) then
+      local record = cjson.decode(text)
+      record.text = ''
+      record.redacted = true
+      redis.call('XDEL', KEYS[4], change[1])
+      redis.call('ZADD', KEYS[8], seq_of(change[1]), cjson.encode(record))
+    end
+  end
+end
 
 redis.call('PUBLISH', channel, epoch .. ' ' .. seq .. ' ' .. string.format('%d', ts) .. ' ' .. encoded)
 return {seq, ts, epoch, 0}
 `,
 );
 
-// KEYS: meta, events, dedup. ARGV: after seq, count, new epoch. Returns {epoch, seq, firstSeq, entries}.
+// ARGV: after seq, count, new epoch. Returns {epoch, seq, firstSeq, entries}.
 const READ_AFTER = new LuaScript(
   'readAfter',
-  `${ENSURE_EPOCH}
-local meta, events, dedup = KEYS[1], KEYS[2], KEYS[3]
-local epoch = ensure_epoch(meta, events, dedup, ARGV[3])
-local seq = tonumber(redis.call('HGET', meta, 'seq'))
+  `${ROOM_HELPERS}
+local epoch = ensure_epoch(ARGV[3])
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 local entries = {}
-if tonumber(ARGV[2]) > 0 then
-  entries = redis.call('XRANGE', events, '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
-end
-return {epoch, seq, first_seq(events, seq), entries}
+if tonumber(ARGV[2]) > 0 then entries = merged(ARGV[1], tonumber(ARGV[2]), false) end
+return {epoch, seq, first_seq(seq), entries}
 `,
 );
 
-// KEYS: meta, events, dedup. ARGV: before seq, count, new epoch. Returns {epoch, entries newest first} (count + 1 of them at most).
+// ARGV: before seq, count, new epoch. Returns {epoch, entries newest first} (count + 1 of them at most).
 const READ_BEFORE = new LuaScript(
   'readBefore',
-  `${ENSURE_EPOCH}
-local meta, events, dedup = KEYS[1], KEYS[2], KEYS[3]
-local epoch = ensure_epoch(meta, events, dedup, ARGV[3])
-local entries = redis.call('XREVRANGE', events, '(' .. ARGV[1] .. '-0', '-', 'COUNT', tonumber(ARGV[2]) + 1)
-return {epoch, entries}
+  `${ROOM_HELPERS}
+local epoch = ensure_epoch(ARGV[3])
+return {epoch, merged(ARGV[1], tonumber(ARGV[2]) + 1, true)}
 `,
 );
 
@@ -254,7 +352,8 @@ export class RedisRoomLog {
   }
 
   private roomKeys(roomKey: string): string[] {
-    return [this.keys.roomMeta(roomKey), this.keys.roomEvents(roomKey), this.keys.roomDedup(roomKey)];
+    const { keys } = this;
+    return [keys.roomMeta(roomKey), ...EVENT_CLASSES.map((eventClass) => keys.roomEvents(roomKey, eventClass)), ...EVENT_CLASSES.map((eventClass) => keys.roomDedup(roomKey, eventClass)), keys.roomRedacted(roomKey)];
   }
 
   /**
@@ -263,16 +362,23 @@ export class RedisRoomLog {
    * JSON text) without `seq` and `ts`: Redis assigns both. With `dedupKey`
    * (for example `clientId + ' ' + id`) a repeat within the retained history,
    * through any connection or node, stores nothing and returns the first seq.
+   * `eventClass` says which of the room's streams keeps it (each is retained
+   * on its own); `deletes` names the seq of a message this event deletes,
+   * whose text (and that of its edits) then leaves Redis in the same script.
    * Rejects with RedisUnavailableError while Redis is unreachable.
    */
-  async publish(roomKey: string, event: Record<string, unknown> | string, dedupKey = ''): Promise<PublishResult> {
+  async publish(roomKey: string, event: Record<string, unknown> | string, dedupKey = '', options: PublishOptions = {}): Promise<PublishResult> {
     const body = encodeEventBody(event);
+    const eventClass = options.eventClass ?? 'message';
+    if (options.deletes !== undefined) checkSeq(options.deletes);
     const reply = (await PUBLISH.run(this.connection, this.roomKeys(roomKey), [
       body,
       dedupKey,
       this.retainEvents,
       newEpoch(),
       this.keys.roomChannel(roomKey),
+      EVENT_CLASSES.indexOf(eventClass) + 1,
+      options.deletes === undefined ? '' : options.deletes,
     ])) as [number, number, string, number];
     const result = { seq: Number(reply[0]), ts: Number(reply[1]), epoch: String(reply[2]), duplicate: Number(reply[3]) === 1 };
     if (this.replicas) await this.waitForReplicas(this.replicas);
