@@ -106,21 +106,24 @@ export const MAX_READ_EVENTS = 1_000;
 const LATEST_CHUNK = 500;
 
 /**
- * Shared by every script. KEYS are always: the room's meta hash, its three
- * event streams (message, presence, change), their three de-duplication
- * sets, and the set of redacted events (see ClusterKeys).
+ * Shared by every script that touches a room. `k` is the room's keys in this
+ * order: its meta hash, its three event streams (message, presence, change),
+ * their three de-duplication sets, and its set of redacted events (see
+ * RedisRoomLog.roomKeys). A script passes them as KEYS; a presence script
+ * (clusterPresence.ts) passes them behind its own, so a seat change and the
+ * arrival or departure it makes are stored in one step.
  *
  * `ensure_epoch` finds the room's epoch, or starts a new one. A room without
  * meta but with events or de-duplication keys lost part of its data (an
  * eviction, or a partly restored dump), so what is left is dropped rather
  * than mixed with new seqs.
  */
-const ROOM_HELPERS = `
-local function ensure_epoch(new_epoch)
-  local epoch = redis.call('HGET', KEYS[1], 'epoch')
+export const ROOM_LUA = `
+local function ensure_epoch(k, new_epoch)
+  local epoch = redis.call('HGET', k[1], 'epoch')
   if epoch then return epoch end
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
-  redis.call('HSET', KEYS[1], 'epoch', new_epoch, 'seq', 0, 'ts', 0)
+  redis.call('DEL', k[2], k[3], k[4], k[5], k[6], k[7], k[8])
+  redis.call('HSET', k[1], 'epoch', new_epoch, 'seq', 0, 'ts', 0)
   return new_epoch
 end
 
@@ -147,10 +150,10 @@ local function lowest(a, b)
 end
 
 -- The oldest seq the room retains in any class (seq + 1 when it retains nothing).
-local function first_seq(seq)
+local function first_seq(k, seq)
   local found = nil
-  for i = 2, 4 do found = lowest(found, first_of_stream(KEYS[i])) end
-  local red = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')
+  for i = 2, 4 do found = lowest(found, first_of_stream(k[i])) end
+  local red = redis.call('ZRANGE', k[8], 0, 0, 'WITHSCORES')
   if #red > 0 then found = lowest(found, tonumber(red[2])) end
   return found or (seq + 1)
 end
@@ -160,18 +163,18 @@ local function redacted_entry(record, score)
   return {string.format('%d', tonumber(score)) .. '-0', {'e', record, 't', string.match(record, '"ts":(%d+)') or '0'}}
 end
 
--- Up to count events after a seq, from every class, oldest first: the streams merged by seq.
-local function merged(after, count, newest_first)
+-- Up to count events after (or before) a seq, from every class: the streams merged by seq.
+local function merged(k, from, count, newest_first)
   local found = {}
   for i = 2, 4 do
     local entries
-    if newest_first then entries = redis.call('XREVRANGE', KEYS[i], '(' .. after .. '-0', '-', 'COUNT', count)
-    else entries = redis.call('XRANGE', KEYS[i], '(' .. after .. '-0', '+', 'COUNT', count) end
+    if newest_first then entries = redis.call('XREVRANGE', k[i], '(' .. from .. '-0', '-', 'COUNT', count)
+    else entries = redis.call('XRANGE', k[i], '(' .. from .. '-0', '+', 'COUNT', count) end
     for _, entry in ipairs(entries) do table.insert(found, {seq_of(entry[1]), entry}) end
   end
   local red
-  if newest_first then red = redis.call('ZREVRANGEBYSCORE', KEYS[8], '(' .. after, '-inf', 'WITHSCORES', 'LIMIT', 0, count)
-  else red = redis.call('ZRANGEBYSCORE', KEYS[8], '(' .. after, '+inf', 'WITHSCORES', 'LIMIT', 0, count) end
+  if newest_first then red = redis.call('ZREVRANGEBYSCORE', k[8], '(' .. from, '-inf', 'WITHSCORES', 'LIMIT', 0, count)
+  else red = redis.call('ZRANGEBYSCORE', k[8], '(' .. from, '+inf', 'WITHSCORES', 'LIMIT', 0, count) end
   for i = 1, #red, 2 do table.insert(found, {tonumber(red[i + 1]), redacted_entry(red[i], red[i + 1])}) end
   if newest_first then table.sort(found, function(a, b) return a[1] > b[1] end)
   else table.sort(found, function(a, b) return a[1] < b[1] end) end
@@ -179,113 +182,157 @@ local function merged(after, count, newest_first)
   for i = 1, math.min(count, #found) do out[i] = found[i][2] end
   return out
 end
+
+-- a: body (JSON object without seq/ts), dedup key ('' for none), retain, new epoch, channel,
+-- class (1 message, 2 presence, 3 change), seq of a message this event deletes ('' for none).
+-- Returns {seq, ts, epoch, duplicate (0/1)}.
+local function publish_event(k, a)
+  local body, dedup_key, retain, channel, class, deletes = a[1], a[2], a[3], a[5], tonumber(a[6]), a[7]
+  local epoch = ensure_epoch(k, a[4])
+
+  if dedup_key ~= '' then
+    for i = 1, 3 do
+      local earlier = redis.call('ZSCORE', k[4 + i], dedup_key)
+      if earlier then
+        local seq = tonumber(earlier)
+        local id = string.format('%d', seq) .. '-0'
+        local ts = 0
+        local entry = redis.call('XRANGE', k[1 + i], id, id)
+        if #entry > 0 then
+          ts = tonumber(entry_field(entry[1], 't'))
+        else
+          local red = redis.call('ZRANGEBYSCORE', k[8], seq, seq)
+          if #red > 0 then ts = tonumber(string.match(red[1], '"ts":(%d+)') or '0') end
+        end
+        return {seq, ts, epoch, 1}
+      end
+    end
+  end
+
+  local now = redis.call('TIME')
+  local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local last_ts = tonumber(redis.call('HGET', k[1], 'ts') or '0')
+  if ts < last_ts then ts = last_ts end
+  local seq = redis.call('HINCRBY', k[1], 'seq', 1)
+  redis.call('HSET', k[1], 'ts', ts)
+
+  local head = '{"seq":' .. seq .. ',"ts":' .. string.format('%d', ts)
+  local encoded
+  if body == '{}' then encoded = head .. '}' else encoded = head .. ',' .. string.sub(body, 2) end
+  local events = k[1 + class]
+  local first_before = first_of_stream(events)
+  redis.call('XADD', events, 'MAXLEN', '~', retain, tostring(seq), 'e', encoded, 't', string.format('%d', ts))
+  local first_after = first_of_stream(events)
+  if class == 1 and first_before and first_after > first_before then
+    -- Messages were trimmed up to here: so are the deleted ones among them (and the edits of those).
+    redis.call('ZREMRANGEBYSCORE', k[8], '-inf', '(' .. first_after)
+  end
+
+  local dedup = k[4 + class]
+  if dedup_key ~= '' then redis.call('ZADD', dedup, seq, dedup_key) end
+  -- A key is remembered exactly as long as its event is retained.
+  redis.call('ZREMRANGEBYSCORE', dedup, '-inf', '(' .. first_after)
+
+  if deletes ~= '' then
+    -- A deleted message's text leaves Redis now: its entry, and those of its edits, are replaced by copies without it.
+    local id = deletes .. '-0'
+    local entry = redis.call('XRANGE', k[2], id, id)
+    if #entry > 0 then
+      local record = cjson.decode(entry_field(entry[1], 'e'))
+      record.text = ''
+      record.deleted = true
+      record.editedTs = nil
+      record.reactedBy = nil
+      record.reactions = nil
+      redis.call('XDEL', k[2], id)
+      redis.call('ZADD', k[8], deletes, cjson.encode(record))
+    end
+    local target = '"target":' .. deletes .. '[,}]'
+    for _, change in ipairs(redis.call('XRANGE', k[4], '(' .. id, '+')) do
+      local text = entry_field(change, 'e')
+      if string.find(text, '"type":"edited"', 1, true) and string.find(text, target) then
+        local record = cjson.decode(text)
+        record.text = ''
+        record.redacted = true
+        redis.call('XDEL', k[4], change[1])
+        redis.call('ZADD', k[8], seq_of(change[1]), cjson.encode(record))
+      end
+    end
+  end
+
+  redis.call('PUBLISH', channel, epoch .. ' ' .. seq .. ' ' .. string.format('%d', ts) .. ' ' .. encoded)
+  return {seq, ts, epoch, 0}
+end
+
+local function room_keys(from)
+  local k = {}
+  for i = 1, 8 do k[i] = KEYS[from + i - 1] end
+  return k
+end
 `;
 
-// ARGV: body (JSON object without seq/ts), dedup key ('' for none), retain, new epoch, channel, class (1 message, 2 presence, 3 change), seq of a message this event deletes ('' for none).
-// Returns {seq, ts, epoch, duplicate (0/1)}.
+/** Arguments of publish_event after the body, in order; the body comes first. */
+const PUBLISH_ARGS = 7;
+
 const PUBLISH = new LuaScript(
   'publish',
-  `${ROOM_HELPERS}
-local body, dedup_key, retain, channel, class, deletes = ARGV[1], ARGV[2], ARGV[3], ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local epoch = ensure_epoch(ARGV[4])
+  `${ROOM_LUA}
+return publish_event(room_keys(1), ARGV)
+`,
+);
 
-if dedup_key ~= '' then
-  for i = 1, 3 do
-    local earlier = redis.call('ZSCORE', KEYS[4 + i], dedup_key)
-    if earlier then
-      local seq = tonumber(earlier)
-      local id = string.format('%d', seq) .. '-0'
-      local ts = 0
-      local entry = redis.call('XRANGE', KEYS[1 + i], id, id)
-      if #entry > 0 then
-        ts = tonumber(entry_field(entry[1], 't'))
-      else
-        local red = redis.call('ZRANGEBYSCORE', KEYS[8], seq, seq)
-        if #red > 0 then ts = tonumber(string.match(red[1], '"ts":(%d+)') or '0') end
-      end
-      return {seq, ts, epoch, 1}
-    end
-  end
-end
-
-local now = redis.call('TIME')
-local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local last_ts = tonumber(redis.call('HGET', KEYS[1], 'ts') or '0')
-if ts < last_ts then ts = last_ts end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('HSET', KEYS[1], 'ts', ts)
-
-local head = '{"seq":' .. seq .. ',"ts":' .. string.format('%d', ts)
-local encoded
-if body == '{}' then encoded = head .. '}' else encoded = head .. ',' .. string.sub(body, 2) end
-local events = KEYS[1 + class]
-local first_before = first_of_stream(events)
-redis.call('XADD', events, 'MAXLEN', '~', retain, tostring(seq), 'e', encoded, 't', string.format('%d', ts))
-local first_after = first_of_stream(events)
-if class == 1 and first_before and first_after > first_before then
-  -- Messages were trimmed up to here: so are the deleted ones among them (and the edits of those).
-  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. first_after)
-end
-
-local dedup = KEYS[4 + class]
-if dedup_key ~= '' then redis.call('ZADD', dedup, seq, dedup_key) end
--- A key is remembered exactly as long as its event is retained.
-redis.call('ZREMRANGEBYSCORE', dedup, '-inf', '(' .. first_after)
-
-if deletes ~= '' then
-  -- A deleted message's text leaves Redis now: its entry, and those of its edits, are replaced by copies without it.
-  local id = deletes .. '-0'
-  local entry = redis.call('XRANGE', KEYS[2], id, id)
-  if #entry > 0 then
-    local record = cjson.decode(entry_field(entry[1], 'e'))
-    record.text = ''
-    record.deleted = true
-    record.editedTs = nil
-    record.reactedBy = nil
-    record.reactions = nil
-    redis.call('XDEL', KEYS[2], id)
-    redis.call('ZADD', KEYS[8], deletes, cjson.encode(record))
-  end
-  local target = '"target":' .. deletes .. '[,}]'
-  for _, change in ipairs(redis.call('XRANGE', KEYS[4], '(' .. id, '+')) do
-    local text = entry_field(change, 'e')
-    if string.find(text, '"type":"edited"', 1, true) and string.find(text, target) then
-      local record = cjson.decode(text)
-      record.text = ''
-      record.redacted = true
-      redis.call('XDEL', KEYS[4], change[1])
-      redis.call('ZADD', KEYS[8], seq_of(change[1]), cjson.encode(record))
-    end
-  end
-end
-
-redis.call('PUBLISH', channel, epoch .. ' ' .. seq .. ' ' .. string.format('%d', ts) .. ' ' .. encoded)
-return {seq, ts, epoch, 0}
+// KEYS: the room's keys, then its members hash. ARGV: member, '1' to publish only while the member holds a seat or '0' only while it holds none, then publish_event's.
+// Returns publish_event's answer, or {} when the member's presence says otherwise.
+const PUBLISH_IF = new LuaScript(
+  'publishIf',
+  `${ROOM_LUA}
+local present = redis.call('HEXISTS', KEYS[9], ARGV[1]) == 1
+if present ~= (ARGV[2] == '1') then return {} end
+local a = {}
+for i = 1, ${PUBLISH_ARGS} do a[i] = ARGV[2 + i] end
+return publish_event(room_keys(1), a)
 `,
 );
 
 // ARGV: after seq, count, new epoch. Returns {epoch, seq, firstSeq, entries}.
 const READ_AFTER = new LuaScript(
   'readAfter',
-  `${ROOM_HELPERS}
-local epoch = ensure_epoch(ARGV[3])
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+  `${ROOM_LUA}
+local k = room_keys(1)
+local epoch = ensure_epoch(k, ARGV[3])
+local seq = tonumber(redis.call('HGET', k[1], 'seq'))
 local entries = {}
-if tonumber(ARGV[2]) > 0 then entries = merged(ARGV[1], tonumber(ARGV[2]), false) end
-return {epoch, seq, first_seq(seq), entries}
+if tonumber(ARGV[2]) > 0 then entries = merged(k, ARGV[1], tonumber(ARGV[2]), false) end
+return {epoch, seq, first_seq(k, seq), entries}
 `,
 );
 
 // ARGV: before seq, count, new epoch. Returns {epoch, entries newest first} (count + 1 of them at most).
 const READ_BEFORE = new LuaScript(
   'readBefore',
-  `${ROOM_HELPERS}
-local epoch = ensure_epoch(ARGV[3])
-return {epoch, merged(ARGV[1], tonumber(ARGV[2]) + 1, true)}
+  `${ROOM_LUA}
+local k = room_keys(1)
+local epoch = ensure_epoch(k, ARGV[3])
+return {epoch, merged(k, ARGV[1], tonumber(ARGV[2]) + 1, true)}
 `,
 );
 
+/**
+ * An event to store in the same script as something else (a presence
+ * change): the room's keys and publish_event's arguments, made by
+ * RedisRoomLog.announcement.
+ */
+export interface Announcement {
+  readonly keys: readonly string[];
+  readonly args: readonly (string | number)[];
+}
+
 type StreamEntry = [string, string[]];
+type PublishReply = [number, number, string, number];
+
+function publishResult(reply: PublishReply): PublishResult {
+  return { seq: Number(reply[0]), ts: Number(reply[1]), epoch: String(reply[2]), duplicate: Number(reply[3]) === 1 };
+}
 
 function toStoredEvent(entry: StreamEntry): StoredRoomEvent {
   const [id, fields] = entry;
@@ -304,6 +351,9 @@ export function decodeLiveEvent(payload: string): { epoch: string; event: Stored
   if (!match) return undefined;
   return { epoch: match[1], event: { seq: Number(match[2]), ts: Number(match[3]), encoded: payload.slice(match[0].length) } };
 }
+
+/** What starts a signal on a room's channel (an event starts with its epoch, which never holds it). */
+export const SIGNAL_PREFIX = '~';
 
 /** A fresh epoch: 96 random bits, base64url (no spaces, so it can lead a PUB/SUB payload). */
 export function newEpoch(): string {
@@ -351,7 +401,8 @@ export class RedisRoomLog {
     this.replicas = options.replicas;
   }
 
-  private roomKeys(roomKey: string): string[] {
+  /** The room's keys in the order the room scripts take them (see ROOM_LUA). */
+  roomKeys(roomKey: string): string[] {
     const { keys } = this;
     return [keys.roomMeta(roomKey), ...EVENT_CLASSES.map((eventClass) => keys.roomEvents(roomKey, eventClass)), ...EVENT_CLASSES.map((eventClass) => keys.roomDedup(roomKey, eventClass)), keys.roomRedacted(roomKey)];
   }
@@ -368,21 +419,52 @@ export class RedisRoomLog {
    * Rejects with RedisUnavailableError while Redis is unreachable.
    */
   async publish(roomKey: string, event: Record<string, unknown> | string, dedupKey = '', options: PublishOptions = {}): Promise<PublishResult> {
-    const body = encodeEventBody(event);
-    const eventClass = options.eventClass ?? 'message';
     if (options.deletes !== undefined) checkSeq(options.deletes);
-    const reply = (await PUBLISH.run(this.connection, this.roomKeys(roomKey), [
-      body,
+    const reply = (await PUBLISH.run(this.connection, this.roomKeys(roomKey), this.publishArgs(roomKey, event, dedupKey, options))) as PublishReply;
+    const result = publishResult(reply);
+    if (this.replicas) await this.waitForReplicas(this.replicas);
+    return result;
+  }
+
+  /**
+   * Publishes only while `member` holds a seat in the room (`present`), or
+   * only while it holds none, as one step with that check (see
+   * ClusterPresence). Undefined when presence said otherwise.
+   */
+  async publishIf(roomKey: string, member: string, present: boolean, event: Record<string, unknown>, dedupKey = '', options: PublishOptions = {}): Promise<PublishResult | undefined> {
+    const args = [member, present ? '1' : '0', ...this.publishArgs(roomKey, event, dedupKey, options)];
+    const reply = (await PUBLISH_IF.run(this.connection, [...this.roomKeys(roomKey), this.keys.roomMembers(roomKey)], args)) as PublishReply | [];
+    if (reply.length === 0) return undefined;
+    const result = publishResult(reply as PublishReply);
+    if (this.replicas) await this.waitForReplicas(this.replicas);
+    return result;
+  }
+
+  /** An event for another script to publish in the same step as its own change (see ClusterPresence.enterAnnouncing). */
+  announcement(roomKey: string, event: Record<string, unknown>, options: PublishOptions = {}): Announcement {
+    return { keys: this.roomKeys(roomKey), args: this.publishArgs(roomKey, event, '', options) };
+  }
+
+  private publishArgs(roomKey: string, event: Record<string, unknown> | string, dedupKey: string, options: PublishOptions): (string | number)[] {
+    return [
+      encodeEventBody(event),
       dedupKey,
       this.retainEvents,
       newEpoch(),
       this.keys.roomChannel(roomKey),
-      EVENT_CLASSES.indexOf(eventClass) + 1,
+      EVENT_CLASSES.indexOf(options.eventClass ?? 'message') + 1,
       options.deletes === undefined ? '' : options.deletes,
-    ])) as [number, number, string, number];
-    const result = { seq: Number(reply[0]), ts: Number(reply[1]), epoch: String(reply[2]), duplicate: Number(reply[3]) === 1 };
+    ];
+  }
+
+  /** Sends a signal to the room's followers (RoomFollowerHandlers.onSignal): never stored, at most once, as for typing. */
+  async signal(roomKey: string, text: string): Promise<void> {
+    await this.connection.run((client) => client.publish(this.keys.roomChannel(roomKey), SIGNAL_PREFIX + text));
+  }
+
+  /** Waits until the configured replicas have what was written so far, if any are asked for (see RedisRoomLogOptions.replicas). */
+  async confirmReplicated(): Promise<void> {
     if (this.replicas) await this.waitForReplicas(this.replicas);
-    return result;
   }
 
   private async waitForReplicas({ count, timeoutMs }: { count: number; timeoutMs: number }): Promise<void> {
