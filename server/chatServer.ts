@@ -253,12 +253,18 @@ export class ChatServer extends Disposable implements V2Host {
     if (pending === 'unclaimed' && ownerId !== undefined) {
       room.meta.ownerId = ownerId;
     }
-    return this.directory.putRoomMeta({ ...room.meta }).catch((error: unknown) => {
-      this.logger.error(`room ${room.name}: could not store its directory entry: ${String(error)}`);
-      // The next member to enter tries again.
-      room.metaPending = pending;
-      throw error;
-    });
+    return this.directory.createRoomMeta({ ...room.meta }).then(
+      (kept) => {
+        // In a cluster, another server may have made the entry a moment before: its owner is the room's.
+        if (kept.ownerId !== room.meta.ownerId) room.meta = { ...kept };
+      },
+      (error: unknown) => {
+        this.logger.error(`room ${room.name}: could not store its directory entry: ${String(error)}`);
+        // The next member to enter tries again.
+        room.metaPending = pending;
+        throw error;
+      },
+    );
   }
 
   mayClaimName(address: string | undefined): boolean {
@@ -313,14 +319,8 @@ export class ChatServer extends Disposable implements V2Host {
     if (existing) return Promise.resolve(this.directory.roomMeta(existing) as RoomMeta);
     let making = this.dmsBeingMade.get(key);
     if (!making) {
-      making = (async () => {
-        const name = newDmName();
-        const meta: RoomMeta = { room: roomKey(name), name, kind: 'dm', topic: '', participantIds: [...participantIds] };
-        await this.directory.putRoomMeta(meta);
-        // Every participant has it among their conversations at once, so what is said while they are away counts as unread.
-        await Promise.all(participantIds.map((id) => this.directory.subscribe(id, meta.room)));
-        return meta;
-      })().finally(() => this.dmsBeingMade.delete(key));
+      const name = newDmName();
+      making = this.directory.createDm({ room: roomKey(name), name, kind: 'dm', topic: '', participantIds: [...participantIds] }).finally(() => this.dmsBeingMade.delete(key));
       this.dmsBeingMade.set(key, making);
     }
     return making;

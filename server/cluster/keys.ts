@@ -91,6 +91,53 @@ export class ClusterKeys {
     return `${this.namespace}:node:${nodeId}:lost`;
   }
 
+  /**
+   * The directory (server/directory.ts) of a cluster: its epoch (made on first
+   * use; a Redis that comes back empty has none, and every node reloads), the
+   * stream of its changes that every node's copy follows, and a counter that
+   * numbers them, so a node notices one it missed.
+   */
+  directoryEpoch(): string {
+    return `${this.namespace}:dir:epoch`;
+  }
+
+  directoryChanges(): string {
+    return `${this.namespace}:dir:changes`;
+  }
+
+  directoryCounter(): string {
+    return `${this.namespace}:dir:n`;
+  }
+
+  /** Hash: identity id → its record (JSON, with the digest of its key and the seat keys of its name). */
+  identities(): string {
+    return `${this.namespace}:dir:identities`;
+  }
+
+  /** Hash: seat key → the identity holding a name with that key. */
+  identityNames(): string {
+    return `${this.namespace}:dir:names`;
+  }
+
+  /** Hash per identity: room key → read marker; present for each of its conversations. */
+  readMarkers(identityId: string): string {
+    return `${this.readMarkersPrefix()}${identityId}`;
+  }
+
+  readMarkersPrefix(): string {
+    return `${this.namespace}:dir:markers:`;
+  }
+
+  /** Hash: room key → the room's directory entry (JSON). */
+  roomEntries(): string {
+    return `${this.namespace}:dir:rooms`;
+  }
+
+  /** Hash: a DM's participants (sorted identity ids, comma-separated) → its room key. */
+  dmsByParticipants(): string {
+    return `${this.namespace}:dir:dms`;
+  }
+
   /** The prefix every room key starts with, for scripts that build room keys themselves. */
   roomPrefix(): string {
     return `${this.namespace}:room:`;
