@@ -20,7 +20,9 @@ import type { DataFolder } from './dataFolder';
 import { type Directory, type RoomMeta, StoredDirectory } from './directory';
 import type { Logger } from './log';
 import { NdjsonConnection } from './ndjsonConnection';
-import { IdentitySeat, type Room } from './room';
+import { IdentitySeat, RemoteMember, type Room } from './room';
+import { ClusterNode, type ClusterNodeOptions } from './cluster/clusterNode';
+import { parseRedisUrl } from './cluster/redisConnection';
 import { adoptOlderRoomLogs } from './roomLog';
 import { type RoomEntry, RoomRegistry } from './roomRegistry';
 import { newDmName, type V2Host, type V2Session } from './v2Session';
@@ -50,6 +52,12 @@ export interface ChatServerOptions {
   limitLoopback?: boolean;
   /** Under steady load, writes are flushed at most this often (see WriteBatcher); default 2 ms. */
   writeCoalesceMs?: number;
+  /**
+   * Cluster mode (`--redis`): rooms, presence and the directory are shared
+   * with every other server on the same Redis, and `dataFolder` holds no
+   * history (only the token and a generated TLS certificate, if any).
+   */
+  cluster?: Omit<ClusterNodeOptions, 'retainEvents' | 'identityTtlMs' | 'logger'>;
 }
 
 export const DEFAULT_WRITE_COALESCE_MS = 2;
@@ -73,6 +81,9 @@ export class ChatServer extends Disposable implements V2Host {
   readonly batcher: WriteBatcher;
   readonly accessGate: AccessGate;
   private openedDirectory: Directory | undefined;
+  private clusterNode: ClusterNode | undefined;
+  /** Cluster mode only (see ConnectionHost.seatSecretMatches). */
+  seatSecretMatches?: (roomKey: string, seat: string, secretDigest: string) => Promise<boolean>;
   /** Identity id → its v2 sessions: the session itself while it is the only one (the usual case), a set beyond. */
   private readonly sessions = new Map<string, V2Session | Set<V2Session>>();
   /** DMs being made, by participant set: two who open the same DM at once get one. */
@@ -110,6 +121,15 @@ export class ChatServer extends Disposable implements V2Host {
         maxReactionsPerMessage: this.limitsV2.maxReactionsPerMessage,
         logger: this.logger,
         prepare: (room) => this.prepareRoom(room),
+        openShared: options.cluster
+          ? (key, name) => {
+              const node = this.clusterNode;
+              if (!node) return Promise.reject(new Error('the cluster is joined by listen()'));
+              // The room's name as its first entrant wrote it, whichever server they entered through.
+              const shownName = this.directory.roomMeta(key)?.name ?? name;
+              return node.openRoom(key, shownName, this.limits.retainEvents, this.logger, { maxReactionsPerMessage: this.limitsV2.maxReactionsPerMessage });
+            }
+          : undefined,
       }),
     );
   }
@@ -129,8 +149,12 @@ export class ChatServer extends Disposable implements V2Host {
     const folder = this.options.dataFolder;
     // First, as the data folder's lock: nothing in it is read or written while another process holds it.
     if (folder) await this.startAdminListener(folder);
-    this.openedDirectory = folder ? await StoredDirectory.open(folder.path, directoryOptions) : StoredDirectory.inMemory(directoryOptions);
-    if (folder) await adoptOlderRoomLogs(folder, this.logger);
+    if (this.options.cluster) {
+      await this.joinCluster(this.options.cluster, directoryOptions);
+    } else {
+      this.openedDirectory = folder ? await StoredDirectory.open(folder.path, directoryOptions) : StoredDirectory.inMemory(directoryOptions);
+      if (folder) await adoptOlderRoomLogs(folder, this.logger);
+    }
     const ndjson: Protocol = {
       accept: (socket) => new NdjsonConnection(socket, this),
       refusal: (code, message) => encodeFrame({ type: 'error', code, message }),
@@ -153,6 +177,24 @@ export class ChatServer extends Disposable implements V2Host {
     }
     this.startIdleSweep();
     return addresses;
+  }
+
+  /** Cluster mode: the directory and every room are Redis's, shared with the other servers. */
+  private async joinCluster(cluster: NonNullable<ChatServerOptions['cluster']>, directoryOptions: { identityTtlMs: number }): Promise<void> {
+    const node = this.register(await ClusterNode.open({ ...cluster, retainEvents: this.limits.retainEvents, identityTtlMs: directoryOptions.identityTtlMs, logger: this.logger }));
+    this.clusterNode = node;
+    this.openedDirectory = node.directory;
+    node.roomName = (key) => this.rooms.loadedRoom(key)?.name ?? node.directory.roomMeta(key)?.name ?? key;
+    node.directory.onRoomMetaChanged((meta) => {
+      // Another server made the room's entry first: its owner is the room's here too.
+      const room = this.rooms.loadedRoom(meta.room);
+      if (room && room.metaPending !== undefined) {
+        room.meta = { ...meta };
+        room.metaPending = undefined;
+      }
+    });
+    this.seatSecretMatches = (roomKey, seat, secretDigest) => node.seatSecretMatches(roomKey, seat, secretDigest).catch(() => false);
+    this.logger.info(`cluster node ${node.nodeId} on Redis at ${parseRedisUrl(cluster.url).display} (namespace ${node.keys.namespace})`);
   }
 
   private async startListener(port: number, protocol: Protocol, tls?: { cert: string; key: string }): Promise<number> {
@@ -294,7 +336,7 @@ export class ChatServer extends Disposable implements V2Host {
   guestNamed(name: string): boolean {
     for (const room of this.rooms.readyRooms()) {
       const holder = room.memberNamed(name);
-      if (holder && !(holder instanceof IdentitySeat)) return true;
+      if (holder && !(holder instanceof IdentitySeat) && !(holder instanceof RemoteMember && holder.identityId !== undefined)) return true;
     }
     return false;
   }
@@ -396,7 +438,8 @@ export class ChatServer extends Disposable implements V2Host {
     // Give the goodbyes a moment to reach clients that are reading, but never wait on those that are not.
     await Promise.race([Promise.all([...this.connections].map((connection) => once(connection.socket, 'close'))), new Promise((resolve) => setTimeout(resolve, 1000))]);
     for (const connection of [...this.connections]) connection.dispose();
-    await this.openedDirectory?.close();
+    if (this.clusterNode) await this.clusterNode.shutdown();
+    else await this.openedDirectory?.close();
     await this.options.dataFolder?.close();
     this.dispose();
   }

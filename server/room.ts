@@ -73,7 +73,8 @@ export function guestSeatId(name: string): string {
   return `g:${name}`;
 }
 
-function nameOfSeat(seat: string): string {
+/** The name in a seat id (see identitySeatId). */
+export function nameOfSeat(seat: string): string {
   return seat.startsWith('i:') ? seat.slice(seat.indexOf(' ') + 1) : seat.slice(2);
 }
 

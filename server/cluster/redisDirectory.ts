@@ -354,13 +354,16 @@ export class RedisDirectory extends Disposable implements Directory {
       try {
         const reply = (await this.reader.run((client) => client.sendCommand(['XREAD', 'COUNT', '500', 'BLOCK', String(FOLLOW_BLOCK_MS), 'STREAMS', stream, this.lastId]))) as
           | [string, [string, string[]][]][]
+          | Record<string, [string, string[]][]>
           | null;
         if (this.isDisposed) return;
-        if (!reply || reply.length === 0) {
+        // node-redis gives the streams as a map (stream name → entries), or as pairs in older replies.
+        const entries = reply === null ? undefined : Array.isArray(reply) ? reply[0]?.[1] : reply[stream];
+        if (!entries || entries.length === 0) {
           // Nothing new: a Redis that came back empty says nothing either, so its epoch is looked at.
           const epoch = await this.connection.run((client) => client.get(this.keys.directoryEpoch()));
           if (epoch !== this.epoch) await this.reload();
-        } else if (!this.applyChanges(reply[0][1])) {
+        } else if (!this.applyChanges(entries)) {
           await this.reload();
         }
         failures = 0;
