@@ -8,9 +8,10 @@
  * and no validation, so it does strictly less work per message than the real
  * server; whatever the real one gains comes from how it writes.
  *
- * Usage: node out/bench/naiveServer.js --port N   (prints "listening on 127.0.0.1:PORT")
+ * Usage: node out/bench/naiveServer.js --port N   (prints "listening on 127.0.0.1:PORT", and reports it over IPC when started with a channel)
  */
 import { createServer, type Socket } from 'node:net';
+import type { ServerListeningMessage } from '../shared/serverIpc';
 
 interface Member {
   socket: Socket;
@@ -74,7 +75,10 @@ const portFlag = process.argv.indexOf('--port');
 const port = portFlag === -1 ? 0 : Number(process.argv[portFlag + 1]);
 server.listen({ host: '127.0.0.1', port, backlog: 1024 }, () => {
   const address = server.address();
-  process.stdout.write(`listening on 127.0.0.1:${typeof address === 'object' && address ? address.port : port}\n`);
+  const listening: ServerListeningMessage = { type: 'listening', host: '127.0.0.1', port: typeof address === 'object' && address ? address.port : port };
+  process.stdout.write(`listening on 127.0.0.1:${listening.port}\n`);
+  // The benchmark learns the port as it learns the real server's (shared/serverIpc.ts).
+  process.send?.(listening);
 });
 process.on('SIGTERM', () => process.exit(0));
 process.on('SIGINT', () => process.exit(0));

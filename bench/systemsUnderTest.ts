@@ -8,6 +8,7 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import type { WireProtocol } from './workerMessages';
 import { SERVER_NODE_FLAGS } from '../shared/serverRuntime';
+import { waitForListening } from '../shared/serverIpc';
 
 export const NGIRCD_PATH = '/usr/sbin/ngircd';
 
@@ -66,34 +67,23 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-/** Starts a process that prints `listening on 127.0.0.1:PORT`, and keeps draining its output (a full pipe would stall it). */
-function startPrintingPort(command: string, args: string[]): Promise<RunningServer> {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    let found = false;
-    const timer = setTimeout(() => fail(new Error(`${command} ${args.join(' ')} did not report its port within 10 s: ${seen.slice(-500)}`)), 10_000);
-    const fail = (error: Error): void => {
-      clearTimeout(timer);
-      void stopChild(child);
-      reject(error);
-    };
-    child.stderr.on('data', (chunk: Buffer) => {
-      if (!found) seen += chunk.toString();
-    });
-    child.stdout.on('data', (chunk: Buffer) => {
-      if (found) return;
-      seen += chunk.toString();
-      const match = /listening on 127\.0\.0\.1:(\d+)/.exec(seen);
-      if (!match) return;
-      found = true;
-      clearTimeout(timer);
-      resolve({ pid: child.pid as number, port: Number(match[1]), stop: () => stopChild(child) });
-    });
-    child.once('exit', (code) => {
-      if (!found) fail(new Error(`${command} exited with ${code} before listening: ${seen.slice(-500)}`));
-    });
-  });
+/**
+ * Starts a process that reports its port over IPC (shared/serverIpc.ts), and keeps draining its output (a full
+ * pipe would stall it). The channel stays open: without a lease the server takes its closing as its parent gone.
+ */
+async function startReportingPort(command: string, args: string[]): Promise<RunningServer> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  let seen = '';
+  const keepTail = (chunk: Buffer): void => void (seen = (seen + chunk.toString()).slice(-500));
+  child.stdout?.on('data', keepTail);
+  child.stderr?.on('data', keepTail);
+  try {
+    const listening = await waitForListening(child, 10_000);
+    return { pid: child.pid as number, port: listening.port, stop: () => stopChild(child) };
+  } catch (error) {
+    await stopChild(child);
+    throw new Error(`${command} ${args.join(' ')}: ${(error as Error).message} ${seen}`, { cause: error });
+  }
 }
 
 /** This project's server; with persistence on, every message is group-committed and fsynced before it is delivered and acked. */
@@ -103,7 +93,7 @@ export function ourServer(serverScript: string, inMemory: boolean): SystemUnderT
     protocol: 'ndjson',
     senderReceivesOwnMessage: true,
     maxConnectingPerWorker: 10_000,
-    start: (workDir) => startPrintingPort(process.execPath, [...SERVER_NODE_FLAGS, serverScript, '--port', '0', ...(inMemory ? ['--memory'] : ['--data', join(workDir, 'data')])]),
+    start: (workDir) => startReportingPort(process.execPath, [...SERVER_NODE_FLAGS, serverScript, '--port', '0', ...(inMemory ? ['--memory'] : ['--data', join(workDir, 'data')])]),
   };
 }
 
@@ -113,7 +103,7 @@ export function naiveServer(naiveScript: string): SystemUnderTest {
     protocol: 'ndjson',
     senderReceivesOwnMessage: true,
     maxConnectingPerWorker: 10_000,
-    start: () => startPrintingPort(process.execPath, [naiveScript, '--port', '0']),
+    start: () => startReportingPort(process.execPath, [naiveScript, '--port', '0']),
   };
 }
 

@@ -1,4 +1,5 @@
 /** Reading and writing `host:port` addresses as people type them. */
+import * as os from 'node:os';
 import { DEFAULT_PORT } from '../shared/protocol';
 
 export interface ServerAddress {
@@ -28,4 +29,13 @@ function withPort(host: string, portText: string | undefined): ServerAddress | u
 
 export function formatAddress({ host, port }: ServerAddress): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** This machine's IPv4 addresses that other machines on the network can reach. */
+export function lanAddresses(): string[] {
+  const found: string[] = [];
+  for (const addresses of Object.values(os.networkInterfaces())) {
+    for (const address of addresses ?? []) if (address.family === 'IPv4' && !address.internal) found.push(address.address);
+  }
+  return found;
 }

@@ -1,17 +1,17 @@
 /**
  * The chat panel's host side: owns one webview panel, gives it a strict CSP
- * page, and relays typed messages both ways (shared/webviewMessages.ts).
+ * page (the script draws the panel itself: extension/webview/), and relays
+ * typed messages both ways (shared/webviewMessages.ts).
  */
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
 import { Disposable, toDisposable } from '../shared/disposable';
-import { asWebviewMessage, type HostToWebview, type PanelView, type WebviewToHost } from '../shared/webviewMessages';
+import type { StoredState } from './storedState';
+import { RequestTracker } from '../shared/requestReply';
+import { asWebviewMessage, type HostToWebview, type PanelView, type ProbeResultMessage, type SnapshotMessage, type WebviewToHost } from '../shared/webviewMessages';
 
 export const PANEL_VIEW_TYPE = 'chatRoom.panel';
 const PROBE_TIMEOUT_MS = 5_000;
-const DRAFT_KEY = 'chatRoom.draft';
-/** Drafts longer than this are not kept (a pasted log is not worth a storage write per keystroke). */
-const MAX_KEPT_DRAFT_CHARS = 64 * 1024;
 
 /**
  * Where the message-box draft is kept between webviews. The workbench saves a
@@ -19,16 +19,16 @@ const MAX_KEPT_DRAFT_CHARS = 64 * 1024;
  * which a browser reload can skip, so the draft is also kept here, written on
  * every change. Set once on activation; without it only the webview keeps it.
  */
-let draftStore: vscode.Memento | undefined;
+let draftStore: StoredState | undefined;
 
-export function keepDraftsIn(store: vscode.Memento): void {
+export function keepDraftsIn(store: StoredState): void {
   draftStore = store;
 }
 
-/** What the panel needs from whoever owns the room. */
-export interface PanelHost {
-  /** Called after each `ready`, to draw the panel from nothing. */
-  snapshotFor(panel: ChatPanel): void;
+/** Where the panel's content comes from, and where what the person does goes. */
+export interface PanelSource {
+  /** Everything the panel needs to draw itself from nothing, after each `ready`. */
+  snapshot(): SnapshotMessage;
   /** A message from the webview that is not part of the panel's own plumbing. */
   handleMessage(message: WebviewToHost, panel: ChatPanel): void;
 }
@@ -37,8 +37,7 @@ export class ChatPanel extends Disposable {
   private ready = false;
   /** Put the focus in the message box once the webview is ready for it. */
   private focusWhenReady = false;
-  private nextProbeId = 1;
-  private readonly probes = new Map<number, (view: PanelView) => void>();
+  private readonly probes = new RequestTracker<ProbeResultMessage>();
   private readonly disposeEmitter = this.register(new vscode.EventEmitter<void>());
   private readonly visibilityEmitter = this.register(new vscode.EventEmitter<boolean>());
   readonly onDidDispose = this.disposeEmitter.event;
@@ -56,15 +55,15 @@ export class ChatPanel extends Disposable {
     };
   }
 
-  static create(extensionUri: vscode.Uri, host: PanelHost, title: string): ChatPanel {
+  static create(extensionUri: vscode.Uri, source: PanelSource, title: string): ChatPanel {
     const panel = vscode.window.createWebviewPanel(PANEL_VIEW_TYPE, title, { viewColumn: vscode.ViewColumn.Beside, preserveFocus: false }, ChatPanel.webviewOptions(extensionUri));
-    return new ChatPanel(panel, extensionUri, host);
+    return new ChatPanel(panel, extensionUri, source);
   }
 
   constructor(
     readonly panel: vscode.WebviewPanel,
     private readonly extensionUri: vscode.Uri,
-    private readonly host: PanelHost,
+    private readonly source: PanelSource,
   ) {
     super();
     panel.webview.options = ChatPanel.webviewOptions(extensionUri);
@@ -84,7 +83,7 @@ export class ChatPanel extends Disposable {
         this.dispose();
       }),
     );
-    this.register(toDisposable(() => this.probes.forEach((resolve) => resolve(emptyView()))));
+    this.register(toDisposable(() => this.probes.cancelAll()));
     this.register(toDisposable(() => panel.dispose()));
   }
 
@@ -117,22 +116,11 @@ export class ChatPanel extends Disposable {
   }
 
   /** Asks the webview what it shows. Resolves with an empty view if it does not answer in time. */
-  probe(): Promise<PanelView> {
-    const requestId = this.nextProbeId++;
+  async probe(): Promise<PanelView> {
     // Before `ready` nothing can answer; the caller polls again.
-    if (!this.ready) return Promise.resolve(emptyView());
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.probes.delete(requestId);
-        resolve(emptyView());
-      }, PROBE_TIMEOUT_MS);
-      this.probes.set(requestId, (view) => {
-        clearTimeout(timer);
-        this.probes.delete(requestId);
-        resolve(view);
-      });
-      this.post({ type: 'probe', requestId });
-    });
+    if (!this.ready) return emptyView();
+    const reply = await this.probes.request((requestId) => this.post({ type: 'probe', requestId }), PROBE_TIMEOUT_MS);
+    return reply?.view ?? emptyView();
   }
 
   private receive(raw: unknown): void {
@@ -140,8 +128,8 @@ export class ChatPanel extends Disposable {
     if (!message) return; // Unknown or malformed: ignored on purpose.
     if (message.type === 'ready') {
       this.ready = true;
-      this.host.snapshotFor(this);
-      const draft = draftStore?.get<string>(DRAFT_KEY);
+      this.post(this.source.snapshot());
+      const draft = draftStore?.draft();
       if (draft !== undefined) this.post({ type: 'restoreDraft', text: draft });
       if (this.focusWhenReady) {
         this.focusWhenReady = false;
@@ -150,14 +138,14 @@ export class ChatPanel extends Disposable {
       return;
     }
     if (message.type === 'draft') {
-      if (message.text.length <= MAX_KEPT_DRAFT_CHARS) void draftStore?.update(DRAFT_KEY, message.text || undefined);
+      draftStore?.keepDraft(message.text);
       return;
     }
     if (message.type === 'probeResult') {
-      this.probes.get(message.requestId)?.(message.view);
+      this.probes.settle(message);
       return;
     }
-    this.host.handleMessage(message, this);
+    this.source.handleMessage(message, this);
   }
 
   private html(): string {
@@ -165,6 +153,7 @@ export class ChatPanel extends Disposable {
     const nonce = randomBytes(18).toString('base64');
     const script = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview.js'));
     const style = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'chat.css'));
+    const icons = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'codicons.css'));
     const csp = [
       "default-src 'none'",
       `style-src ${webview.cspSource}`,
@@ -181,38 +170,12 @@ export class ChatPanel extends Disposable {
 <meta charset="UTF-8">
 <meta http-equiv="Content-Security-Policy" content="${csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="stylesheet" href="${icons}">
 <link rel="stylesheet" href="${style}">
 <title>Chat Room</title>
 </head>
 <body>
-<div id="app" class="app">
-  <header class="topbar">
-    <h1 id="room-title" class="room-title">Chat</h1>
-    <div id="connection" class="connection" role="status" aria-live="polite"></div>
-  </header>
-  <div class="main">
-    <section class="conversation" aria-label="Conversation">
-      <ol id="messages" class="messages" role="log" aria-live="polite" aria-relevant="additions" aria-label="Messages" tabindex="0"></ol>
-      <button id="new-messages" class="new-messages" type="button" hidden>New messages ↓</button>
-    </section>
-    <aside class="members" aria-labelledby="members-heading">
-      <h2 id="members-heading" class="members-heading">Members</h2>
-      <ul id="member-list" class="member-list" tabindex="0" aria-labelledby="members-heading"></ul>
-    </aside>
-  </div>
-  <form id="composer" class="composer">
-    <div class="composer-row">
-      <label for="input" class="visually-hidden">Message</label>
-      <textarea id="input" class="input" rows="2" placeholder="Message (Enter to send, Shift+Enter for a new line)" aria-describedby="composer-hint composer-notice byte-count"></textarea>
-      <button id="send" class="send" type="submit" aria-label="Send message">Send</button>
-    </div>
-    <div class="composer-status">
-      <p id="composer-notice" class="composer-notice" role="status" aria-live="polite"></p>
-      <span id="byte-count" class="byte-count" hidden></span>
-    </div>
-    <p id="composer-hint" class="visually-hidden">Enter sends. Shift and Enter adds a new line.</p>
-  </form>
-</div>
+<div id="root"></div>
 <script nonce="${nonce}" src="${script}"></script>
 </body>
 </html>`;

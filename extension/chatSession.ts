@@ -10,9 +10,11 @@ import type { RoomEvent, WelcomeFrame } from '../shared/protocol';
 import type { ChatEntry, ConnectionView, PendingView, StatusView } from '../shared/webviewMessages';
 import { formatAddress } from './address';
 import { mentions } from '../shared/mentions';
-import { ChatClient, type ClientState, type FirstOutcome, type KeyValueStore, type SendFailure } from './chatClient';
+import { ChatClient, type ClientState, type FirstOutcome, type SendFailure } from './client/chatClient';
+import type { OutboxEntry, OutboxStorage } from './client/outbox';
 
-export interface JoinParams {
+/** What one session connects with: the server, the seat (name and room) and its credentials. */
+export interface SessionParams {
   host: string;
   port: number;
   name: string;
@@ -46,17 +48,17 @@ export class ChatSession extends Disposable {
   readonly onSendFailure = this.failureEmitter.event;
 
   constructor(
-    readonly params: JoinParams,
+    readonly params: SessionParams,
     clientId: string,
-    store: KeyValueStore,
+    outboxes: OutboxStorage,
     private readonly historyLimit: number,
     private readonly log: vscode.LogOutputChannel,
   ) {
     super();
-    this.client = this.register(new ChatClient({ ...params, clientId, store }));
+    this.client = this.register(new ChatClient({ ...params, clientId, outboxes }));
     this.register(this.client.onState((state) => this.onClientState(state)));
     this.register(this.client.onEvent((event) => this.onRoomEvent(event)));
-    this.register(this.client.onOutbox((pending) => this.outboxEmitter.fire(pending)));
+    this.register(this.client.onOutbox((entries) => this.outboxEmitter.fire(entries.map(pendingView))));
     this.register(this.client.onSendFailure((failure) => this.failureEmitter.fire(failure)));
     this.register(this.client.onServerError((error) => this.log.warn(`Server said ${error.code}: ${error.message}`)));
   }
@@ -92,7 +94,7 @@ export class ChatSession extends Disposable {
   }
 
   get pending(): readonly PendingView[] {
-    return this.client.pending;
+    return this.client.pending.map(pendingView);
   }
 
   get isConnected(): boolean {
@@ -194,4 +196,9 @@ export class ChatSession extends Disposable {
     if (event.type === 'left') return { kind: 'left', seq: event.seq, name: event.name, ts: event.ts, reason: event.reason };
     return { kind: 'joined', seq: event.seq, name: event.name, ts: event.ts };
   }
+}
+
+/** How the panel shows a message still in the outbox. */
+function pendingView(entry: OutboxEntry): PendingView {
+  return { id: entry.id, text: entry.text, createdAt: entry.createdAt };
 }

@@ -1,6 +1,15 @@
 /**
- * Entry point. Activation is lazy: VS Code loads this only when one of the
- * commands runs, a chat panel is restored, or an invite link is opened.
+ * Entry point: makes each feature and wires them together, and registers
+ * every command in one place. The features are
+ * - ServerCommands (serverCommands.ts) over the ServerController: the server this installation runs;
+ * - SessionManager (sessions.ts): the room this window is in, Join and Leave;
+ * - ChatView (chatView.ts): the panel, and what its buttons and links do;
+ * - RoomNotifications (notifications.ts): unread counts and message notifications;
+ * - the status items (statusItems.ts), Invites (invites.ts) and Send Selection (sendSelection.ts).
+ *
+ * Activation comes once start-up has finished (so a reload rejoins the room
+ * and attaches to the server), or earlier when a command runs, a chat panel is
+ * restored, or an invite link is opened.
  *
  * `activate()` returns a small API ({@link ChatRoomApi}) for tests that run
  * inside the extension host: they drive the real commands and use the API only
@@ -8,10 +17,21 @@
  */
 import * as vscode from 'vscode';
 import type { ChatEntry, ConnectionView, PanelView, PendingView, WebviewToHost } from '../shared/webviewMessages';
-import { ChatRoomController, type StartServerArgs } from './chatRoom';
+import * as path from 'node:path';
 import { keepDraftsIn, PANEL_VIEW_TYPE } from './chatPanel';
-import type { JoinArgs } from './joinFlow';
-import type { ServerState } from './serverController';
+import { ChatView } from './chatView';
+import { Command } from './commands';
+import { Invites } from './invites';
+import type { JoinRoomArgs } from './joinFlow';
+import { RoomNotifications } from './notifications';
+import { sendSelection } from './sendSelection';
+import { ServerCommands, type StartServerArgs } from './serverCommands';
+import { ServerController, type ServerState } from './serverController';
+import { ServerHome } from './serverHome';
+import { SessionManager } from './sessions';
+import { readSettings } from './settings';
+import { RoomStatusItem, ServerStatusItem } from './statusItems';
+import { StoredState } from './storedState';
 
 export interface SessionSnapshot {
   address: string;
@@ -50,50 +70,72 @@ export interface ChatRoomApi {
   uriHandler: vscode.UriHandler;
 }
 
-let controller: ChatRoomController | undefined;
+/** What deactivate() must finish before the window goes. */
+let closing: (() => Promise<void>) | undefined;
 
 export function activate(context: vscode.ExtensionContext): ChatRoomApi {
   const started = Date.now();
-  const log = vscode.window.createOutputChannel('Chat Room', { log: true });
-  const serverLog = vscode.window.createOutputChannel('Chat Room Server', { log: true });
-  context.subscriptions.push(log, serverLog);
-  keepDraftsIn(context.workspaceState);
-  const room = new ChatRoomController(context, log, serverLog);
-  controller = room;
-  context.subscriptions.push(room);
+  const own = <T extends vscode.Disposable>(disposable: T): T => {
+    context.subscriptions.push(disposable);
+    return disposable;
+  };
+  const log = own(vscode.window.createOutputChannel('Chat Room', { log: true }));
+  const serverLog = own(vscode.window.createOutputChannel('Chat Room Server', { log: true }));
+  const stored = StoredState.of(context);
+  keepDraftsIn(stored);
 
-  const command = (id: string, run: (...args: never[]) => unknown) => context.subscriptions.push(vscode.commands.registerCommand(id, run));
-  command('chatRoom.startServer', (args?: StartServerArgs) => room.startServer(args));
-  command('chatRoom.stopServer', () => room.stopServer());
-  command('chatRoom.join', (args?: JoinArgs) => room.joinFlow(args));
-  command('chatRoom.leave', () => room.leave());
-  command('chatRoom.openPanel', () => {
-    room.openPanel({ focus: true });
+  const home = new ServerHome(path.join(context.globalStorageUri.fsPath, 'server-data'));
+  const serverScript = vscode.Uri.joinPath(context.extensionUri, 'dist', 'server.js').fsPath;
+  const server = own(new ServerController(serverScript, home, serverLog, () => readSettings().keepAliveMs, () => stored.serverToken()));
+  const sessions = own(new SessionManager(stored, stored.installationClientId(), log));
+  const serverCommands = own(new ServerCommands(server, sessions, stored, log, serverLog));
+  const view = own(new ChatView(context.extensionUri, sessions, serverCommands));
+  const notifications = own(new RoomNotifications(sessions, view));
+  own(notifications.onDidChange((count) => view.showUnread(count)));
+  own(new ServerStatusItem(server, sessions));
+  own(new RoomStatusItem(sessions, notifications));
+  const invites = new Invites(context.extension.id, server, sessions);
+
+  const command = (id: string, run: (...args: never[]) => unknown) => own(vscode.commands.registerCommand(id, run));
+  command(Command.startServer, (args?: StartServerArgs) => serverCommands.startServer(args));
+  command(Command.stopServer, () => serverCommands.stopServer());
+  command(Command.join, (args?: JoinRoomArgs) => sessions.joinFlow(args));
+  command(Command.leave, () => sessions.leave());
+  command(Command.openPanel, () => {
+    view.open({ focus: true });
     return true;
   });
-  command('chatRoom.sendSelection', () => room.sendSelection());
-  command('chatRoom.copyInvite', () => room.copyInvite());
-  command('chatRoom.showServerLog', () => {
+  command(Command.sendSelection, () => sendSelection(sessions));
+  command(Command.copyInvite, () => invites.copyInvite());
+  command(Command.showServerLog, () => {
     serverLog.show(true);
     return true;
   });
 
-  const uriHandler: vscode.UriHandler = { handleUri: (uri) => room.handleUri(uri) };
+  const uriHandler: vscode.UriHandler = { handleUri: (uri) => invites.handleUri(uri) };
   const panelSerializer: vscode.WebviewPanelSerializer = {
-    deserializeWebviewPanel: async (panel) => room.restorePanel(panel),
+    deserializeWebviewPanel: async (panel) => view.restore(panel),
   };
-  context.subscriptions.push(
-    vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, panelSerializer),
-    vscode.window.registerUriHandler(uriHandler),
-  );
+  own(vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, panelSerializer));
+  own(vscode.window.registerUriHandler(uriHandler));
 
+  // A server this installation runs may be up already (started by another window, or before a reload).
+  void server.attach();
+  // So may the room this window was in: the room is not the panel, and a reload with the panel closed keeps it.
+  void sessions.rejoinRememberedRoom();
+
+  closing = async () => {
+    // Let go of the server, which keeps running for the others, and leave the room on purpose.
+    server.letGo();
+    await sessions.windowClosing();
+  };
   log.info(`Activated in ${Date.now() - started} ms`);
 
   return {
-    serverState: () => room.server.state,
-    serverDataDir: () => room.server.home.dataDir,
+    serverState: () => server.state,
+    serverDataDir: () => home.dataDir,
     session: () => {
-      const session = room.currentSession;
+      const session = sessions.session;
       if (!session) return undefined;
       const status = session.status();
       return {
@@ -108,14 +150,14 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
       };
     },
     panel: () => {
-      const panel = room.panel;
+      const panel = view.panel;
       return panel ? { open: true, visible: panel.visible, ready: panel.isReady, title: panel.panel.title } : undefined;
     },
-    probePanel: () => room.probePanel(),
-    postFromPanel: (message) => room.receiveFromPanel(message),
-    unread: () => room.unread,
-    lastInvite: () => room.lastInvite,
-    clientId: () => room.installationClientId,
+    probePanel: () => view.probe(),
+    postFromPanel: (message) => view.handleMessage(message),
+    unread: () => notifications.unread,
+    lastInvite: () => invites.lastInvite,
+    clientId: () => stored.installationClientId(),
     panelSerializer,
     uriHandler,
   };
@@ -127,7 +169,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
  * and let go of the server, which keeps running for them.
  */
 export async function deactivate(): Promise<void> {
-  const room = controller;
-  controller = undefined;
-  if (room) await room.windowClosing();
+  const finish = closing;
+  closing = undefined;
+  await finish?.();
 }

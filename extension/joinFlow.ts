@@ -11,15 +11,17 @@ import { isLoopbackHost } from '../shared/addresses';
 import { nameProblem, roomProblem } from '../shared/names';
 import { DEFAULT_PORT, DEFAULT_ROOM } from '../shared/protocol';
 import { formatAddress, parseAddress } from './address';
-import type { JoinParams } from './chatSession';
-import type { FirstOutcome } from './chatClient';
+import type { SessionParams } from './chatSession';
+import type { FirstOutcome } from './client/chatClient';
+import type { StoredState } from './storedState';
 import { fingerprintMismatchMessage, fingerprintsMatch, normalizeFingerprint, probeServerFingerprint } from './certificatePin';
+import { Command } from './commands';
 import { readSettings } from './settings';
 import { inertNotificationText } from './notificationText';
-import { inviteFromText } from './invite';
+import { inviteFromText } from './inviteLinks';
 
 /** Arguments `chatRoom.join` accepts; any value given is not asked for. */
-export interface JoinArgs {
+export interface JoinRoomArgs {
   address?: string;
   name?: string;
   room?: string;
@@ -30,54 +32,21 @@ export interface JoinArgs {
   confirm?: boolean;
 }
 
-export type JoinResult =
+/** What `chatRoom.join` returns. */
+export type JoinRoomResult =
   | { joined: true; name: string; room: string; address: string }
   | { joined: false; reason: string; code?: string };
 
-export const LAST_JOIN_KEY = 'chatRoom.lastJoin';
-
-export interface RememberedJoin {
-  host: string;
-  port: number;
-  name: string;
-  room: string;
-}
-
 /** What the flow needs from the rest of the extension. */
-export interface JoinDeps {
-  globalState: vscode.Memento;
-  secrets: vscode.SecretStorage;
+export interface JoinFlowContext {
+  stored: StoredState;
   /** Connects and reports how the first attempt went; on success the panel opens. */
-  join(params: JoinParams): Promise<FirstOutcome>;
+  connect(params: SessionParams): Promise<FirstOutcome>;
 }
 
-export function tokenSecretKey(host: string, port: number): string {
-  return `chatRoom.token:${formatAddress({ host, port })}`;
-}
-
-/** Certificate fingerprints trusted per address (not secrets: any client can see a server's certificate). */
-export const PINS_KEY = 'chatRoom.pinnedCertificates';
-
-export function pinnedFingerprint(globalState: vscode.Memento, host: string, port: number): string | undefined {
-  return globalState.get<Record<string, string>>(PINS_KEY)?.[formatAddress({ host, port })];
-}
-
-async function pinFingerprint(globalState: vscode.Memento, host: string, port: number, fingerprint: string): Promise<void> {
-  const pins = { ...globalState.get<Record<string, string>>(PINS_KEY) };
-  pins[formatAddress({ host, port })] = fingerprint;
-  await globalState.update(PINS_KEY, pins);
-}
-
-/** What was remembered for an address: its token (SecretStorage) and its pinned certificate, to rejoin without asking. */
-export async function rememberedCredentials(deps: Pick<JoinDeps, 'globalState' | 'secrets'>, host: string, port: number): Promise<{ token?: string; fingerprint?: string }> {
-  const token = await deps.secrets.get(tokenSecretKey(host, port));
-  const fingerprint = pinnedFingerprint(deps.globalState, host, port);
-  return { ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}) };
-}
-
-export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Promise<JoinResult> {
+export async function runJoinFlow(context: JoinFlowContext, givenArgs: JoinRoomArgs = {}): Promise<JoinRoomResult> {
   const settings = readSettings();
-  const remembered = deps.globalState.get<RememberedJoin>(LAST_JOIN_KEY);
+  const remembered = context.stored.lastJoin();
   let args = givenArgs;
   const interactive = args.confirm === true || args.address === undefined || args.name === undefined;
 
@@ -119,20 +88,19 @@ export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Pro
     room = asked;
   }
 
-  const secretKey = tokenSecretKey(address.host, address.port);
-  let token = args.token ?? (await deps.secrets.get(secretKey));
-  if (args.token) await deps.secrets.store(secretKey, args.token);
+  let token = args.token ?? (await context.stored.roomToken(address.host, address.port));
+  if (args.token) await context.stored.storeRoomToken(address.host, address.port, args.token);
 
   let fingerprint: string | undefined;
   if (args.fingerprint !== undefined) {
     fingerprint = normalizeFingerprint(args.fingerprint);
     if (!fingerprint) return { joined: false, reason: `"${args.fingerprint}" is not a SHA-256 certificate fingerprint.`, code: 'bad_fingerprint' };
   } else {
-    fingerprint = pinnedFingerprint(deps.globalState, address.host, address.port);
+    fingerprint = context.stored.pinnedFingerprint(address.host, address.port);
   }
   // Whether the server speaks TLS is asked at most once; a certificate it shows is offered for trust.
   let probedForTls = fingerprint !== undefined;
-  const probeForTls = async (): Promise<JoinResult | undefined> => {
+  const probeForTls = async (): Promise<JoinRoomResult | undefined> => {
     probedForTls = true;
     const presented = await probeServerFingerprint(address.host, address.port);
     if (presented === undefined) return undefined;
@@ -150,11 +118,11 @@ export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Pro
 
   // Each refusal asks again for what was refused; a person can always cancel.
   for (let round = 0; round < 10; round++) {
-    const outcome = await deps.join({ host: address.host, port: address.port, name, room, ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}) });
+    const outcome = await context.connect({ host: address.host, port: address.port, name, room, ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}) });
     if (outcome.kind === 'welcome') {
-      await deps.globalState.update(LAST_JOIN_KEY, { host: address.host, port: address.port, name, room } satisfies RememberedJoin);
+      await context.stored.rememberLastJoin({ host: address.host, port: address.port, name, room });
       // Pinned only once the server let us in with it, so a mistyped address does not keep a pin.
-      if (fingerprint) await pinFingerprint(deps.globalState, address.host, address.port, fingerprint);
+      if (fingerprint) await context.stored.pinFingerprint(address.host, address.port, fingerprint);
       return { joined: true, name: outcome.welcome.you, room: outcome.welcome.room, address: formatAddress(address) };
     }
     if (outcome.kind === 'unreachable' && !probedForTls) {
@@ -168,7 +136,7 @@ export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Pro
         // Nothing listening on this machine is most often a server not started yet.
         const offer = isLoopbackHost(address.host) ? ['Start Chat Server'] : [];
         void vscode.window.showErrorMessage(`Could not join ${formatAddress(address)}: ${inertNotificationText(outcome.reason, 300)}`, ...offer).then((choice) => {
-          if (choice) void vscode.commands.executeCommand('chatRoom.startServer');
+          if (choice) void vscode.commands.executeCommand(Command.startServer);
         });
       }
       return { joined: false, reason: outcome.reason, code: 'unreachable' };
@@ -193,7 +161,7 @@ export async function runJoinFlow(deps: JoinDeps, givenArgs: JoinArgs = {}): Pro
       });
       if (!asked) return { joined: false, reason: 'cancelled', code: outcome.code };
       token = asked;
-      await deps.secrets.store(secretKey, token);
+      await context.stored.storeRoomToken(address.host, address.port, token);
       continue;
     }
     void vscode.window.showErrorMessage(`Could not join ${room}: ${inertNotificationText(outcome.message, 300)}`);

@@ -21,6 +21,7 @@ import * as net from 'node:net';
 import * as vscode from 'vscode';
 import { Disposable, type IDisposable, toDisposable } from '../shared/disposable';
 import { SERVER_NODE_FLAGS } from '../shared/serverRuntime';
+import { SERVER_TOKEN_ENV, type ServerListeningMessage, ServerStartError, waitForListening } from '../shared/serverIpc';
 import { renewEveryMs } from '../shared/serverLease';
 import { LogFollower } from './logFollower';
 import { pidAlive, type ServerChoices, type ServerHome, type ServerRecord } from './serverHome';
@@ -58,24 +59,6 @@ const STOP_GRACE_MS = 5_000;
 const WATCH_MS = 1_000;
 /** How often a window that holds no server looks for one another window started. */
 const LOOK_FOR_SERVER_MS = 3_000;
-/** The CLI's exit code for a port that is already taken. */
-const EXIT_PORT_BUSY = 3;
-/** Where the extension hands the token to the server (the environment, which other users cannot read). */
-const TOKEN_ENV = 'CHAT_ROOM_TOKEN';
-
-/** What server/cli.ts sends over IPC once it listens. */
-interface ListeningMessage {
-  type: 'listening';
-  host: string;
-  port: number;
-  classicPort?: number;
-  fingerprint?: string;
-}
-
-function isListeningMessage(value: unknown): value is ListeningMessage {
-  const message = value as Partial<ListeningMessage> | null;
-  return typeof message === 'object' && message !== null && message.type === 'listening' && typeof message.port === 'number';
-}
 
 /** True when nothing can bind host:port right now (something else holds it). */
 export function isPortBusy(host: string, port: number): Promise<boolean> {
@@ -210,20 +193,24 @@ export class ServerController extends Disposable {
         execArgv: [...SERVER_NODE_FLAGS],
         // VS Code desktop runs the extension host in Electron; this makes the child plain Node.
         // The token goes in the environment, not the arguments, which any local user can list with `ps`.
-        env: { ...process.env, ELECTRON_RUN_AS_NODE: '1', [TOKEN_ENV]: options.token ?? '' },
+        env: { ...process.env, ELECTRON_RUN_AS_NODE: '1', [SERVER_TOKEN_ENV]: options.token ?? '' },
       });
     } finally {
       fs.closeSync(logFd);
     }
     const follower = new LogFollower(this.home.logFile, this.log, true);
 
-    let listening: ListeningMessage;
+    let listening: ServerListeningMessage;
     try {
-      listening = await this.handshake(child, options);
+      listening = await waitForListening(child, READY_TIMEOUT_MS);
     } catch (error) {
       follower.dispose();
       this.setState({ kind: 'stopped' });
-      throw error;
+      if (error instanceof ServerStartError && error.portBusy) throw new PortBusyError(host, port);
+      const reason = error instanceof Error ? error.message : String(error);
+      this.log.info(reason);
+      // A server that could not say why (killed, or silent) may still have logged it.
+      throw new Error(error instanceof ServerStartError && error.serverReason !== undefined ? reason : `${reason} ${lastLogLine(this.home.logFile)}`.trim(), { cause: error });
     }
     if (child.pid === undefined) {
       follower.dispose();
@@ -336,42 +323,6 @@ export class ServerController extends Disposable {
     const how = note ? `exit code ${note.code}` : 'it was killed or crashed';
     this.log.error(`The chat server stopped unexpectedly (${how}).`);
     this.setState({ kind: 'crashed', reason: `The chat server stopped unexpectedly (${how}). ${lastLogLine(this.home.logFile)}`.trim(), choices: record.choices, seen: true });
-  }
-
-  /** Waits for the child's "listening" over IPC, or its early exit, or the time limit. */
-  private handshake(child: ChildProcess, options: StartOptions): Promise<ListeningMessage> {
-    const { host, port } = options.choices;
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const settle = (outcome: () => void) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(readyTimer);
-        child.removeListener('message', onMessage);
-        child.removeListener('exit', onExit);
-        child.removeListener('error', onError);
-        outcome();
-      };
-      const readyTimer = setTimeout(() => {
-        settle(() => reject(new Error(`The chat server did not report that it was listening within ${READY_TIMEOUT_MS / 1000} s.`)));
-        child.kill('SIGKILL');
-      }, READY_TIMEOUT_MS);
-      const onMessage = (message: unknown) => {
-        if (isListeningMessage(message)) settle(() => resolve(message));
-      };
-      const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
-        const how = signal ? `signal ${signal}` : `code ${code}`;
-        this.log.info(`The chat server exited with ${how} before it was ready.`);
-        settle(() => reject(code === EXIT_PORT_BUSY ? new PortBusyError(host, port) : new Error(`The chat server exited with ${how} before it was ready. ${lastLogLine(this.home.logFile)}`.trim())));
-      };
-      const onError = (error: Error) => {
-        this.log.error(`The chat server process failed: ${error.message}`);
-        settle(() => reject(error));
-      };
-      child.on('message', onMessage);
-      child.once('exit', onExit);
-      child.once('error', onError);
-    });
   }
 
   private setState(state: ServerState): void {

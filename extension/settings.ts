@@ -10,7 +10,7 @@ export interface Settings {
   serverPort: number;
   /** Address "Start Chat Server" binds; anything but loopback opens the server to the network. */
   bindAddress: string;
-  /** Also serve the seed's plain-text protocol (for `nc` and the old clients) on this port; 0 is off. */
+  /** Also serve the classic plain-text protocol (for `nc` and the old clients) on this port; 0 is off. */
   classicPort: number;
   /** Whether "Start Chat Server" joins the room right away. */
   joinOnStart: boolean;

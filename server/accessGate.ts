@@ -39,10 +39,6 @@ export class AccessGate {
     this.exemptLoopback = options.exemptLoopback ?? true;
   }
 
-  get requiresToken(): boolean {
-    return this.tokenDigest !== undefined;
-  }
-
   isLockedOut(address: string | undefined): boolean {
     if (!address || this.isExempt(address)) return false;
     const key = addressKey(address);

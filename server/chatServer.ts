@@ -140,10 +140,6 @@ export class ChatServer extends Disposable implements V2Host {
     return this.openedDirectory;
   }
 
-  get connectionCount(): number {
-    return this.connections.size;
-  }
-
   async listen(): Promise<ListeningAddresses> {
     const directoryOptions = { identityTtlMs: this.limitsV2.identityTtlDays * DAY_MS, logger: this.logger };
     const folder = this.options.dataFolder;
@@ -198,7 +194,8 @@ export class ChatServer extends Disposable implements V2Host {
   }
 
   private async startListener(port: number, protocol: Protocol, tls?: { cert: string; key: string }): Promise<number> {
-    const onSocket = (socket: Socket): void => this.onConnection(socket, protocol);
+    // Over TLS each address is counted when its TCP connection arrives (see createTlsListener), not again after the handshake.
+    const onSocket = (socket: Socket): void => this.onConnection(socket, protocol, tls === undefined);
     // Half-open: a peer that closes its side after sending still gets every answer it is owed.
     const listener = tls ? this.createTlsListener(tls, onSocket) : createServer({ noDelay: true, pauseOnConnect: false, allowHalfOpen: true }, onSocket);
     this.listeners.push(listener);
@@ -223,6 +220,15 @@ export class ChatServer extends Disposable implements V2Host {
       // A handshake gets no more time than a hello would.
       handshakeTimeout: this.limits.helloTimeoutMs,
     }, onSocket);
+    // A handshake costs CPU and holds a descriptor for up to the hello time limit, so an address over its
+    // connection limit is turned away before its handshake starts: silent connections from one stranger must
+    // not fill the listener for everyone. There is no TLS yet to carry a refusal, so the socket just closes.
+    listener.prependListener('connection', (raw: Socket) => {
+      if (this.newConnections.tryTake(raw.remoteAddress)) return;
+      raw.on('error', () => undefined);
+      raw.destroy();
+      this.logger.warn(`${raw.remoteAddress}:${raw.remotePort} refused before its TLS handshake: more than ${this.limits.newConnectionsPerMinute} new connections a minute from its address`);
+    });
     // Plain bytes, scanners and clients that reject the certificate end here; the socket is already destroyed.
     listener.on('tlsClientError', (error: NodeJS.ErrnoException, socket) => {
       this.logger.info(`${socket.remoteAddress}:${socket.remotePort} failed the TLS handshake (${error.code ?? error.message}).`);
@@ -230,7 +236,7 @@ export class ChatServer extends Disposable implements V2Host {
     return listener;
   }
 
-  private onConnection(socket: Socket, protocol: Protocol): void {
+  private onConnection(socket: Socket, protocol: Protocol, countAddress: boolean): void {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     if (this.shuttingDown) {
       socket.destroy();
@@ -241,7 +247,7 @@ export class ChatServer extends Disposable implements V2Host {
       this.logger.warn(`${peer} refused: server full`);
       return;
     }
-    if (!this.newConnections.tryTake(socket.remoteAddress)) {
+    if (countAddress && !this.newConnections.tryTake(socket.remoteAddress)) {
       const perMinute = this.limits.newConnectionsPerMinute;
       refuse(socket, protocol.refusal('too_many_connections', `This address has opened ${perMinute} connections within a minute, the most it may; try again in a little while.`));
       this.logger.warn(`${peer} refused: more than ${perMinute} new connections a minute from its address`);

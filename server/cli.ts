@@ -16,13 +16,12 @@ import { DataFolder } from './dataFolder';
 import { holdLease, LEASE_OPTIONS, LEASE_USAGE } from './lease';
 import { StoredDirectory } from './directory';
 import { createLogger, type LogFormat, type Logger } from './log';
+import { SERVER_TOKEN_ENV, ServerExit, type ServerExitCode, type ServerToParent } from '../shared/serverIpc';
 import { loadTlsIdentity } from './tls';
 import { keptToken } from './token';
 
 const DEFAULT_DATA_DIR = '.chat-room-data';
-/** Where a parent process (the extension) hands over the token: unlike arguments, the environment is hidden from other users' `ps`. */
-const TOKEN_ENV = 'CHAT_ROOM_TOKEN';
-/** The Redis URL may come from the environment too, for the same reason: it may carry a password. */
+/** The Redis URL may come from the environment, which other users' `ps` cannot read, since it may carry a password. */
 const REDIS_ENV = 'CHAT_ROOM_REDIS_URL';
 
 /** Each limit's flag, with the text `--help` shows for it. */
@@ -84,7 +83,7 @@ Usage: node dist/server.js [options]
   --data DIR                    keep room history in DIR (default ./${DEFAULT_DATA_DIR})
   --memory                      keep no history on disk
   --token T                     clients must send this token in their hello (or set it in the
-                                environment as ${TOKEN_ENV}, which other users cannot read);
+                                environment as ${SERVER_TOKEN_ENV}, which other users cannot read);
                                 1 to ${TOKEN_MAX_CHARS} characters
   --rotate-token                replace the token kept in DIR/token with a new one (a server
                                 bound beyond loopback without --token makes one once and keeps it)
@@ -132,8 +131,11 @@ For tests only:
   --limit-loopback              apply the per-address limits (new connections, new rooms)
                                 to loopback addresses too (normally loopback is exempt)
 
-When ready it prints "listening on HOST:PORT". SIGINT or SIGTERM tells every
-member the server is shutting down, stores everything, and exits with code 0.
+When ready it prints "listening on HOST:PORT"; a parent that started it with an
+IPC channel is sent {"type":"listening",…} instead of reading that line (see
+shared/serverIpc.ts). SIGINT or SIGTERM tells every member the server is
+shutting down, stores everything, and exits with code ${ServerExit.stopped}. A server that cannot
+start exits with code ${ServerExit.portBusy} when its port is taken, else ${ServerExit.startFailed}.
 `;
 }
 
@@ -199,7 +201,7 @@ async function main(): Promise<void> {
   // In cluster mode a data folder holds only the token and a generated certificate, and only when asked for.
   const dataDir = values.memory || (redisUrl !== undefined && values.data === undefined) ? undefined : resolve((values.data as string | undefined) ?? DEFAULT_DATA_DIR);
   const dataFolder = dataDir === undefined ? undefined : await DataFolder.prepare(dataDir, logger);
-  let token = (values.token as string | undefined) ?? (process.env[TOKEN_ENV] || undefined);
+  let token = (values.token as string | undefined) ?? (process.env[SERVER_TOKEN_ENV] || undefined);
   if (token !== undefined && (token.length === 0 || token.length > TOKEN_MAX_CHARS)) {
     throw new Error(`the token must be 1 to ${TOKEN_MAX_CHARS} characters long (it has ${token.length})`);
   }
@@ -242,10 +244,10 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info(`${why}: shutting down`);
     server.shutdown().then(
-      () => process.exit(0),
+      () => process.exit(ServerExit.stopped),
       (error: unknown) => {
         logger.error(`shutdown failed: ${String(error)}`);
-        process.exit(1);
+        process.exit(ServerExit.shutdownFailed);
       },
     );
   };
@@ -266,9 +268,22 @@ async function main(): Promise<void> {
     history: redisUrl !== undefined ? 'redis' : (dataDir ?? 'memory'),
     tls: tls !== undefined,
   });
-  if (typeof process.send === 'function') {
-    process.send({ type: 'listening', host, port: addresses.port, classicPort: addresses.classicPort, fingerprint: tls?.fingerprint });
+  tellParent({
+    type: 'listening',
+    host,
+    port: addresses.port,
+    ...(addresses.classicPort !== undefined ? { classicPort: addresses.classicPort } : {}),
+    ...(tls ? { fingerprint: tls.fingerprint } : {}),
+  });
+}
+
+/** Tells a parent that started us with an IPC channel (shared/serverIpc.ts); `then` runs once it is sent, or at once without a channel. */
+function tellParent(message: ServerToParent, then?: () => void): void {
+  if (typeof process.send !== 'function' || !process.connected) {
+    then?.();
+    return;
   }
+  process.send(message, undefined, {}, () => then?.());
 }
 
 async function clusterOptions(url: string, values: Record<string, unknown>): Promise<NonNullable<ChatServerOptions['cluster']>> {
@@ -353,5 +368,9 @@ function keepServingThroughStrayErrors(logger: Logger): void {
 main().catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`chat server: ${message}\n`);
-  process.exit((error as NodeJS.ErrnoException)?.code === 'EADDRINUSE' ? 3 : 2);
+  const exitCode: ServerExitCode = (error as NodeJS.ErrnoException)?.code === 'EADDRINUSE' ? ServerExit.portBusy : ServerExit.startFailed;
+  // The parent hears why before the exit; a channel that cannot take it does not hold the exit up.
+  const exit = () => process.exit(exitCode);
+  setTimeout(exit, 1_000).unref();
+  tellParent({ type: 'startFailed', exitCode, reason: message }, exit);
 });

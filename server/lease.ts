@@ -69,7 +69,9 @@ export function holdLease(file: string | undefined, stop: (why: string) => void,
   check();
   logger.info(`held by the lease ${file}`);
 
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => (reason = signal));
+  // The first cause stands: a window that asked to stop sends SIGTERM when the shutdown is slow,
+  // and that is still the stop the person asked for.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => (reason = reason === 'exited' ? signal : reason));
   process.on('exit', (code) => {
     const note: ExitNote = { pid: process.pid, code, reason, at: Date.now() };
     try {

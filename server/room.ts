@@ -305,7 +305,8 @@ export class Room {
   constructor(
     readonly name: string,
     storage: RoomLog | RoomStore | SharedRoomStore,
-    storedRecords: string[],
+    /** The stored records, oldest first, as read back (parsed) or as their text. */
+    storedRecords: ReadonlyArray<string | Record<string, unknown>>,
     private readonly retainEvents: number,
     private readonly logger: Logger,
     now: () => number = Date.now,
@@ -315,7 +316,7 @@ export class Room {
     this.maxReactions = limits.maxReactionsPerMessage;
     this.meta = NO_OWNER_META(name);
     this.wasEmpty = storedRecords.length === 0;
-    for (const text of storedRecords) this.load(JSON.parse(text) as Record<string, unknown>);
+    for (const record of storedRecords) this.load(typeof record === 'string' ? (JSON.parse(record) as Record<string, unknown>) : record);
     this.forgetBeyondRetention();
     this.committedSeq = this.history.length > 0 ? this.history[this.history.length - 1].seq : 0;
     if (storage instanceof RoomLog) {

@@ -148,8 +148,13 @@ function keptFrame(event: HeldBody): Buffer {
  * holds who wrote it and, once changed, its state.
  */
 export class EncodedEvent {
-  /** The v2 rendering for live delivery (for a reaction: set when it is committed, from the message's state then). */
-  wire: Buffer;
+  /**
+   * The v2 rendering for live delivery (for a reaction: set when it is
+   * committed, from the message's state then). Made on first use: a room read
+   * back from a long log must not serialise its whole history in one turn of
+   * the event loop, and most of it is never sent.
+   */
+  private wireBytes: Buffer | undefined;
   /** A message's author identity; absent for v1 and classic authors. */
   authorId: string | undefined;
   /** The (clientId, id) key the event was stored under, so it is forgotten with the event. */
@@ -162,7 +167,17 @@ export class EncodedEvent {
     readonly event: HeldBody,
     wire?: Buffer,
   ) {
-    this.wire = wire ?? (event.type === 'react' ? EMPTY : event.type === 'joined' || event.type === 'left' ? keptFrame(event) : encodeFrame(event));
+    this.wireBytes = wire;
+  }
+
+  get wire(): Buffer {
+    const event = this.event;
+    this.wireBytes ??= event.type === 'react' ? EMPTY : event.type === 'joined' || event.type === 'left' ? keptFrame(event) : encodeFrame(event);
+    return this.wireBytes;
+  }
+
+  set wire(bytes: Buffer) {
+    this.wireBytes = bytes;
   }
 
   get seq(): number {

@@ -51,8 +51,8 @@ export interface LoadedLog {
   log: RoomLog;
   /** The room's name as first spelled, from the header. */
   name: string;
-  /** Each stored record's text, oldest first, without its newline. */
-  records: string[];
+  /** Each stored record, parsed, oldest first. */
+  records: Record<string, unknown>[];
 }
 
 /** The log of another room was found where this room's log belongs. */
@@ -83,16 +83,19 @@ function parseHeader(line: Buffer): { room: string; name: string } | undefined {
   return undefined;
 }
 
-/** An event record's kind, seq and room, or undefined when the line is not a whole event record. */
-function parseEventRecord(line: Buffer): { kind: RecordKind; seq: number; room: unknown } | undefined {
+/** An event record, with its kind and seq, or undefined when the line is not a whole event record. */
+function parseEventRecord(line: Buffer): { kind: RecordKind; seq: number; value: Record<string, unknown> } | undefined {
   try {
-    const value = JSON.parse(line.toString('utf8')) as { seq?: unknown; type?: unknown; room?: unknown };
+    const value = JSON.parse(line.toString('utf8')) as Record<string, unknown> | null;
     if (typeof value !== 'object' || value === null || typeof value.seq !== 'number') return undefined;
-    return { kind: classOf(String(value.type)), seq: value.seq, room: value.room };
+    return { kind: classOf(String(value.type)), seq: value.seq, value };
   } catch {
     return undefined;
   }
 }
+
+/** Reading a long log gives the event loop back this often, so other rooms are served while it loads. */
+const READ_SLICE_MS = 8;
 
 export class RoomLog {
   private batch: PendingRecord[] = [];
@@ -192,7 +195,7 @@ export class RoomLog {
     content: Buffer,
     bodyStart: number,
     logger: Logger,
-  ): Promise<{ records: StoredRecord[]; texts: string[]; goodBytes: number; legacyRoom: unknown }> {
+  ): Promise<{ records: StoredRecord[]; texts: Record<string, unknown>[]; goodBytes: number; legacyRoom: unknown }> {
     const lastNewline = content.lastIndexOf(0x0a);
     let goodBytes = Math.max(bodyStart, lastNewline + 1);
     if (goodBytes < content.length) {
@@ -201,7 +204,8 @@ export class RoomLog {
       await file.sync();
     }
     const records: StoredRecord[] = [];
-    const texts: string[] = [];
+    const texts: Record<string, unknown>[] = [];
+    let sliceStartedAt = performance.now();
     let legacyRoom: unknown;
     let start = bodyStart;
     let lineNumber = bodyStart === 0 ? 0 : 1;
@@ -209,11 +213,15 @@ export class RoomLog {
       const end = content.indexOf(0x0a, start);
       const line = content.subarray(start, end);
       lineNumber += 1;
+      if (performance.now() - sliceStartedAt >= READ_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStartedAt = performance.now();
+      }
       const event = parseEventRecord(line);
       if (event) {
-        if (records.length === 0) legacyRoom = event.room;
+        if (records.length === 0) legacyRoom = event.value.room;
         records.push({ bytes: Buffer.from(content.subarray(start, end + 1)), kind: event.kind, seq: event.seq });
-        texts.push(line.toString('utf8'));
+        texts.push(event.value);
       } else if (end + 1 === goodBytes) {
         // The last line has its newline but not all of its bytes (a torn page): drop it.
         logger.warn(`room log ${path}: dropped a torn last record at line ${lineNumber}`);
@@ -454,7 +462,7 @@ export async function adoptOlderRoomLogs(folder: DataFolder, logger: Logger): Pr
       return undefined;
     });
     if (firstLine === undefined || parseHeader(firstLine)) continue;
-    const room = parseEventRecord(firstLine)?.room;
+    const room = parseEventRecord(firstLine)?.value.room;
     if (typeof room !== 'string') continue;
     const problem = roomProblem(room);
     if (problem) {

@@ -54,3 +54,61 @@ export function disposableTimeout(callback: () => void, ms: number): IDisposable
   const handle = setTimeout(callback, ms);
   return toDisposable(() => clearTimeout(handle));
 }
+
+/**
+ * Holds at most one disposable, "the current one": setting a new value
+ * disposes the one before, and disposing the holder disposes the value.
+ * `clearAndLeak` hands the value over without disposing it, for an owner
+ * that must still finish with it (a room being left says goodbye first).
+ */
+export class MutableDisposable<T extends IDisposable> implements IDisposable {
+  private current: T | undefined;
+  private disposed = false;
+
+  get value(): T | undefined {
+    return this.current;
+  }
+
+  set value(value: T | undefined) {
+    if (this.disposed) {
+      value?.dispose();
+      return;
+    }
+    if (value === this.current) return;
+    const previous = this.current;
+    this.current = value;
+    previous?.dispose();
+  }
+
+  /** Disposes the value and holds none. */
+  clear(): void {
+    this.value = undefined;
+  }
+
+  /** Holds none, and returns the value it held without disposing it: the caller owns it now. */
+  clearAndLeak(): T | undefined {
+    const value = this.current;
+    this.current = undefined;
+    return value;
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    const value = this.current;
+    this.current = undefined;
+    value?.dispose();
+  }
+}
+
+/** Several disposables released together, in reverse order, once. */
+export function combinedDisposable(...resources: IDisposable[]): IDisposable {
+  return toDisposable(() => {
+    for (const resource of resources.reverse()) {
+      try {
+        resource.dispose();
+      } catch {
+        // One failing release must not keep the others from running.
+      }
+    }
+  });
+}

@@ -9,6 +9,10 @@
  * lost, because a webview drops messages that arrive before it listens.
  * A webview that is hidden and shown again (or restored after a reload) starts
  * over with a fresh `ready`.
+ *
+ * A request that expects a reply carries a `requestId`, and its reply names it
+ * in `inReplyTo` (shared/requestReply.ts matches them): `send` → `sendResult`
+ * from the webview, `probe` → `probeResult` from the host.
  */
 import type { LeaveReason } from './protocol';
 
@@ -230,7 +234,7 @@ export interface PanelView {
 
 export interface ProbeResultMessage {
   type: 'probeResult';
-  requestId: number;
+  inReplyTo: number;
   view: PanelView;
 }
 
@@ -280,9 +284,7 @@ export function asWebviewMessage(value: unknown): WebviewToHost | undefined {
     case 'openPath':
       return typeof record.path === 'string' && Number.isSafeInteger(record.line) ? (record as unknown as WebviewToHost) : undefined;
     case 'probeResult':
-      return typeof record.requestId === 'number' && typeof record.view === 'object' && record.view !== null
-        ? (record as unknown as WebviewToHost)
-        : undefined;
+      return Number.isSafeInteger(record.inReplyTo) && typeof record.view === 'object' && record.view !== null ? (record as unknown as WebviewToHost) : undefined;
     default:
       return { type } as WebviewToHost;
   }

@@ -7,10 +7,10 @@
  */
 import { strict as assert } from 'node:assert';
 import { connect, type Socket } from 'node:net';
-import { ChatClient } from '../../extension/chatClient';
+import { ChatClient } from '../../extension/client/chatClient';
 import { encodeFrame } from '../../shared/framing';
 import { MAX_SERVER_FRAME_BYTES, WELCOME_MAX_MEMBERS, type ServerFrame } from '../../shared/protocol';
-import { memoryStore } from '../support/memoryStore';
+import { memoryOutboxes } from '../support/memoryStore';
 import { TestClient } from '../support/testClient';
 import { ServerProcess } from '../support/serverProcess';
 
@@ -109,7 +109,7 @@ describe('faults: a room of 5,000 members', function () {
 
     const frames: ServerFrame[] = [];
     const welcomeBytes: number[] = [];
-    chat = new ChatClient({ host: '127.0.0.1', port: server.port, name: 'newcomer', room: 'crowd', clientId: 'extension-install', store: memoryStore(), initialBackoffMs: 100 });
+    chat = new ChatClient({ host: '127.0.0.1', port: server.port, name: 'newcomer', room: 'crowd', clientId: 'extension-install', outboxes: memoryOutboxes(), initialBackoffMs: 100 });
     chat.onFrame((frame) => {
       frames.push(frame);
       if (frame.type === 'welcome') welcomeBytes.push(Buffer.byteLength(JSON.stringify(frame)));

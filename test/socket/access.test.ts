@@ -6,10 +6,11 @@ import * as assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ChatClient, type FirstOutcome } from '../../extension/chatClient';
+import { ChatClient, type FirstOutcome } from '../../extension/client/chatClient';
 import { fingerprintsMatch, normalizeFingerprint } from '../../extension/certificatePin';
+import { SERVER_TOKEN_ENV } from '../../shared/serverIpc';
 import type { ErrorFrame, WelcomeFrame } from '../../shared/protocol';
-import { memoryStore } from '../support/memoryStore';
+import { memoryOutboxes } from '../support/memoryStore';
 import { ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
 
@@ -92,8 +93,8 @@ describe('access control', function () {
       member.close();
     });
 
-    it('takes the token from CHAT_ROOM_TOKEN, as the extension hands it over (never in argv)', async () => {
-      const server = await ServerProcess.start({ memory: true, env: { CHAT_ROOM_TOKEN: `-${TOKEN}` } });
+    it(`takes the token from ${SERVER_TOKEN_ENV}, as the extension hands it over (never in argv)`, async () => {
+      const server = await ServerProcess.start({ memory: true, env: { [SERVER_TOKEN_ENV]: `-${TOKEN}` } });
       cleanups.push(() => server.dispose());
       await expectRefusedHello(server.port, TOKEN, 'unauthorized');
       const member = await TestClient.join(server.port, 'handed-over', { token: `-${TOKEN}` });
@@ -211,7 +212,7 @@ describe('access control', function () {
 
   describe("the extension's client pins the certificate", () => {
     function client(port: number, fingerprint: string, name: string): ChatClient {
-      const chat = new ChatClient({ host: '127.0.0.1', port, name, room: 'lobby', clientId: `client-${name}`, token: TOKEN, fingerprint, store: memoryStore(), initialBackoffMs: 50 });
+      const chat = new ChatClient({ host: '127.0.0.1', port, name, room: 'lobby', clientId: `client-${name}`, token: TOKEN, fingerprint, outboxes: memoryOutboxes(), initialBackoffMs: 50 });
       cleanups.push(() => chat.dispose());
       return chat;
     }

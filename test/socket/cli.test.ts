@@ -1,11 +1,13 @@
 /** The server as a command-line program: help, the ready line, its log, and binding beyond loopback. */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ErrorFrame } from '../../shared/protocol';
+import { exitNotePath, type ExitNote, leasePath } from '../../shared/serverLease';
+import { asServerMessage, ServerExit, ServerStartError, waitForListening } from '../../shared/serverIpc';
 import { processAlive } from '../support/processAlive';
 import { SERVER_SCRIPT, ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
@@ -63,13 +65,60 @@ describe('server command line', function () {
     const holder = await ServerProcess.start({ memory: true });
     try {
       await assert.rejects(run(process.execPath, [SERVER_SCRIPT, '--memory', '--port', String(holder.port)]), (error: { code: number; stderr: string }) => {
-        assert.equal(error.code, 3);
+        assert.equal(error.code, ServerExit.portBusy);
         assert.match(error.stderr, /EADDRINUSE|in use/);
         return true;
       });
     } finally {
       await holder.dispose();
     }
+  });
+
+  it('tells a parent with an IPC channel that it listens, and on which ports', async () => {
+    const child = spawn(process.execPath, [SERVER_SCRIPT, '--memory', '--port', '0', '--classic-port', '0'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    try {
+      const listening = await waitForListening(child, 10_000);
+      assert.equal(listening.host, '127.0.0.1');
+      const client = await TestClient.join(listening.port, 'told');
+      client.close();
+      assert.ok(listening.classicPort !== undefined && listening.classicPort > 0 && listening.classicPort !== listening.port);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('tells a parent with an IPC channel that its port is taken, with the port-busy exit code', async () => {
+    const holder = await ServerProcess.start({ memory: true });
+    const child = spawn(process.execPath, [SERVER_SCRIPT, '--memory', '--port', String(holder.port)], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    try {
+      const said: unknown[] = [];
+      child.on('message', (message) => said.push(message));
+      const failure = await waitForListening(child, 10_000).then(
+        () => assert.fail('a second server listened on a taken port'),
+        (error: unknown) => error,
+      );
+      assert.ok(failure instanceof ServerStartError);
+      assert.equal(failure.exitCode, ServerExit.portBusy);
+      assert.ok(failure.portBusy);
+      const reported = said.map(asServerMessage).find((message) => message?.type === 'startFailed');
+      assert.ok(reported && reported.type === 'startFailed', `the server said why before exiting: ${JSON.stringify(said)}`);
+      assert.equal(reported.exitCode, ServerExit.portBusy);
+      assert.match(reported.reason, /EADDRINUSE|in use/);
+    } finally {
+      child.kill('SIGKILL');
+      await holder.dispose();
+    }
+  });
+
+  it('tells a parent with an IPC channel why it could not start, with the start-failed exit code', async () => {
+    const child = spawn(process.execPath, [SERVER_SCRIPT, '--memory', '--log-format', 'xml'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    const failure = await waitForListening(child, 10_000).then(
+      () => assert.fail('the server started with a bad flag'),
+      (error: unknown) => error,
+    );
+    assert.ok(failure instanceof ServerStartError);
+    assert.equal(failure.exitCode, ServerExit.startFailed);
+    assert.match(failure.serverReason ?? '', /--log-format/);
   });
 
   it('binding beyond loopback without a token warns and requires a generated token', async () => {
@@ -113,6 +162,31 @@ describe('server command line', function () {
       assert.equal(processAlive(serverPid), false, 'the orphaned server is still running');
     } finally {
       parent.kill('SIGKILL');
+    }
+  });
+  it('keeps "asked to stop" as the reason in its exit note when a SIGTERM comes while it is already shutting down', async () => {
+    // A window that asks through the lease sends SIGTERM after a grace period; a slow but graceful
+    // shutdown must still read as a stop the person asked for, not as a signal from outside.
+    const dataDir = mkdtempSync(join(tmpdir(), 'chat-room-lease-'));
+    const lease = leasePath(dataDir);
+    writeFileSync(lease, JSON.stringify({ keepAliveMs: 60_000 }));
+    const server = await ServerProcess.start({ dataDir, args: ['--lease', lease] });
+    try {
+      // A member that never reads keeps the shutdown waiting for its goodbye (up to a second).
+      const sleeper = await TestClient.join(server.port, 'sleeper');
+      sleeper.socket.pause();
+      writeFileSync(lease, JSON.stringify({ keepAliveMs: 60_000, stop: true }));
+      const deadline = Date.now() + 10_000;
+      while (!server.log.includes('asked to stop') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.ok(server.log.includes('asked to stop'), server.log);
+      assert.equal(await server.stop('SIGTERM'), ServerExit.stopped, 'still a graceful exit');
+      const note = JSON.parse(readFileSync(exitNotePath(dataDir), 'utf8')) as ExitNote;
+      assert.equal(note.pid, server.pid);
+      assert.match(note.reason, /asked to stop/);
+      sleeper.close();
+    } finally {
+      await server.dispose();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

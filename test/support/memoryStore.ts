@@ -1,5 +1,6 @@
-/** A `KeyValueStore` kept in memory, standing in for the extension's `globalState` outside VS Code. */
-import type { KeyValueStore } from '../../extension/chatClient';
+/** Stores kept in memory, standing in for the extension's `globalState` outside VS Code. */
+import type { OutboxStorage } from '../../extension/client/outbox';
+import { type KeyValueStore, storedOutboxes } from '../../extension/storedState';
 
 export function memoryStore(): KeyValueStore {
   const values = new Map<string, unknown>();
@@ -7,4 +8,9 @@ export function memoryStore(): KeyValueStore {
     get: <T>(key: string) => values.get(key) as T | undefined,
     update: async (key: string, value: unknown) => void values.set(key, value),
   };
+}
+
+/** Outboxes kept the way the extension keeps them, in a store held in memory. */
+export function memoryOutboxes(): OutboxStorage {
+  return storedOutboxes(memoryStore());
 }

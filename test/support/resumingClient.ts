@@ -7,9 +7,9 @@
  * it with the stored history and count what the server should never send.
  */
 import { readFileSync } from 'node:fs';
-import { ChatClient } from '../../extension/chatClient';
+import { ChatClient } from '../../extension/client/chatClient';
 import type { ErrorFrame, RoomEvent, ServerFrame } from '../../shared/protocol';
-import { memoryStore } from './memoryStore';
+import { memoryOutboxes } from './memoryStore';
 import { ServerProcess, type ServerProcessOptions } from './serverProcess';
 
 export interface SentMessage {
@@ -57,7 +57,7 @@ export class ResumingClient {
       name: options.name,
       room: options.room,
       clientId: options.clientId,
-      store: memoryStore(),
+      outboxes: memoryOutboxes(),
       initialBackoffMs: options.initialBackoffMs,
       maxBackoffMs: options.maxBackoffMs,
     });

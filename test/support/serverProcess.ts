@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SERVER_NODE_FLAGS } from '../../shared/serverRuntime';
+import { type ServerListeningMessage, waitForListening } from '../../shared/serverIpc';
 
 export const SERVER_SCRIPT = resolve(__dirname, '../../../dist/server.js');
 
@@ -66,34 +67,29 @@ export class ServerProcess {
     const args = [...SERVER_NODE_FLAGS, SERVER_SCRIPT, '--port', '0', ...storage, ...(options.redis !== undefined && dataDir ? ['--data', dataDir] : [])];
     if (options.classic) args.push('--classic-port', '0');
     args.push(...(options.args ?? []));
-    const spawnOptions = { stdio: ['ignore', 'pipe', 'pipe'] as ('ignore' | 'pipe')[], ...(options.env ? { env: { ...process.env, ...options.env } } : {}) };
+    // The IPC channel is how the server says it listens, and on which port (shared/serverIpc.ts).
+    const spawnOptions = { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] as ('ignore' | 'pipe' | 'ipc')[], ...(options.env ? { env: { ...process.env, ...options.env } } : {}) };
     const child =
       options.fileLimit === undefined
         ? spawn(process.execPath, args, spawnOptions)
         : spawn('bash', ['-c', `ulimit -n ${options.fileLimit} && exec "$@"`, 'bash', process.execPath, ...args], spawnOptions);
     let output = '';
-    const ready = await new Promise<{ port: number; classicPort?: number }>((resolveReady, rejectReady) => {
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        rejectReady(new Error(`server did not start within ${options.startTimeoutMs ?? 10_000} ms:\n${output}`));
-      }, options.startTimeoutMs ?? 10_000);
-      const onData = (chunk: Buffer): void => {
-        output += chunk.toString('utf8');
-        const match = /listening on \S+:(\d+)(?: \(classic protocol on port (\d+)\))?/.exec(output);
-        if (match) {
-          clearTimeout(timer);
-          child.stdout?.off('data', onData);
-          child.stderr?.off('data', onData);
-          resolveReady({ port: Number(match[1]), classicPort: match[2] ? Number(match[2]) : undefined });
-        }
-      };
-      child.stdout?.on('data', onData);
-      child.stderr?.on('data', onData);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        rejectReady(new Error(`server exited with ${code} before listening:\n${output}`));
-      });
-    });
+    const collect = (chunk: Buffer): void => void (output += chunk.toString('utf8'));
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    let ready: ServerListeningMessage;
+    try {
+      ready = await waitForListening(child, options.startTimeoutMs ?? 10_000);
+      // What the server printed before it said so is in its pipes already, but the channel can overtake them: a moment lets them in.
+      await new Promise((resolveSettled) => setTimeout(resolveSettled, 20));
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n${output}`, { cause: error });
+    } finally {
+      child.stdout?.off('data', collect);
+      child.stderr?.off('data', collect);
+    }
+    // A server left running by a failed test must not keep mocha waiting; when mocha goes, the channel closes and so does the server.
+    child.channel?.unref();
     const server = new ServerProcess(child, ready.port, ready.classicPort, dataDir, ownsDataDir, output);
     child.once('exit', (code) => {
       server.exitCode = code;

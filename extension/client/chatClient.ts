@@ -1,10 +1,13 @@
 /**
- * The extension's side of wire protocol v1: one TCP connection to a chat
- * server, kept alive across drops.
+ * The extension's side of wire protocol v1: a connection to one room of a
+ * chat server, kept alive across drops. This file is the protocol's state
+ * machine; the bytes travel through a {@link LineTransport}, unsent messages
+ * wait in an {@link Outbox}, and the wait between attempts comes from
+ * {@link reconnectDelay}.
  *
  * What it promises, following the client-names-each-message pattern of
  * Matrix txnIds and MQTT QoS 1:
- * - every `say` gets an id and sits in an outbox (persisted, so it survives a
+ * - every `say` gets an id and sits in the outbox (persisted, so it survives a
  *   window reload) until the server acknowledges it; after a reconnect the
  *   outbox is sent again with the same ids, and the server stores each id once;
  * - after a drop it reconnects with backoff (doubling with jitter, capped at
@@ -17,36 +20,27 @@
  *   the secret belongs to this connection, so it is kept in memory only;
  * - a refused name is final: it never retries a hello the server refused.
  *
- * It does not import `vscode`: persistence is any Memento-like store, so the
- * same client runs in the extension host and in plain Node.
+ * It does not import `vscode`, so the same client runs in the extension host
+ * and in plain Node (the fault and soak suites).
  */
 import { randomUUID } from 'node:crypto';
-import * as net from 'node:net';
-import * as tls from 'node:tls';
-import { Disposable, type IDisposable, toDisposable } from '../shared/disposable';
-import { encodeFrame, LineSplitter, parseServerFrame } from '../shared/framing';
-import { nameKey } from '../shared/names';
-import { isLoopbackHost } from '../shared/addresses';
+import { Disposable, type IDisposable, toDisposable } from '../../shared/disposable';
+import { encodeFrame, parseServerFrame } from '../../shared/framing';
 import {
   type ClientFrame,
-  MAX_SERVER_FRAME_BYTES,
   type ErrorCode,
   FATAL_ERRORS,
+  MAX_SERVER_FRAME_BYTES,
   NAME_ERRORS,
   RESUME_MAX_CHARS,
   type RoomEvent,
   type ServerFrame,
   type WelcomeFrame,
-} from '../shared/protocol';
-import type { PendingView } from '../shared/webviewMessages';
-import { fingerprintMismatchMessage, fingerprintsMatch, peerFingerprint, pinnedTlsOptions } from './certificatePin';
-import { Emitter } from './emitter';
-
-/** The part of `vscode.Memento` the client needs. */
-export interface KeyValueStore {
-  get<T>(key: string): T | undefined;
-  update(key: string, value: unknown): PromiseLike<void>;
-}
+} from '../../shared/protocol';
+import { Emitter } from '../emitter';
+import { Outbox, type OutboxEntry, type OutboxStorage, outboxKey } from './outbox';
+import { DEFAULT_BACKOFF, looksLikeRestart, reconnectDelay } from './reconnectPolicy';
+import { LineTransport, type TransportEnd } from './transport';
 
 export interface ChatClientOptions {
   host: string;
@@ -61,7 +55,8 @@ export interface ChatClientOptions {
    * fingerprint, before sending its hello (and token).
    */
   fingerprint?: string;
-  store: KeyValueStore;
+  /** Where the outbox is kept (extension/storedState.ts: `storedOutboxes`). */
+  outboxes: OutboxStorage;
   /** How long a connection attempt may take before it counts as failed. */
   connectTimeoutMs?: number;
   /** First reconnect delay; it doubles on each failure up to `maxBackoffMs`. */
@@ -94,16 +89,9 @@ export interface SendFailure {
   reason: string;
 }
 
-const OUTBOX_KEY = 'chatRoom.outbox.v1';
-export const MAX_BACKOFF_MS = 30_000;
-/**
- * A loopback server that refuses connections is one being restarted on this
- * machine; trying every 2 s or so costs nothing, and brings the room back
- * within a few seconds of the server listening again.
- */
-export const MAX_LOOPBACK_BACKOFF_MS = 2_000;
 /** How long a planned leave waits for its `bye` to go out before the socket is destroyed. */
 export const BYE_TIMEOUT_MS = 1_000;
+const CONNECT_TIMEOUT_MS = 10_000;
 /**
  * Refusals that no amount of retrying will fix: the person has to act. A name
  * taken while we were away is one of them, even after a welcome: retrying it
@@ -122,7 +110,6 @@ export function textBytes(text: string): number {
 export class ChatClient extends Disposable {
   private readonly stateEmitter = this.register(new Emitter<ClientState>());
   private readonly eventEmitter = this.register(new Emitter<RoomEvent>());
-  private readonly outboxEmitter = this.register(new Emitter<PendingView[]>());
   private readonly failureEmitter = this.register(new Emitter<SendFailure>());
   private readonly errorEmitter = this.register(new Emitter<{ code: ErrorCode; message: string }>());
   private readonly frameEmitter = this.register(new Emitter<ServerFrame>());
@@ -132,7 +119,7 @@ export class ChatClient extends Disposable {
   /** Room events not seen before, oldest first (replayed history included). */
   readonly onEvent = this.eventEmitter.event;
   /** The outbox, each time it changes. */
-  readonly onOutbox = this.outboxEmitter.event;
+  readonly onOutbox: Outbox['onChange'];
   /** A message the server will never take. */
   readonly onSendFailure = this.failureEmitter.event;
   /** Any error frame, for the log. */
@@ -144,8 +131,8 @@ export class ChatClient extends Disposable {
   readonly onFrame = this.frameEmitter.event;
 
   private currentState: ClientState = { kind: 'connecting' };
-  private socket: net.Socket | undefined;
-  private socketOwner: IDisposable | undefined;
+  /** The connection of the current attempt, with the listeners tied to it. */
+  private transport: LineTransport | undefined;
   private retryTimer: IDisposable | undefined;
   private attempt = 0;
   private welcomed = false;
@@ -153,20 +140,17 @@ export class ChatClient extends Disposable {
   private lastSeqSeen = 0;
   /** The seat secret from the last welcome; it belongs to that connection, so it is never stored. */
   private seatSecret: string | undefined;
-  /** Why the last connection attempt failed, for the backoff policy. */
-  private lastFailureCode: string | undefined;
-  private readonly outbox: PendingView[];
-  private readonly outboxKey: string;
+  private readonly outbox: Outbox;
   private firstOutcomeResolve: ((outcome: FirstOutcome) => void) | undefined;
   private readonly firstOutcomePromise: Promise<FirstOutcome>;
   private readonly sayRetryTimers = new Map<string, IDisposable>();
 
   constructor(private readonly options: ChatClientOptions) {
     super();
-    this.outboxKey = outboxKey(options);
-    this.outbox = [...(this.readStoredOutboxes()[this.outboxKey] ?? [])];
+    this.outbox = this.register(new Outbox(options.outboxes, outboxKey(options)));
+    this.onOutbox = this.outbox.onChange;
     this.firstOutcomePromise = new Promise((resolve) => (this.firstOutcomeResolve = resolve));
-    this.register(toDisposable(() => this.dropSocket()));
+    this.register(toDisposable(() => this.dropTransport()));
     this.register(toDisposable(() => this.retryTimer?.dispose()));
     this.register(toDisposable(() => this.sayRetryTimers.forEach((timer) => timer.dispose())));
     this.register(toDisposable(() => this.settleFirstOutcome({ kind: 'unreachable', reason: 'The client was closed.' })));
@@ -189,8 +173,8 @@ export class ChatClient extends Disposable {
     return this.lastSeqSeen;
   }
 
-  get pending(): readonly PendingView[] {
-    return this.outbox;
+  get pending(): readonly OutboxEntry[] {
+    return this.outbox.entries;
   }
 
   /** Resolves when the first attempt is welcomed, refused or fails to connect. */
@@ -203,86 +187,26 @@ export class ChatClient extends Disposable {
     if (this.isDisposed || this.currentState.kind === 'closed') return;
     this.retryTimer?.dispose();
     this.retryTimer = undefined;
-    this.dropSocket();
+    this.dropTransport();
     this.setState({ kind: 'connecting' });
 
-    const pin = this.options.fingerprint;
-    const socket: net.Socket = pin === undefined ? net.createConnection({ host: this.options.host, port: this.options.port }) : tls.connect(pinnedTlsOptions(this.options.host, this.options.port));
-    this.socket = socket;
-    socket.setNoDelay(true);
-    // Notices a peer that vanished without a FIN (a sleeping laptop, a pulled cable).
-    socket.setKeepAlive(true, 15_000);
-    socket.setTimeout(this.options.connectTimeoutMs ?? 10_000);
-    const lines = new LineSplitter(MAX_SERVER_FRAME_BYTES);
-    let closeReason = 'The connection closed.';
-
-    const onConnect = () => {
-      this.lastFailureCode = undefined;
-      if (socket instanceof tls.TLSSocket && pin !== undefined) {
-        const presented = peerFingerprint(socket) ?? 'no certificate';
-        if (!fingerprintsMatch(pin, presented)) {
-          // Refused for good: retrying would only hand the hello and token to the same impostor.
-          this.refuse('fingerprint_mismatch', fingerprintMismatchMessage(this.address, pin, presented));
-          return;
-        }
-      }
-      const hello: ClientFrame = { type: 'hello', name: this.options.name, room: this.options.room, clientId: this.options.clientId };
-      if (this.options.token) hello.token = this.options.token;
-      if (this.everWelcomed && this.lastSeqSeen > 0) hello.lastSeq = this.lastSeqSeen;
-      if (this.seatSecret !== undefined) hello.resume = this.seatSecret;
-      this.write(hello);
-    };
-    const onData = (chunk: Buffer) => {
-      for (const line of lines.push(chunk)) {
-        if (line.kind === 'overflow') {
-          closeReason = 'The server sent a line that is far too long.';
-          socket.destroy();
-          return;
-        }
-        if (line.bytes.length === 0) continue;
-        const parsed = parseServerFrame(line.bytes);
-        // A frame we cannot read is skipped, not fatal: newer servers may add types.
-        if (parsed.ok) {
-          this.frameEmitter.fire(parsed.frame);
-          this.handleFrame(parsed.frame, (reason) => (closeReason = reason));
-        }
-        if (this.socket !== socket) return;
-      }
-    };
-    const onTimeout = () => {
-      if (!this.welcomed) {
-        closeReason = 'The server did not answer in time.';
-        socket.destroy();
-      }
-    };
-    const onError = (error: NodeJS.ErrnoException) => {
-      closeReason = describeSocketError(error, this.address);
-      this.lastFailureCode = error.code;
-    };
-    const onClose = () => {
-      if (this.socket !== socket) return;
-      this.socket = undefined;
-      this.socketOwner = undefined;
-      this.onConnectionLost(closeReason);
-    };
-    // A TLS socket may speak only once the handshake is done and the certificate checked.
-    socket.on(pin === undefined ? 'connect' : 'secureConnect', onConnect);
-    socket.on('data', onData);
-    socket.on('timeout', onTimeout);
-    socket.on('error', onError);
-    socket.on('close', onClose);
-    this.socketOwner = toDisposable(() => {
-      socket.removeListener('close', onClose);
-      socket.destroy();
+    const transport = new LineTransport({
+      host: this.options.host,
+      port: this.options.port,
+      ...(this.options.fingerprint !== undefined ? { fingerprint: this.options.fingerprint } : {}),
+      maxLineBytes: MAX_SERVER_FRAME_BYTES,
+      answerTimeoutMs: this.options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
     });
+    this.transport = transport;
+    transport.onOpen(() => this.sayHello());
+    transport.onLine((bytes) => this.receive(bytes, transport));
+    transport.onEnd((end) => this.onTransportEnd(end, transport));
   }
 
   /** Queues a message; it is sent now if connected, else after reconnecting. Returns its id. */
   say(text: string): string {
     const id = randomUUID();
-    this.outbox.push({ id, text, createdAt: Date.now() });
-    this.persistOutbox();
-    this.outboxEmitter.fire([...this.outbox]);
+    this.outbox.add({ id, text, createdAt: Date.now() });
     if (this.welcomed) this.write({ type: 'say', id, text });
     return id;
   }
@@ -301,32 +225,35 @@ export class ChatClient extends Disposable {
    * Pending messages stay stored for next time.
    */
   leave(): Promise<void> {
-    const socket = this.socket;
-    const saidBye = socket !== undefined && this.welcomed;
-    if (saidBye) this.write({ type: 'bye' });
-    this.socket = undefined;
-    this.socketOwner = undefined;
+    const transport = this.transport;
+    const bye = transport !== undefined && this.welcomed ? encodeFrame({ type: 'bye' }) : undefined;
+    // The transport says its goodbye on its own time; nothing of this client waits on it or disposes it.
+    this.transport = undefined;
     this.welcomed = false;
     this.retryTimer?.dispose();
     this.setState({ kind: 'closed', reason: 'You left the room.' });
     this.settleFirstOutcome({ kind: 'unreachable', reason: 'You left the room.' });
-    if (!socket) return Promise.resolve();
-    socket.removeAllListeners('close');
-    socket.removeAllListeners('data');
-    return new Promise((resolve) => {
-      // A server that does not close its side is not waited for.
-      const timer = setTimeout(() => socket.destroy(), saidBye ? BYE_TIMEOUT_MS : 0);
-      timer.unref();
-      socket.once('close', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      socket.end();
-      if (!saidBye) socket.destroy();
-    });
+    return transport ? transport.end(bye, BYE_TIMEOUT_MS) : Promise.resolve();
   }
 
-  private handleFrame(frame: ServerFrame, setCloseReason: (reason: string) => void): void {
+  private sayHello(): void {
+    const hello: ClientFrame = { type: 'hello', name: this.options.name, room: this.options.room, clientId: this.options.clientId };
+    if (this.options.token) hello.token = this.options.token;
+    if (this.everWelcomed && this.lastSeqSeen > 0) hello.lastSeq = this.lastSeqSeen;
+    if (this.seatSecret !== undefined) hello.resume = this.seatSecret;
+    this.write(hello);
+  }
+
+  private receive(bytes: Buffer, transport: LineTransport): void {
+    if (this.transport !== transport) return;
+    const parsed = parseServerFrame(bytes);
+    // A frame we cannot read is skipped, not fatal: newer servers may add types.
+    if (!parsed.ok) return;
+    this.frameEmitter.fire(parsed.frame);
+    this.handleFrame(parsed.frame, transport);
+  }
+
+  private handleFrame(frame: ServerFrame, transport: LineTransport): void {
     switch (frame.type) {
       case 'welcome': {
         this.welcomed = true;
@@ -334,12 +261,12 @@ export class ChatClient extends Disposable {
         // Anything but a plausible secret is dropped: it goes back in every later hello.
         this.seatSecret = typeof frame.resume === 'string' && frame.resume.length > 0 && frame.resume.length <= RESUME_MAX_CHARS ? frame.resume : undefined;
         this.attempt = 0;
-        this.socket?.setTimeout(0);
+        transport.stopAnswerTimer();
         // A server that lost its history (started with --memory) counts from 0 again.
         if (frame.seq < this.lastSeqSeen) this.lastSeqSeen = frame.seq;
         this.setState({ kind: 'connected', welcome: frame });
         this.settleFirstOutcome({ kind: 'welcome', welcome: frame });
-        for (const pending of this.outbox) this.write({ type: 'say', id: pending.id, text: pending.text });
+        for (const pending of this.outbox.entries) this.write({ type: 'say', id: pending.id, text: pending.text });
         return;
       }
       case 'message':
@@ -350,7 +277,7 @@ export class ChatClient extends Disposable {
         this.eventEmitter.fire(frame);
         return;
       case 'ack':
-        this.removeFromOutbox(frame.id);
+        this.takeOut(frame.id);
         return;
       case 'ping':
         this.write({ type: 'pong' });
@@ -367,16 +294,16 @@ export class ChatClient extends Disposable {
           this.refuse(frame.code, frame.message);
           return;
         }
-        if (FATAL_ERRORS.has(frame.code) || !this.welcomed) setCloseReason(frame.message);
+        if (FATAL_ERRORS.has(frame.code) || !this.welcomed) transport.setCloseReason(frame.message);
         return;
     }
   }
 
   private handleSayError(id: string, code: ErrorCode, message: string): void {
-    const pending = this.outbox.find((entry) => entry.id === id);
+    const pending = this.outbox.find(id);
     if (!pending) return;
     if (PERMANENT_SAY_ERRORS.has(code)) {
-      this.removeFromOutbox(id);
+      this.takeOut(id);
       this.failureEmitter.fire({ id, text: pending.text, code, reason: message });
       return;
     }
@@ -384,65 +311,53 @@ export class ChatClient extends Disposable {
     this.sayRetryTimers.get(id)?.dispose();
     const handle = setTimeout(() => {
       this.sayRetryTimers.delete(id);
-      if (this.welcomed && this.outbox.some((entry) => entry.id === id)) this.write({ type: 'say', id, text: pending.text });
+      if (this.welcomed && this.outbox.find(id)) this.write({ type: 'say', id, text: pending.text });
     }, RETRY_SAY_AFTER_MS);
     this.sayRetryTimers.set(id, toDisposable(() => clearTimeout(handle)));
   }
 
   private refuse(code: RefusalCode, message: string): void {
-    this.dropSocket();
+    this.dropTransport();
     this.setState({ kind: 'closed', reason: message, code });
     this.settleFirstOutcome({ kind: 'refused', code, message });
   }
 
-  private onConnectionLost(reason: string): void {
-    this.welcomed = false;
+  private onTransportEnd(end: TransportEnd, transport: LineTransport): void {
+    if (this.transport !== transport) return;
+    if (end.kind === 'pinMismatch') {
+      // Refused for good: retrying would only hand the hello and token to the same impostor.
+      this.refuse('fingerprint_mismatch', end.reason);
+      return;
+    }
+    this.dropTransport();
     if (this.isDisposed || this.currentState.kind === 'closed') return;
-    if (!this.everWelcomed) this.settleFirstOutcome({ kind: 'unreachable', reason });
-    const base = this.options.initialBackoffMs ?? 500;
-    const restarting = this.lastFailureCode === 'ECONNREFUSED' && isLoopbackHost(this.options.host);
-    const cap = restarting ? Math.min(this.options.maxBackoffMs ?? MAX_BACKOFF_MS, this.options.maxLoopbackBackoffMs ?? MAX_LOOPBACK_BACKOFF_MS) : (this.options.maxBackoffMs ?? MAX_BACKOFF_MS);
-    const exponential = Math.min(cap, base * 2 ** this.attempt);
-    // Jitter keeps a room full of clients from reconnecting in lockstep after a restart.
-    const delay = Math.min(cap, Math.round(exponential * (0.8 + Math.random() * 0.4)));
+    if (!this.everWelcomed) this.settleFirstOutcome({ kind: 'unreachable', reason: end.reason });
+    const policy = {
+      initialMs: this.options.initialBackoffMs ?? DEFAULT_BACKOFF.initialMs,
+      maxMs: this.options.maxBackoffMs ?? DEFAULT_BACKOFF.maxMs,
+      maxLoopbackMs: this.options.maxLoopbackBackoffMs ?? DEFAULT_BACKOFF.maxLoopbackMs,
+    };
+    const delay = reconnectDelay(policy, this.attempt, looksLikeRestart(this.options.host, end.errorCode), Math.random());
     this.attempt += 1;
-    this.setState({ kind: 'reconnecting', retryAt: Date.now() + delay, attempt: this.attempt, reason });
+    this.setState({ kind: 'reconnecting', retryAt: Date.now() + delay, attempt: this.attempt, reason: end.reason });
     const handle = setTimeout(() => this.connect(), delay);
     this.retryTimer = toDisposable(() => clearTimeout(handle));
   }
 
-  private removeFromOutbox(id: string): void {
-    const index = this.outbox.findIndex((entry) => entry.id === id);
-    if (index === -1) return;
-    this.outbox.splice(index, 1);
+  /** The message is the server's now (acknowledged), or never will be: it leaves the outbox. */
+  private takeOut(id: string): void {
+    if (!this.outbox.remove(id)) return;
     this.sayRetryTimers.get(id)?.dispose();
     this.sayRetryTimers.delete(id);
-    this.persistOutbox();
-    this.outboxEmitter.fire([...this.outbox]);
-  }
-
-  private readStoredOutboxes(): Record<string, PendingView[]> {
-    const stored = this.options.store.get<Record<string, PendingView[]>>(OUTBOX_KEY);
-    return typeof stored === 'object' && stored !== null ? stored : {};
-  }
-
-  private persistOutbox(): void {
-    // Read, change our key, write: another window may keep its own room's outbox here.
-    const all = this.readStoredOutboxes();
-    if (this.outbox.length === 0) delete all[this.outboxKey];
-    else all[this.outboxKey] = [...this.outbox];
-    void this.options.store.update(OUTBOX_KEY, all);
   }
 
   private write(frame: ClientFrame): void {
-    const socket = this.socket;
-    if (socket && !socket.destroyed && socket.writable) socket.write(encodeFrame(frame));
+    this.transport?.write(encodeFrame(frame));
   }
 
-  private dropSocket(): void {
-    this.socketOwner?.dispose();
-    this.socketOwner = undefined;
-    this.socket = undefined;
+  private dropTransport(): void {
+    this.transport?.dispose();
+    this.transport = undefined;
     this.welcomed = false;
   }
 
@@ -455,30 +370,5 @@ export class ChatClient extends Disposable {
     const resolve = this.firstOutcomeResolve;
     this.firstOutcomeResolve = undefined;
     resolve?.(outcome);
-  }
-}
-
-/**
- * Where a room's unsent messages are kept: per server, room and name, so two
- * windows of one installation in one room under different names never send
- * each other's words.
- */
-function outboxKey({ host, port, room, name }: Pick<ChatClientOptions, 'host' | 'port' | 'room' | 'name'>): string {
-  return `${host}:${port}/${room}/${nameKey(name)}`;
-}
-
-function describeSocketError(error: NodeJS.ErrnoException, address: string): string {
-  switch (error.code) {
-    case 'ECONNREFUSED':
-      return `Nothing is listening on ${address}.`;
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return `The host of ${address} could not be found.`;
-    case 'ECONNRESET':
-      return 'The server reset the connection.';
-    case 'ETIMEDOUT':
-      return `${address} did not answer.`;
-    default:
-      return error.message;
   }
 }

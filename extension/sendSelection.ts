@@ -1,0 +1,45 @@
+/**
+ * Send Selection to Chat: the editor selection (or the cursor's line) as a
+ * fenced code block with its language, under a `path:line` reference that
+ * opens on the other side.
+ */
+import * as vscode from 'vscode';
+import { Command } from './commands';
+import type { SessionManager } from './sessions';
+
+export function sendSelection(sessions: SessionManager): boolean {
+  const editor = vscode.window.activeTextEditor;
+  if (!editor) {
+    void vscode.window.showInformationMessage('Open a file and select some code to send.');
+    return false;
+  }
+  const text = selectionAsMessage(editor);
+  return text === undefined ? false : sendFromEditor(sessions, text);
+}
+
+/** The message for the selection, or undefined when there is nothing to send. */
+function selectionAsMessage(editor: vscode.TextEditor): string | undefined {
+  const selection = editor.selection;
+  const range = selection.isEmpty ? editor.document.lineAt(selection.active.line).range : selection;
+  const code = editor.document.getText(range).replace(/\s+$/, '');
+  if (!code) return undefined;
+  const where = `${vscode.workspace.asRelativePath(editor.document.uri, false)}:${range.start.line + 1}`;
+  // The fence must be longer than any run of backticks inside the code.
+  const longestRun = Math.max(2, ...(code.match(/`+/g) ?? []).map((run) => run.length));
+  const fence = '`'.repeat(longestRun + 1);
+  return `${where}\n${fence}${editor.document.languageId}\n${code}\n${fence}`;
+}
+
+/** Sends text to the room; false, with a message to the person, when it cannot. */
+function sendFromEditor(sessions: SessionManager, text: string): boolean {
+  const outcome = sessions.trySend(text);
+  if (outcome.accepted) return true;
+  if (!sessions.session) {
+    void vscode.window.showWarningMessage('Join a chat room first.', 'Join Room').then((choice) => {
+      if (choice) void vscode.commands.executeCommand(Command.join);
+    });
+  } else {
+    void vscode.window.showWarningMessage(outcome.reason);
+  }
+  return false;
+}

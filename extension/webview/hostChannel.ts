@@ -1,0 +1,60 @@
+/**
+ * The webview's side of the channel to the extension host: typed posts
+ * (shared/webviewMessages.ts), the state the workbench keeps for a hidden or
+ * restored webview, and requests that wait for the host's reply.
+ */
+import { RequestTracker } from '../../shared/requestReply';
+import type { SendResultMessage, WebviewToHost } from '../../shared/webviewMessages';
+
+interface PersistedState {
+  draft: string;
+}
+
+interface VsCodeApi {
+  postMessage(message: WebviewToHost): void;
+  getState(): PersistedState | undefined;
+  setState(state: PersistedState): void;
+}
+
+declare function acquireVsCodeApi(): VsCodeApi;
+
+/** Past this the host has not answered a send; the box is usable again (nothing was cleared). */
+const SEND_ANSWER_TIMEOUT_MS = 5_000;
+/** The draft goes to the host after a short pause, not on every keystroke. */
+const DRAFT_POST_DELAY_MS = 150;
+
+export class HostChannel {
+  private readonly api = acquireVsCodeApi();
+  private readonly sends = new RequestTracker<SendResultMessage>();
+  private draftTimer: number | undefined;
+
+  post(message: WebviewToHost): void {
+    this.api.postMessage(message);
+  }
+
+  /** The draft the workbench kept for this webview. */
+  keptDraft(): string {
+    return this.api.getState()?.draft ?? '';
+  }
+
+  /**
+   * Keeps the draft in the webview's state at once, and with the host after a
+   * pause (see RestoreDraftMessage: the host's copy survives a reload the
+   * workbench's may miss).
+   */
+  keepDraft(text: string): void {
+    this.api.setState({ draft: text });
+    window.clearTimeout(this.draftTimer);
+    this.draftTimer = window.setTimeout(() => this.post({ type: 'draft', text }), DRAFT_POST_DELAY_MS);
+  }
+
+  /** Asks the host to take a message; undefined when it did not answer in time. */
+  send(text: string): Promise<SendResultMessage | undefined> {
+    return this.sends.request((requestId) => this.post({ type: 'send', text, requestId }), SEND_ANSWER_TIMEOUT_MS);
+  }
+
+  /** The host's answer to a send. */
+  settle(reply: SendResultMessage): void {
+    this.sends.settle(reply);
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * The codicons the panel shows. Each class is written out whole, so the build
+ * can find every one it needs in the bundle and ship only their rules
+ * (dist/codicons.css, made by esbuild.mjs from @vscode/codicons).
+ */
+export const ICONS = {
+  send: 'codicon-send',
+  sent: 'codicon-check',
+  sending: 'codicon-clock',
+  reconnect: 'codicon-refresh',
+  startServer: 'codicon-debug-start',
+  restartServer: 'codicon-debug-restart',
+  join: 'codicon-sign-in',
+  newMessages: 'codicon-arrow-down',
+  members: 'codicon-person',
+  notSent: 'codicon-error',
+} as const;
+
+export type IconName = keyof typeof ICONS;

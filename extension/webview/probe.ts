@@ -1,0 +1,31 @@
+/**
+ * What the panel shows, read from the page itself (not from the store), so
+ * the tests that ask through a probe see what a person sees.
+ */
+import type { PanelView } from '../../shared/webviewMessages';
+
+export function describePanel(document: Document): PanelView {
+  const query = (selector: string) => document.querySelector<HTMLElement>(selector);
+  const all = (selector: string) => [...document.querySelectorAll<HTMLElement>(selector)];
+  const byteCount = query('#byte-count');
+  return {
+    messages: all('#messages li.message').map((item) => ({
+      from: item.dataset.from ?? '',
+      text: item.querySelector<HTMLElement>('.body')?.dataset.text ?? '',
+      mine: item.classList.contains('mine'),
+      state: !item.classList.contains('mine') ? 'received' : item.classList.contains('pending') ? 'pending' : 'sent',
+      html: item.querySelector('.body')?.innerHTML ?? '',
+    })),
+    systemLines: all('#messages li.system').map((item) => item.textContent ?? ''),
+    members: all('#member-list li:not(.more-members)').map((item) => item.textContent ?? ''),
+    memberCountLabel: query('#members-heading')?.textContent ?? '',
+    connectionText: query('#connection')?.textContent ?? '',
+    actions: all('#connection button').map((button) => button.textContent ?? ''),
+    composerEnabled: !(query('#input') as HTMLTextAreaElement | null)?.disabled,
+    composerNotice: query('#composer-notice')?.textContent ?? '',
+    byteCounter: !byteCount || byteCount.hidden ? '' : (byteCount.textContent ?? ''),
+    pendingTexts: all('#messages li.pending-only .body').map((body) => body.dataset.text ?? ''),
+    newMessagesMarkerVisible: !(query('#new-messages')?.hidden ?? true),
+    draft: (query('#input') as HTMLTextAreaElement | null)?.value ?? '',
+  };
+}
