@@ -5,7 +5,11 @@
  * stopped, killed or paused by its own PID.
  */
 import { strict as assert } from 'node:assert';
+import { ChatClient } from '../../extension/client/chatClient';
+import type { RoomEvent } from '../../shared/protocol';
+import { Haproxy } from '../support/haproxy';
 import { sleep } from '../support/historyChecks';
+import { memoryOutboxes } from '../support/memoryStore';
 import { RedisServer, type RedisServerOptions } from '../support/redisServer';
 import { ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
@@ -13,6 +17,8 @@ import { type AnyFrame, V2Client } from '../support/v2Client';
 
 const FULL = process.env.CLUSTER_FULL === '1';
 const NODE_TTL_MS = 1_000;
+/** The failover tests' TTL: long enough that every client has moved before the dead node is claimed, even on a loaded machine. */
+const FAILOVER_TTL_MS = 3_000;
 const ROOM = 'lobby';
 /** The tests' clients send as fast as they are answered; the rate limit has tests of its own. */
 const FAST_CLIENTS = ['--rate-burst', '1000', '--rate-per-second', '1000'];
@@ -28,6 +34,43 @@ async function waitFor(what: string, condition: () => boolean, timeoutMs = 15_00
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
   }
+}
+
+/** The extension's own client (extension/client/chatClient.ts) as a room member, with what it was shown. */
+interface Member {
+  chat: ChatClient;
+  events: RoomEvent[];
+  /** Errors the servers sent it. */
+  errors: string[];
+  /** Its acks and welcomes, for a failure's message. */
+  trace: string[];
+  /** When it was last welcomed. */
+  welcomedAt: number;
+  welcomedBy: string;
+}
+
+function member(name: string, addresses: { host: string; port: number }[]): Member {
+  const [first, ...alternates] = addresses;
+  const chat = new ChatClient({ ...first, alternates, name, room: ROOM, clientId: `install-${name}`, outboxes: memoryOutboxes(), initialBackoffMs: 100 });
+  const joined: Member = { chat, events: [], errors: [], trace: [], welcomedAt: 0, welcomedBy: '' };
+  chat.onEvent((event) => joined.events.push(event));
+  chat.onServerError((error) => joined.errors.push(`${error.code}: ${error.message}`));
+  chat.onFrame((frame) => {
+    if (frame.type === 'ack' || frame.type === 'welcome') joined.trace.push(`${frame.type} ${frame.type === 'ack' ? frame.seq : frame.seq} ${chat.address}`);
+  });
+  chat.onState((state) => {
+    if (state.kind === 'connected') {
+      joined.welcomedAt = Date.now();
+      joined.welcomedBy = chat.address;
+    }
+  });
+  chat.connect();
+  return joined;
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
 /** Says something, retrying while the answer is storage_failed (Redis coming back); fails after 10 s. */
@@ -242,6 +285,8 @@ describe('cluster: three servers sharing rooms through Redis', function () {
           else {
             assert.equal(reply.code, 'storage_failed');
             refused += 1;
+            // As a client would, wait a moment before the next one.
+            await sleep(25);
           }
         }
       })();
@@ -345,5 +390,74 @@ describe('cluster: three servers sharing rooms through Redis', function () {
     const dropped = (redis.log.match(/overcoming of output buffer limits/g) ?? []).length;
     console.log(`      Redis dropped ${dropped} slow subscriber(s); the paused node showed all ${count} messages with no gap or duplicate`);
     assert.ok(dropped >= 1, `Redis did drop the paused node:\n${redis.log.slice(-2000)}`);
+  });
+
+  /**
+   * Members on `node` (reached directly with the others as alternates, or
+   * through one front end) talk while it is killed with -9: each is back in
+   * the room on a survivor, resumed by seq, with its outbox sent, and every
+   * message stored once.
+   */
+  async function failover(members: Member[], killed: number, watcher: V2Client): Promise<{ backMs: number[] }> {
+    await Promise.all(members.map(async (joined) => assert.equal((await joined.chat.firstOutcome()).kind, 'welcome')));
+    const perMember = 20;
+    let killedAt = 0;
+    const talking = members.map(async (joined, m) => {
+      for (let i = 0; i < perMember; i++) {
+        joined.chat.say(`${m}:${i}`);
+        await sleep(15);
+      }
+    });
+    await sleep(100);
+    killedAt = Date.now();
+    await nodes[killed].stop('SIGKILL');
+    await Promise.all(talking);
+    await waitFor('every member back and its outbox empty', () => members.every((joined) => joined.welcomedAt > killedAt && joined.chat.pending.length === 0), 20_000);
+    const total = members.length * perMember;
+    await waitFor('every message on the watcher', () => watcher.frames.filter((frame) => frame.type === 'message' && /^\d+:\d+$/.test(String(frame.text))).length >= total, 10_000);
+    // Long enough for the dead node's seats to be claimed: a member who moved within the TTL is not announced lost.
+    await sleep(FAILOVER_TTL_MS * 1.5);
+    const stored = (await history(2)).filter((event) => event.type === 'message' && /^\d+:\d+$/.test(String(event.text)));
+    assert.equal(stored.length, total, 'every message stored once');
+    assert.equal(new Set(stored.map((event) => event.text)).size, total);
+    for (const [m, joined] of members.entries()) {
+      const seqs = joined.events.map((event) => event.seq);
+      for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1] + 1, `member ${m}: seq ${seqs[i - 1]} is followed by ${seqs[i]}`);
+      const own = joined.events.filter((event) => event.type === 'message' && event.text.startsWith(`${m}:`)).map((event) => (event as { text: string }).text);
+      assert.deepEqual(own, Array.from({ length: perMember }, (_, i) => `${m}:${i}`), `member ${m} saw its own messages once, in order (errors: ${joined.errors.join('; ')}; seqs: ${joined.events.filter((event) => event.type === 'message' && event.text.startsWith(`${m}:`)).map((event) => `${(event as { text: string }).text}@${event.seq}`).join(' ')}; trace: ${joined.trace.join(', ')})`);
+      assert.notEqual(joined.welcomedBy, `127.0.0.1:${nodes[killed].port}`);
+    }
+    const lost = watcher.frames.filter((frame) => frame.type === 'left' && String(frame.name).startsWith('mover'));
+    assert.deepEqual(lost, [], 'members that moved in time were never announced gone');
+    return { backMs: members.map((joined) => joined.welcomedAt - killedAt) };
+  }
+
+  it('moves a client with several addresses to the next when its node is killed with -9: resumed by seq, outbox sent, nothing lost or doubled', async () => {
+    await start({ ttlMs: FAILOVER_TTL_MS });
+    const watcher = await v2(2, 'watcher');
+    await watcher.join(ROOM);
+    const addresses = nodes.map((node) => ({ host: '127.0.0.1', port: node.port }));
+    const count = FULL ? 60 : 12;
+    const members = Array.from({ length: count }, (_, m) => member(`mover${m}`, addresses));
+    clients.push(...members.map((joined) => ({ close: () => joined.chat.dispose() })));
+    const { backMs } = await failover(members, 0, watcher);
+    console.log(`      ${count} clients back in the room after kill -9 of their node: p50 ${percentile(backMs, 50)} ms, p99 ${percentile(backMs, 99)} ms, max ${Math.max(...backMs)} ms`);
+  });
+
+  it('serves a cluster behind one HAProxy address: clients of a killed node come back through it to a survivor', async () => {
+    await start({ ttlMs: FAILOVER_TTL_MS });
+    const proxy = await Haproxy.start(nodes.map((node) => node.port), 'first');
+    clients.push({ close: () => void proxy.dispose() });
+    const watcher = await v2(2, 'watcher');
+    await watcher.join(ROOM);
+    const count = FULL ? 60 : 12;
+    const members = Array.from({ length: count }, (_, m) => member(`mover${m}`, [{ host: '127.0.0.1', port: proxy.port }]));
+    clients.push(...members.map((joined) => ({ close: () => joined.chat.dispose() })));
+    await Promise.all(members.map((joined) => joined.chat.firstOutcome()));
+    // `balance first`: every member is on node 0.
+    assert.ok(nodes[0].log.includes('joined lobby as mover0'), 'the front end chose node 0');
+    const { backMs } = await failover(members, 0, watcher);
+    console.log(`      ${count} clients behind HAProxy back after kill -9 of their node: p50 ${percentile(backMs, 50)} ms, p99 ${percentile(backMs, 99)} ms, max ${Math.max(...backMs)} ms`);
+    await proxy.dispose();
   });
 });
