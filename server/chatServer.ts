@@ -112,7 +112,8 @@ export class ChatServer extends Disposable implements V2Host {
     this.newNames = new PerAddressRate(this.limitsV2.newNamesPerMinute, options.limitLoopback !== true);
     this.rooms = this.register(
       new RoomRegistry({
-        folder: options.dataFolder,
+        // In a cluster the rooms live in Redis, whatever the data folder holds.
+        folder: options.cluster ? undefined : options.dataFolder,
         retainEvents: this.limits.retainEvents,
         maxRooms: this.limits.maxRooms,
         roomIdleMs: this.limits.roomIdleMs,
