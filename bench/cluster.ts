@@ -133,7 +133,7 @@ class LoadClient {
         if (line.kind !== 'line') continue;
         const text = line.bytes.toString('utf8');
         if (text.startsWith('{"type":"welcome"')) welcomed();
-        else if (text.startsWith('{"type":"message"')) {
+        else if (text.includes('"type":"message"')) {
           const stamp = /"text":"t(\d+\.\d+) /.exec(text);
           if (stamp) {
             this.received += 1;

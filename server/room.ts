@@ -966,13 +966,13 @@ export class Room {
    * failover lost events, or events this server missed were trimmed. The
    * members stay; each is shown the room again.
    */
-  resetTo(storedRecords: string[], seq: number, members: Iterable<[string, string]>, reason: RoomResetReason): void {
+  resetTo(storedRecords: readonly Record<string, unknown>[], seq: number, members: Iterable<[string, string]>, reason: RoomResetReason): void {
     this.history = [];
     this.held.message = 0;
     this.held.presence = 0;
     this.held.change = 0;
     this.byClientKey.clear();
-    for (const text of storedRecords) this.load(JSON.parse(text) as Record<string, unknown>);
+    for (const record of storedRecords) this.load(record);
     this.forgetBeyondRetention();
     this.committedSeq = seq;
     this.seatEveryone(members);

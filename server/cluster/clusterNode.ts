@@ -187,7 +187,7 @@ export class RedisRoomStore implements SharedRoomStore {
 
   /** An event committed by the cluster (any node's), in seq order. */
   received(event: StoredRoomEvent): void {
-    this.room?.receive(JSON.parse(event.encoded) as Record<string, unknown>);
+    this.room?.receive(recordFromRedis(event.encoded));
     this.settle();
   }
 
@@ -209,6 +209,16 @@ export class RedisRoomStore implements SharedRoomStore {
     }
     this.settle();
   }
+}
+
+/**
+ * An event as Redis stored it (`seq` and `ts` first, as the publish script
+ * writes them), with `type` put first again, as a server alone sends it, so
+ * a client that looks at the start of a line reads both alike.
+ */
+function recordFromRedis(encoded: string): Record<string, unknown> {
+  const { type, ...rest } = JSON.parse(encoded) as Record<string, unknown>;
+  return { type, ...rest };
 }
 
 /** An event as published to Redis: the public body with its private fields, without seq and ts (Redis gives both). */
@@ -317,10 +327,10 @@ export class ClusterNode extends Disposable {
   }
 
   /** A room's retained events up to `seq` (its last, when undefined), oldest first, its epoch, and who is in it. */
-  async readRoom(key: string, seq: number | undefined): Promise<{ epoch: string; seq: number; records: string[]; members: [string, string][] }> {
+  async readRoom(key: string, seq: number | undefined): Promise<{ epoch: string; seq: number; records: Record<string, unknown>[]; members: [string, string][] }> {
     const [epoch, last, seats] = (await SNAPSHOT.run(this.connection, [...this.log.roomKeys(key), this.keys.roomMembers(key)], [newEpoch()])) as [string, number, string[]];
     const upTo = seq ?? Number(last);
-    const pages: string[][] = [];
+    const pages: Record<string, unknown>[][] = [];
     // Each class keeps `retainEvents`; the room reads back as many of each as the file log would.
     let wanted = this.log.retainEvents * 3;
     let before = upTo + 1;
@@ -328,7 +338,7 @@ export class ClusterNode extends Disposable {
       const page = await this.log.readBefore(key, before, Math.min(MAX_READ_EVENTS, wanted));
       if (page.epoch !== epoch) throw new RedisUnavailableError(`room ${key}: Redis lost its history while it was being read`);
       if (page.events.length === 0) break;
-      pages.unshift(page.events.map((event) => event.encoded));
+      pages.unshift(page.events.map((event) => recordFromRedis(event.encoded)));
       wanted -= page.events.length;
       before = page.events[0].seq;
       if (!page.more) break;

@@ -155,6 +155,10 @@ describe('cluster: three servers sharing rooms through Redis', function () {
     cy.write('hello from classic\n');
     const fromClassic = await ada.nextFrame((frame) => frame.type === 'message' && frame.text === 'hello from classic');
     await bob.seen((frame) => frame.type === 'message' && frame.text === 'hello from classic' && frame.seq === (fromClassic as { seq: number }).seq);
+    // Frames from a cluster read as a server alone writes them: the type first.
+    const messageLines = ada.lines.filter((line) => line.includes('"type":"message"'));
+    assert.equal(messageLines.length, 3);
+    for (const line of messageLines) assert.ok(line.startsWith('{"type":"message"'), line);
     // Every node counts the same members, whoever is on which.
     const late = await v1(2, 'dee');
     const welcome = late.frames().find((frame) => frame.type === 'welcome') as { members: string[]; memberCount: number };
