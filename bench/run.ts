@@ -380,6 +380,7 @@ async function main(): Promise<void> {
   const resultsPath = join(__dirname, 'last-results.json');
   writeFileSync(resultsPath, JSON.stringify({ quick, settings, results }, null, 2));
   console.log(`\nAll figures: ${resultsPath}`);
+  if (!process.argv.includes('--no-cluster')) await (await import('./cluster')).runClusterBench(quick);
 }
 
 main().catch((error: unknown) => {

@@ -31,6 +31,30 @@ export function formatAddress({ host, port }: ServerAddress): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/**
+ * Parses one address, or several separated by commas: the servers of a
+ * cluster, tried in turn when one is out of reach. Undefined when any part
+ * is not an address.
+ */
+export function parseAddressList(text: string): ServerAddress[] | undefined {
+  const parts = text.split(',').map((part) => part.trim());
+  if (parts.length > MAX_ADDRESSES) return undefined;
+  const addresses: ServerAddress[] = [];
+  for (const part of parts) {
+    const address = parseAddress(part);
+    if (!address) return undefined;
+    if (!addresses.some((known) => known.host === address.host && known.port === address.port)) addresses.push(address);
+  }
+  return addresses;
+}
+
+export function formatAddressList(addresses: readonly ServerAddress[]): string {
+  return addresses.map(formatAddress).join(', ');
+}
+
+/** More servers than a person would list by hand; a longer list is a mistake (or a link made to keep a client busy). */
+export const MAX_ADDRESSES = 16;
+
 /** This machine's IPv4 addresses that other machines on the network can reach. */
 export function lanAddresses(): string[] {
   const found: string[] = [];

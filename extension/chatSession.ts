@@ -8,7 +8,7 @@ import { Disposable } from '../shared/disposable';
 import { nameKey } from '../shared/names';
 import type { RoomEvent, WelcomeFrame } from '../shared/protocol';
 import type { ChatEntry, ConnectionView, PendingView, StatusView } from '../shared/webviewMessages';
-import { formatAddress } from './address';
+import { formatAddress, type ServerAddress } from './address';
 import { mentions } from '../shared/mentions';
 import { ChatClient, type ClientState, type FirstOutcome, type SendFailure } from './client/chatClient';
 import type { OutboxEntry, OutboxStorage } from './client/outbox';
@@ -22,6 +22,8 @@ export interface SessionParams {
   token?: string;
   /** Pinned SHA-256 fingerprint of the server's TLS certificate; given, the connection uses TLS. */
   fingerprint?: string;
+  /** The other servers of a cluster, tried in turn when the one in use is out of reach. */
+  alternates?: ServerAddress[];
 }
 
 export class ChatSession extends Disposable {

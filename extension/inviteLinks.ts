@@ -1,14 +1,15 @@
 /**
  * Invite links: `vscode://chat-room.chat-room/join?host=…&port=…&room=…`, with
- * `token=…` and `fp=…` when the server has them. One reader for the URI
- * handler and for a link pasted into Join Room's address box, one writer for
- * Copy Invite.
+ * `token=…` and `fp=…` when the server has them, and `also=host:port,…` for
+ * the other servers of a cluster (tried in turn when one is out of reach).
+ * One reader for the URI handler and for a link pasted into Join Room's
+ * address box, one writer for Copy Invite.
  */
 import { DEFAULT_PORT } from '../shared/protocol';
-import { formatAddress, parseAddress } from './address';
+import { formatAddress, formatAddressList, parseAddress, parseAddressList, type ServerAddress } from './address';
 
 export interface Invite {
-  /** `host:port`, as the Join flow takes it. */
+  /** `host:port`, or several separated by commas (a cluster), as the Join flow takes it. */
   address: string;
   room?: string;
   token?: string;
@@ -25,7 +26,10 @@ export function inviteFromParts(path: string, query: string): Invite | undefined
   if (!host) return undefined;
   const address = parseAddress(formatAddress({ host, port: Number(params.get('port')) || DEFAULT_PORT }));
   if (!address) return undefined;
-  const invite: Invite = { address: formatAddress(address) };
+  const also = params.get('also');
+  const others = also ? parseAddressList(also) : [];
+  if (!others) return undefined;
+  const invite: Invite = { address: formatAddressList([address, ...others.filter((other) => other.host !== address.host || other.port !== address.port)]) };
   const room = params.get('room');
   if (room) invite.room = room;
   const token = params.get('token');
@@ -49,8 +53,9 @@ export function inviteFromText(text: string): Invite | undefined {
 }
 
 /** The link for an invite, under this product's URI scheme and the extension's id. */
-export function inviteLink(scheme: string, extensionId: string, host: string, port: number, room: string, token?: string, fingerprint?: string): string {
+export function inviteLink(scheme: string, extensionId: string, host: string, port: number, room: string, token?: string, fingerprint?: string, alternates: readonly ServerAddress[] = []): string {
   const query = new URLSearchParams({ host, port: String(port), room });
+  if (alternates.length > 0) query.set('also', alternates.map(formatAddress).join(','));
   if (token) query.set('token', token);
   if (fingerprint) query.set('fp', fingerprint);
   return `${scheme}://${extensionId}${INVITE_PATH}?${query.toString()}`;

@@ -5,7 +5,7 @@
  */
 import * as vscode from 'vscode';
 import { isLoopbackHost, isReachableThroughLoopback } from '../shared/addresses';
-import { formatAddress, lanAddresses } from './address';
+import { formatAddress, lanAddresses, type ServerAddress } from './address';
 import { inviteFromParts, inviteLink } from './inviteLinks';
 import { inertNotificationText } from './notificationText';
 import type { ServerController } from './serverController';
@@ -33,8 +33,10 @@ export class Invites implements vscode.UriHandler {
     let token: string | undefined;
     let fingerprint: string | undefined;
     const session = this.sessions.session;
+    let alternates: ServerAddress[] = [];
     if (session) {
       ({ host, port, token, fingerprint } = session.params);
+      alternates = session.params.alternates ?? [];
       room = session.room;
     } else if (state.kind === 'running') {
       ({ host, port, token, fingerprint } = state);
@@ -52,7 +54,7 @@ export class Invites implements vscode.UriHandler {
       fingerprint = fingerprint ?? state.fingerprint;
     }
     if (host === '0.0.0.0' || host === '::') host = '127.0.0.1';
-    const link = inviteLink(vscode.env.uriScheme, this.extensionId, host, port, room, token, fingerprint);
+    const link = inviteLink(vscode.env.uriScheme, this.extensionId, host, port, room, token, fingerprint, alternates);
     await vscode.env.clipboard.writeText(link);
     this.lastLink = link;
     // The shown text names addresses only; the token stays in the link on the clipboard.

@@ -10,7 +10,7 @@ import * as vscode from 'vscode';
 import { isLoopbackHost } from '../shared/addresses';
 import { nameProblem, roomProblem } from '../shared/names';
 import { DEFAULT_PORT, DEFAULT_ROOM } from '../shared/protocol';
-import { formatAddress, parseAddress } from './address';
+import { formatAddress, formatAddressList, parseAddressList } from './address';
 import type { SessionParams } from './chatSession';
 import type { FirstOutcome } from './client/chatClient';
 import type { StoredState } from './storedState';
@@ -58,15 +58,17 @@ export async function runJoinFlow(context: JoinFlowContext, givenArgs: JoinRoomA
           prompt: 'The chat server to join, as host:port, or an invite link',
           value: addressDefault,
           ignoreFocusOut: true,
-          validateInput: (text) => (parseAddress(text) || inviteFromText(text) ? undefined : 'Type an address such as localhost:33000 or 192.168.1.20:33000, or paste an invite link.'),
+          validateInput: (text) => (parseAddressList(text) || inviteFromText(text) ? undefined : 'Type an address such as localhost:33000 or 192.168.1.20:33000 (a cluster\'s servers separated by commas), or paste an invite link.'),
         })
       : addressDefault;
   if (addressText === undefined) return { joined: false, reason: 'cancelled' };
   // A pasted invite fills in the rest, as opening the link does; what it names is still shown to confirm.
   const invite = inviteFromText(addressText);
   if (invite) args = { ...args, address: invite.address, confirm: true, ...(invite.room ? { room: invite.room } : {}), ...(invite.token ? { token: invite.token } : {}), ...(invite.fingerprint ? { fingerprint: invite.fingerprint } : {}) };
-  const address = parseAddress(invite ? invite.address : addressText);
-  if (!address) return { joined: false, reason: `"${addressText}" is not an address.`, code: 'bad_address' };
+  // A cluster's servers, separated by commas: the first is tried first, and keys the token and the pin.
+  const addresses = parseAddressList(invite ? invite.address : addressText);
+  if (!addresses) return { joined: false, reason: `"${addressText}" is not an address.`, code: 'bad_address' };
+  const [address, ...alternates] = addresses;
 
   let name = args.name ?? (remembered?.name || settings.defaultName || (await gitUserName()) || osUserName());
   if (interactive && (args.confirm || args.name === undefined)) {
@@ -118,12 +120,12 @@ export async function runJoinFlow(context: JoinFlowContext, givenArgs: JoinRoomA
 
   // Each refusal asks again for what was refused; a person can always cancel.
   for (let round = 0; round < 10; round++) {
-    const outcome = await context.connect({ host: address.host, port: address.port, name, room, ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}) });
+    const outcome = await context.connect({ host: address.host, port: address.port, name, room, ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}), ...(alternates.length > 0 ? { alternates } : {}) });
     if (outcome.kind === 'welcome') {
       await context.stored.rememberLastJoin({ host: address.host, port: address.port, name, room });
       // Pinned only once the server let us in with it, so a mistyped address does not keep a pin.
       if (fingerprint) await context.stored.pinFingerprint(address.host, address.port, fingerprint);
-      return { joined: true, name: outcome.welcome.you, room: outcome.welcome.room, address: formatAddress(address) };
+      return { joined: true, name: outcome.welcome.you, room: outcome.welcome.room, address: formatAddressList(addresses) };
     }
     if (outcome.kind === 'unreachable' && !probedForTls) {
       const refused = await probeForTls();

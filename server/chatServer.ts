@@ -20,7 +20,9 @@ import type { DataFolder } from './dataFolder';
 import { type Directory, type RoomMeta, StoredDirectory } from './directory';
 import type { Logger } from './log';
 import { NdjsonConnection } from './ndjsonConnection';
-import { IdentitySeat, type Room, type RoomMember } from './room';
+import { IdentitySeat, RemoteMember, type Room, type RoomMember } from './room';
+import { ClusterNode, type ClusterNodeOptions } from './cluster/clusterNode';
+import { parseRedisUrl } from './cluster/redisConnection';
 import { adoptOlderRoomLogs } from './roomLog';
 import { type RoomEntry, RoomRegistry } from './roomRegistry';
 import { seatKeys } from './seatNames';
@@ -51,6 +53,12 @@ export interface ChatServerOptions {
   limitLoopback?: boolean;
   /** Under steady load, writes are flushed at most this often (see WriteBatcher); default 2 ms. */
   writeCoalesceMs?: number;
+  /**
+   * Cluster mode (`--redis`): rooms, presence and the directory are shared
+   * with every other server on the same Redis, and `dataFolder` holds no
+   * history (only the token and a generated TLS certificate, if any).
+   */
+  cluster?: Omit<ClusterNodeOptions, 'retainEvents' | 'identityTtlMs' | 'logger'>;
 }
 
 export const DEFAULT_WRITE_COALESCE_MS = 2;
@@ -74,6 +82,9 @@ export class ChatServer extends Disposable implements V2Host {
   readonly batcher: WriteBatcher;
   readonly accessGate: AccessGate;
   private openedDirectory: Directory | undefined;
+  private clusterNode: ClusterNode | undefined;
+  /** Cluster mode only (see ConnectionHost.seatSecretMatches). */
+  seatSecretMatches?: (roomKey: string, seat: string, secretDigest: string) => Promise<boolean>;
   /** Identity id → its v2 sessions: the session itself while it is the only one (the usual case), a set beyond. */
   private readonly sessions = new Map<string, V2Session | Set<V2Session>>();
   /**
@@ -108,7 +119,8 @@ export class ChatServer extends Disposable implements V2Host {
     this.newNames = new PerAddressRate(this.limitsV2.newNamesPerMinute, options.limitLoopback !== true);
     this.rooms = this.register(
       new RoomRegistry({
-        folder: options.dataFolder,
+        // In a cluster the rooms live in Redis, whatever the data folder holds.
+        folder: options.cluster ? undefined : options.dataFolder,
         retainEvents: this.limits.retainEvents,
         maxRooms: this.limits.maxRooms,
         roomIdleMs: this.limits.roomIdleMs,
@@ -117,6 +129,15 @@ export class ChatServer extends Disposable implements V2Host {
         maxReactionsPerMessage: this.limitsV2.maxReactionsPerMessage,
         logger: this.logger,
         prepare: (room) => this.prepareRoom(room),
+        openShared: options.cluster
+          ? (key, name) => {
+              const node = this.clusterNode;
+              if (!node) return Promise.reject(new Error('the cluster is joined by listen()'));
+              // The room's name as its first entrant wrote it, whichever server they entered through.
+              const shownName = this.directory.roomMeta(key)?.name ?? name;
+              return node.openRoom(key, shownName, this.limits.retainEvents, this.logger, { maxReactionsPerMessage: this.limitsV2.maxReactionsPerMessage });
+            }
+          : undefined,
       }),
     );
   }
@@ -132,8 +153,12 @@ export class ChatServer extends Disposable implements V2Host {
     const folder = this.options.dataFolder;
     // First, as the data folder's lock: nothing in it is read or written while another process holds it.
     if (folder) await this.startAdminListener(folder);
-    this.openedDirectory = folder ? await StoredDirectory.open(folder.path, directoryOptions) : StoredDirectory.inMemory(directoryOptions);
-    if (folder) await adoptOlderRoomLogs(folder, this.logger);
+    if (this.options.cluster) {
+      await this.joinCluster(this.options.cluster, directoryOptions);
+    } else {
+      this.openedDirectory = folder ? await StoredDirectory.open(folder.path, directoryOptions) : StoredDirectory.inMemory(directoryOptions);
+      if (folder) await adoptOlderRoomLogs(folder, this.logger);
+    }
     const ndjson: Protocol = {
       accept: (socket) => new NdjsonConnection(socket, this),
       refusal: (code, message) => encodeFrame({ type: 'error', code, message }),
@@ -156,6 +181,24 @@ export class ChatServer extends Disposable implements V2Host {
     }
     this.startIdleSweep();
     return addresses;
+  }
+
+  /** Cluster mode: the directory and every room are Redis's, shared with the other servers. */
+  private async joinCluster(cluster: NonNullable<ChatServerOptions['cluster']>, directoryOptions: { identityTtlMs: number }): Promise<void> {
+    const node = this.register(await ClusterNode.open({ ...cluster, retainEvents: this.limits.retainEvents, identityTtlMs: directoryOptions.identityTtlMs, logger: this.logger }));
+    this.clusterNode = node;
+    this.openedDirectory = node.directory;
+    node.roomName = (key) => this.rooms.loadedRoom(key)?.name ?? node.directory.roomMeta(key)?.name ?? key;
+    node.directory.onRoomMetaChanged((meta) => {
+      // Another server made the room's entry first: its owner is the room's here too.
+      const room = this.rooms.loadedRoom(meta.room);
+      if (room && room.metaPending !== undefined) {
+        room.meta = { ...meta };
+        room.metaPending = undefined;
+      }
+    });
+    this.seatSecretMatches = (roomKey, seat, secretDigest) => node.seatSecretMatches(roomKey, seat, secretDigest).catch(() => false);
+    this.logger.info(`cluster node ${node.nodeId} on Redis at ${parseRedisUrl(cluster.url).display} (namespace ${node.keys.namespace})`);
   }
 
   private async startListener(port: number, protocol: Protocol, tls?: { cert: string; key: string }): Promise<number> {
@@ -267,12 +310,18 @@ export class ChatServer extends Disposable implements V2Host {
     if (pending === 'unclaimed' && ownerId !== undefined) {
       room.meta.ownerId = ownerId;
     }
-    return this.directory.putRoomMeta({ ...room.meta }).catch((error: unknown) => {
-      this.logger.error(`room ${room.name}: could not store its directory entry: ${String(error)}`);
-      // The next member to enter tries again.
-      room.metaPending = pending;
-      throw error;
-    });
+    return this.directory.createRoomMeta({ ...room.meta }).then(
+      (kept) => {
+        // In a cluster, another server may have made the entry a moment before: its owner is the room's.
+        if (kept.ownerId !== room.meta.ownerId) room.meta = { ...kept };
+      },
+      (error: unknown) => {
+        this.logger.error(`room ${room.name}: could not store its directory entry: ${String(error)}`);
+        // The next member to enter tries again.
+        room.metaPending = pending;
+        throw error;
+      },
+    );
   }
 
   mayClaimName(address: string | undefined): boolean {
@@ -300,7 +349,14 @@ export class ChatServer extends Disposable implements V2Host {
   }
 
   guestNamed(name: string): boolean {
-    return seatKeys(name).some((key) => this.guestSeats.has(key));
+    if (seatKeys(name).some((key) => this.guestSeats.has(key))) return true;
+    // In a cluster a guest seated on another node is known only to the shared rooms it is in.
+    if (this.clusterNode === undefined) return false;
+    for (const room of this.rooms.readyRooms()) {
+      const holder = room.memberNamed(name);
+      if (holder instanceof RemoteMember && holder.identityId === undefined) return true;
+    }
+    return false;
   }
 
   /** Keeps guestSeats up to date with a room's v1 and classic members (an identity's seat is not a guest's). */
@@ -333,14 +389,8 @@ export class ChatServer extends Disposable implements V2Host {
     if (existing) return Promise.resolve(this.directory.roomMeta(existing) as RoomMeta);
     let making = this.dmsBeingMade.get(key);
     if (!making) {
-      making = (async () => {
-        const name = newDmName();
-        const meta: RoomMeta = { room: roomKey(name), name, kind: 'dm', topic: '', participantIds: [...participantIds] };
-        await this.directory.putRoomMeta(meta);
-        // Every participant has it among their conversations at once, so what is said while they are away counts as unread.
-        await Promise.all(participantIds.map((id) => this.directory.subscribe(id, meta.room)));
-        return meta;
-      })().finally(() => this.dmsBeingMade.delete(key));
+      const name = newDmName();
+      making = this.directory.createDm({ room: roomKey(name), name, kind: 'dm', topic: '', participantIds: [...participantIds] }).finally(() => this.dmsBeingMade.delete(key));
       this.dmsBeingMade.set(key, making);
     }
     return making;
@@ -416,7 +466,8 @@ export class ChatServer extends Disposable implements V2Host {
     // Give the goodbyes a moment to reach clients that are reading, but never wait on those that are not.
     await Promise.race([Promise.all([...this.connections].map((connection) => once(connection.socket, 'close'))), new Promise((resolve) => setTimeout(resolve, 1000))]);
     for (const connection of [...this.connections]) connection.dispose();
-    await this.openedDirectory?.close();
+    if (this.clusterNode) await this.clusterNode.shutdown();
+    else await this.openedDirectory?.close();
     await this.options.dataFolder?.close();
     this.dispose();
   }

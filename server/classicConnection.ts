@@ -209,7 +209,11 @@ export class ClassicConnection extends Connection<ClassicInput> {
     this.name = name;
     this.joined(room);
     this.send(line(`Welcome ${name}! If you ever want to quit, type ${CLASSIC_QUIT} to exit.`));
-    room.join(this);
+    room.join(this).catch(() => {
+      // A cluster whose store is out of reach.
+      this.room = undefined;
+      this.endWith(line('The server cannot reach its store just now; try again in a moment. Goodbye.'), 'lost');
+    });
     // Logged where it failed; the member is in the room either way.
     this.host.claimRoom(room, undefined)?.catch(() => undefined);
     this.host.logger.info(`${this.peer} joined ${room.name} as ${name} (classic).`);

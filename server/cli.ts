@@ -3,13 +3,15 @@
  * "Start Chat Server" in the extension runs this same file as a child process.
  */
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type Limits, TOKEN_MAX_CHARS } from '../shared/protocol';
 import { DEFAULT_LIMITS_V2, type LimitsV2 } from '../shared/protocolV2';
 import { isLoopbackHost } from '../shared/addresses';
 import { AdminListener, adminSocketPath, askServer } from './adminSocket';
-import { ChatServer } from './chatServer';
+import { ChatServer, type ChatServerOptions } from './chatServer';
+import { parseRedisUrl } from './cluster/redisConnection';
 import { DataFolder } from './dataFolder';
 import { holdLease, LEASE_OPTIONS, LEASE_USAGE } from './lease';
 import { StoredDirectory } from './directory';
@@ -19,6 +21,8 @@ import { loadTlsIdentity } from './tls';
 import { keptToken } from './token';
 
 const DEFAULT_DATA_DIR = '.chat-room-data';
+/** The Redis URL may come from the environment, which other users' `ps` cannot read, since it may carry a password. */
+const REDIS_ENV = 'CHAT_ROOM_REDIS_URL';
 
 /** Each limit's flag, with the text `--help` shows for it. */
 const LIMIT_FLAGS: Record<string, [keyof Limits, string]> = {
@@ -88,6 +92,16 @@ Usage: node dist/server.js [options]
                                 its SHA-256 fingerprint is printed for clients to pin
   --tls-cert FILE               PEM certificate to serve (implies --tls; needs --tls-key)
   --tls-key FILE                PEM private key of --tls-cert
+  --redis URL                   cluster mode: share rooms, presence, names, read markers and
+                                DMs with every server on this Redis (redis://[:PASSWORD@]HOST:PORT,
+                                or rediss:// for TLS; or set ${REDIS_ENV}, which other users
+                                cannot read). History then lives in Redis, not in --data.
+                                Redis needs appendonly yes and appendfsync always (docs/scaling.md)
+  --redis-ca FILE               PEM certificate authority for a rediss:// Redis with a private CA
+  --redis-namespace NS          prefix of every key, so clusters can share one Redis (default chat-room)
+  --node-id ID                  this server's id in the cluster (default: host, pid and a random part)
+  --node-ttl-ms N               a server silent this long is taken for dead and its members are
+                                announced lost (default 5000)
   --log-format text|json        log as plain lines (default) or one JSON object a line
   --classic-pause-ms N          a classic client's unterminated input counts as a message
                                 after this pause (default 80)
@@ -150,6 +164,11 @@ async function main(): Promise<void> {
       'rotate-token': { type: 'boolean', default: false },
       'log-format': { type: 'string', default: 'text' },
       'classic-pause-ms': { type: 'string', default: '80' },
+      redis: { type: 'string' },
+      'redis-ca': { type: 'string' },
+      'redis-namespace': { type: 'string' },
+      'node-id': { type: 'string' },
+      'node-ttl-ms': { type: 'string' },
       help: { type: 'boolean', default: false },
       ...limitOptions,
       ...LEASE_OPTIONS,
@@ -175,7 +194,12 @@ async function main(): Promise<void> {
   const limitsV2 = limitsV2From(values as Record<string, unknown>);
 
   const host = values.host as string;
-  const dataDir = values.memory ? undefined : resolve((values.data as string | undefined) ?? DEFAULT_DATA_DIR);
+  const redisUrl = (values.redis as string | undefined) ?? (process.env[REDIS_ENV] || undefined);
+  const clusterFlags = ['redis-ca', 'redis-namespace', 'node-id', 'node-ttl-ms'].filter((flag) => (values as Record<string, unknown>)[flag] !== undefined);
+  if (redisUrl === undefined && clusterFlags.length > 0) throw new Error(`--${clusterFlags[0]} is for cluster mode: give --redis too`);
+  if (redisUrl !== undefined && values.memory) throw new Error('--memory and --redis cannot be used together: in cluster mode history lives in Redis');
+  // In cluster mode a data folder holds only the token and a generated certificate, and only when asked for.
+  const dataDir = values.memory || (redisUrl !== undefined && values.data === undefined) ? undefined : resolve((values.data as string | undefined) ?? DEFAULT_DATA_DIR);
   const dataFolder = dataDir === undefined ? undefined : await DataFolder.prepare(dataDir, logger);
   let token = (values.token as string | undefined) ?? (process.env[SERVER_TOKEN_ENV] || undefined);
   if (token !== undefined && (token.length === 0 || token.length > TOKEN_MAX_CHARS)) {
@@ -211,6 +235,7 @@ async function main(): Promise<void> {
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     lockoutLoopback: values['lockout-loopback'] as boolean,
     limitLoopback: values['limit-loopback'] as boolean,
+    ...(redisUrl === undefined ? {} : { cluster: await clusterOptions(redisUrl, values as Record<string, unknown>) }),
   });
 
   let stopping = false;
@@ -240,7 +265,7 @@ async function main(): Promise<void> {
     host,
     port: addresses.port,
     classicPort: addresses.classicPort,
-    history: dataDir ?? 'memory',
+    history: redisUrl !== undefined ? 'redis' : (dataDir ?? 'memory'),
     tls: tls !== undefined,
   });
   tellParent({
@@ -259,6 +284,21 @@ function tellParent(message: ServerToParent, then?: () => void): void {
     return;
   }
   process.send(message, undefined, {}, () => then?.());
+}
+
+async function clusterOptions(url: string, values: Record<string, unknown>): Promise<NonNullable<ChatServerOptions['cluster']>> {
+  parseRedisUrl(url);
+  const caFile = values['redis-ca'] as string | undefined;
+  const ttl = values['node-ttl-ms'] as string | undefined;
+  const heartbeatTtlMs = ttl === undefined ? undefined : wholeNumber('node-ttl-ms', ttl);
+  if (heartbeatTtlMs !== undefined && heartbeatTtlMs < 200) throw new Error('--node-ttl-ms is at least 200');
+  return {
+    url,
+    nodeId: values['node-id'] as string | undefined,
+    namespace: values['redis-namespace'] as string | undefined,
+    heartbeatTtlMs,
+    ...(caFile === undefined ? {} : { connection: { tls: { ca: await readFile(caFile, 'utf8') } } }),
+  };
 }
 
 function limitsV2From(values: Record<string, unknown>): LimitsV2 {

@@ -38,6 +38,12 @@ export interface ConnectionHost {
    */
   claimRoom(room: Room, ownerId: string | undefined): Promise<void> | undefined;
   forget(connection: Connection): void;
+  /**
+   * Cluster mode only: whether a v1 seat held on another server (which may
+   * have died) was handed the seat secret with this digest, so the member
+   * may take it over here.
+   */
+  seatSecretMatches?(roomKey: string, seat: string, secretDigest: string): Promise<boolean>;
 }
 
 /**
@@ -316,6 +322,9 @@ export abstract class Connection<Input = unknown> extends Disposable implements 
     this.leaveReason = departure.reason;
     this.endWith(this.removalNotice(departure), departure.reason);
   }
+
+  /** The room's history was replaced (cluster mode); a v1 member is shown it afresh (ndjsonConnection.ts). */
+  reset(_room: Room): void {}
 
   /** The last thing a member removed from its room is sent. */
   protected abstract removalNotice(departure: Departure): Buffer | undefined;

@@ -87,6 +87,16 @@ export interface Directory {
   markRead(identityId: string, room: string, seq: number): Promise<number>;
   roomMeta(room: string): RoomMeta | undefined;
   putRoomMeta(meta: RoomMeta): Promise<void>;
+  /** Stores a room's first entry unless it has one (another server of a cluster may have made it a moment ago); resolves with the entry kept. */
+  createRoomMeta(meta: RoomMeta): Promise<RoomMeta>;
+  /**
+   * Makes a DM (its entry, and a place among every participant's
+   * conversations) unless one between exactly these participants exists;
+   * resolves with the DM kept.
+   */
+  createDm(meta: RoomMeta & { participantIds: string[] }): Promise<RoomMeta>;
+  /** Cluster mode: called when another server (or this one) changed a room's entry, so a loaded room can take it up. */
+  onRoomMetaChanged?(listener: (meta: RoomMeta) => void): void;
   /** Rooms (never DMs) by key, after `after`, at most `limit`. */
   listRooms(after: string | undefined, limit: number): RoomMeta[];
   /** The DM whose participants are exactly these identities, if one exists. */
@@ -94,7 +104,7 @@ export interface Directory {
   close(): Promise<void>;
 }
 
-interface IdentityRecord {
+export interface IdentityRecord {
   id: string;
   name: string;
   /** SHA-256 of the key, base64url: a stolen directory file does not give away keys. */
@@ -103,7 +113,8 @@ interface IdentityRecord {
   lastUsedAt: number;
 }
 
-type Operation =
+/** One change of the directory, as its journal (or a cluster's change stream) records it. */
+export type DirectoryOperation =
   | ({ op: 'identity' } & IdentityRecord)
   | { op: 'forget'; id: string }
   | { op: 'read'; id: string; room: string; seq: number }
@@ -113,7 +124,7 @@ type Operation =
 /** Not `.ndjson`: every such file in the data folder is a room's log. */
 export const DIRECTORY_FILE = 'directory.journal';
 /** Last use is written at most this often per identity; a reservation is counted in days. */
-const LAST_USED_WRITE_INTERVAL_MS = 60 * 60 * 1000;
+export const LAST_USED_WRITE_INTERVAL_MS = 60 * 60 * 1000;
 /** Rewrite the file once it holds this many more operations than live records (and at least this many). */
 const COMPACT_SLACK = 1000;
 
@@ -153,9 +164,9 @@ export class StoredDirectory implements Directory {
   }
 
   static async open(dataDir: string, options: DirectoryOptions): Promise<StoredDirectory> {
-    const { journal, records } = await Journal.open(join(dataDir, DIRECTORY_FILE), options.logger, isOperation);
+    const { journal, records } = await Journal.open(join(dataDir, DIRECTORY_FILE), options.logger, isDirectoryOperation);
     const directory = new StoredDirectory(journal, options);
-    for (const record of records) directory.apply(JSON.parse(record.toString('utf8')) as Operation);
+    for (const record of records) directory.apply(JSON.parse(record.toString('utf8')) as DirectoryOperation);
     directory.operationsOnDisk = records.length;
     return directory;
   }
@@ -260,6 +271,22 @@ export class StoredDirectory implements Directory {
     await this.store({ op: 'room', ...meta });
   }
 
+  async createRoomMeta(meta: RoomMeta): Promise<RoomMeta> {
+    const existing = this.rooms.get(meta.room);
+    if (existing) return existing;
+    await this.store({ op: 'room', ...meta });
+    return meta;
+  }
+
+  async createDm(meta: RoomMeta & { participantIds: string[] }): Promise<RoomMeta> {
+    const existing = this.findDm(meta.participantIds);
+    if (existing) return this.rooms.get(existing) as RoomMeta;
+    await this.store({ op: 'room', ...meta });
+    // Every participant has it among their conversations at once, so what is said while they are away counts as unread.
+    await Promise.all(meta.participantIds.map((id) => this.subscribe(id, meta.room)));
+    return meta;
+  }
+
   listRooms(after: string | undefined, limit: number): RoomMeta[] {
     this.sortedRooms ??= [...this.rooms.values()]
       .filter((meta) => meta.kind === 'room')
@@ -312,7 +339,7 @@ export class StoredDirectory implements Directory {
   }
 
   /** Writes an operation, then applies it: what the server acts on is always on disk. */
-  private async store(operation: Operation): Promise<void> {
+  private async store(operation: DirectoryOperation): Promise<void> {
     if (!this.journal) {
       this.apply(operation);
       return;
@@ -330,7 +357,22 @@ export class StoredDirectory implements Directory {
     this.compactIfWorthIt();
   }
 
-  private apply(operation: Operation): void {
+  /** Applies a change stored elsewhere (a cluster's change stream), as if it had been read from the journal. */
+  applyStored(operation: DirectoryOperation): void {
+    this.apply(operation);
+  }
+
+  /** The live identity record behind a name, key digest included (for a cluster's copy of the directory). */
+  recordNamed(name: string): IdentityRecord | undefined {
+    return this.liveIdentity(name);
+  }
+
+  /** An identity's record, live or lapsed. */
+  recordOf(identityId: string): IdentityRecord | undefined {
+    return this.identitiesById.get(identityId);
+  }
+
+  private apply(operation: DirectoryOperation): void {
     switch (operation.op) {
       case 'identity': {
         const { op: _op, ...record } = operation;
@@ -371,8 +413,8 @@ export class StoredDirectory implements Directory {
     for (const key of seatKeys(record.name)) if (this.identitiesByKey.get(key) === record) this.identitiesByKey.delete(key);
   }
 
-  private liveRecords(): Operation[] {
-    const operations: Operation[] = [];
+  private liveRecords(): DirectoryOperation[] {
+    const operations: DirectoryOperation[] = [];
     for (const record of this.identitiesById.values()) operations.push({ op: 'identity', ...record });
     for (const [id, markers] of this.readMarkers) for (const [room, seq] of markers) operations.push({ op: 'read', id, room, seq });
     for (const meta of this.rooms.values()) operations.push({ op: 'room', ...meta });
@@ -396,22 +438,22 @@ export class StoredDirectory implements Directory {
   }
 }
 
-function digestOf(key: string): string {
+export function digestOf(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('base64url');
 }
 
 /** Compares two digests in constant time (they have the same length by construction). */
-function sameDigest(a: string, b: string): boolean {
+export function sameDigest(a: string, b: string): boolean {
   const left = Buffer.from(a);
   const right = Buffer.from(b);
   return left.length === right.length && timingSafeEqual(left, right);
 }
 
-function participantKey(ids: readonly string[]): string {
+export function participantKey(ids: readonly string[]): string {
   return [...ids].sort().join(',');
 }
 
-function isOperation(line: Buffer): boolean {
+function isDirectoryOperation(line: Buffer): boolean {
   try {
     const value: unknown = JSON.parse(line.toString('utf8'));
     return typeof value === 'object' && value !== null && typeof (value as { op?: unknown }).op === 'string';

@@ -24,7 +24,7 @@ import {
 import type { ClientFrame, ErrorCode, HelloFrame, SayFrame, ServerFrame } from '../shared/protocol';
 import { DM_PREFIX, FATAL_ERRORS_V2, PROTOCOL_V2, SUPPORTED_PROTOCOLS, type ErrorCodeV2 } from '../shared/protocolV2';
 import { Connection } from './connection';
-import type { EncodedEvent, Room } from './room';
+import { type EncodedEvent, guestSeatId, RemoteMember, type Room, storageFailure } from './room';
 import type { Departure } from './roomEvents';
 import { seatNameProblem } from './seatNames';
 import { type V2Host, V2Session } from './v2Session';
@@ -48,6 +48,11 @@ function newSeatSecret(): string {
 
 function digest(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
+}
+
+/** A seat secret as a cluster keeps it: only its digest leaves this server. */
+function secretDigest(secret: string): string {
+  return digest(secret).toString('base64url');
 }
 
 /** Why a message text cannot be sent, or undefined when it can: the same rules for v1 and v2 (and for edits). */
@@ -297,7 +302,9 @@ export class NdjsonConnection extends Connection<NdjsonInput> {
       return this.fail('name_taken', `The name "${hello.name}" is reserved by its owner (who keeps it with a key); choose another.`);
     }
 
-    const entry = await this.host.enterRoom(roomName, this.socket.remoteAddress, (room) => this.takeSeat(room, hello));
+    // In a cluster the seat may be held on a server that died: its secret, kept in the cluster's store, lets the client take it over here.
+    const resumableElsewhere = hello.resume !== undefined && this.host.seatSecretMatches !== undefined && (await this.host.seatSecretMatches(roomKey(roomName), guestSeatId(hello.name), secretDigest(hello.resume)));
+    const entry = await this.host.enterRoom(roomName, this.socket.remoteAddress, (room) => this.takeSeat(room, hello, resumableElsewhere));
     if (!entry.ok) this.fail(entry.code, entry.message);
   }
 
@@ -315,11 +322,12 @@ export class NdjsonConnection extends Connection<NdjsonInput> {
   }
 
   /** Joins `room`, or takes over the seat whose secret the hello gave back; runs in the turn the room was found loaded. */
-  private takeSeat(room: Room, hello: HelloFrame): void {
+  private takeSeat(room: Room, hello: HelloFrame, resumableElsewhere: boolean): void {
     if (this.isDisposed || this.isJoined || this.isStopping) return;
     const holder = room.memberNamed(hello.name);
     const resuming = holder instanceof NdjsonConnection && hello.resume !== undefined && holder.holdsSeatSecret(hello.resume);
-    if (holder && !resuming) {
+    const resumingElsewhere = holder instanceof RemoteMember && holder.seat === guestSeatId(hello.name) && resumableElsewhere;
+    if (holder && !resuming && !resumingElsewhere) {
       // Closed, so a connection cannot go on trying names (or secrets) on one socket.
       return this.fail('name_taken', `Someone in ${room.name} is already called "${holder.name}".`);
     }
@@ -328,22 +336,45 @@ export class NdjsonConnection extends Connection<NdjsonInput> {
     this.clientId = hello.clientId ?? randomUUID();
     this.seatSecret = secret;
     this.joined(room);
-    // The list is bounded (you first), so a welcome to a crowded room still fits a frame.
-    const members = room.memberNames(WELCOME_MAX_MEMBERS, this.name);
-    const memberCount = room.memberCount + (resuming ? 0 : 1);
-    this.reply({ type: 'welcome', you: this.name, room: room.name, members, memberCount, resume: secret, seq: room.latestSeq, firstSeq: room.firstSeq, protocol: PROTOCOL_VERSION });
-    this.queueReplay(room.replayCursor(hello.lastSeq, this.host.limits.replayEvents), (event) => room.v1Rendering(event));
+    // In a cluster, a position in another epoch of the room's history (or past its end) means nothing here: the room is shown afresh.
+    const stale = room.epoch !== undefined && hello.lastSeq !== undefined && ((hello.epoch !== undefined && hello.epoch !== room.epoch) || hello.lastSeq > room.latestSeq);
+    this.welcome(room, resuming || resumingElsewhere ? 0 : 1, stale);
+    this.queueReplay(room.replayCursor(stale ? undefined : hello.lastSeq, this.host.limits.replayEvents), (event) => room.v1Rendering(event));
     if (resuming) {
       // The same client came back before its old connection was noticed dead: a resume, not a new arrival.
       room.replaceMember(holder, this);
       holder.markReplaced();
       this.host.logger.info(`${this.peer} resumed as ${this.name} in ${room.name}.`);
     } else {
-      room.join(this);
+      room.join(this, room.epoch === undefined ? undefined : secretDigest(secret)).catch(() => {
+        // A cluster whose store is out of reach: the client is told, and comes back later.
+        this.room = undefined;
+        this.endWith(encodeFrame({ type: 'error', code: 'storage_failed', message: storageFailure('that you joined') }), 'lost');
+      });
       // Logged where it failed; the member is in the room either way, and the next one to enter tries again.
       this.host.claimRoom(room, undefined)?.catch(() => undefined);
-      this.host.logger.info(`${this.peer} joined ${room.name} as ${this.name}.`);
+      this.host.logger.info(`${this.peer} ${resumingElsewhere ? 'resumed (from another server)' : 'joined'} ${room.name} as ${this.name}.`);
     }
+  }
+
+  /**
+   * The welcome: who is here (a bounded list, you first, so a crowded room's
+   * still fits a frame), where the room stands, and this seat's secret. With
+   * `reset`, the client drops its view of the room first (cluster mode).
+   */
+  private welcome(room: Room, newcomers: number, reset: boolean): void {
+    const members = room.memberNames(WELCOME_MAX_MEMBERS, this.name);
+    const welcome: ServerFrame = { type: 'welcome', you: this.name, room: room.name, members, memberCount: room.memberCount + newcomers, resume: this.seatSecret, seq: room.latestSeq, firstSeq: room.firstSeq, protocol: PROTOCOL_VERSION };
+    if (room.epoch !== undefined) welcome.epoch = room.epoch;
+    if (reset) welcome.reset = true;
+    this.reply(welcome);
+  }
+
+  /** The room's history was replaced under this member (cluster mode): a fresh welcome with `reset`, then the newest events. */
+  override reset(room: Room): void {
+    if (this.room !== room || this.session) return;
+    this.welcome(room, 0, true);
+    this.queueReplay(room.replayCursor(undefined, this.host.limits.replayEvents), (event) => room.v1Rendering(event));
   }
 
   /** Compares a presented seat secret with this connection's, in constant time (over digests, so lengths may differ). */
@@ -361,7 +392,7 @@ export class NdjsonConnection extends Connection<NdjsonInput> {
     this.owe(
       room.say(this, say.text, { clientId: this.clientId, id: say.id }).then((result) => {
         if (result.ok) this.reply({ type: 'ack', id: say.id, seq: result.seq });
-        else this.error('storage_failed', 'The server could not store the message (its disk may be full); send it again later.', say.id);
+        else this.error('storage_failed', storageFailure('the message'), say.id);
       }),
     );
   }

@@ -53,6 +53,51 @@ export interface RoomMember {
   deliver(event: EncodedEvent): void;
   /** Someone else removed this member (a kick); called once the departure is stored. */
   removed?(departure: Departure): void;
+  /** The room's history was reset under it (cluster mode: Redis lost the room, or a failover lost events): show the room again. */
+  reset?(room: Room, reason: RoomResetReason): void;
+}
+
+/** Why a shared room's history was replaced (see RedisRoomFollower): Redis lost it, a failover lost events, or this server missed trimmed ones. */
+export type RoomResetReason = 'epoch' | 'rewound' | 'trimmed';
+
+/**
+ * A seat as every server of a cluster names it: a v2 identity's (`i:` its id,
+ * a space, its name) or a v1 or classic member's (`g:` and the name), so a
+ * member holds one seat whichever servers its connections are on.
+ */
+export function identitySeatId(identityId: string, name: string): string {
+  return `i:${identityId} ${name}`;
+}
+
+export function guestSeatId(name: string): string {
+  return `g:${name}`;
+}
+
+/** The name in a seat id (see identitySeatId). */
+export function nameOfSeat(seat: string): string {
+  return seat.startsWith('i:') ? seat.slice(seat.indexOf(' ') + 1) : seat.slice(2);
+}
+
+/** The seat id of a member (see identitySeatId). */
+export function seatIdOf(member: RoomMember): string {
+  if (member instanceof IdentitySeat) return identitySeatId(member.identityId, member.name);
+  if (member instanceof RemoteMember) return member.seat;
+  return guestSeatId(member.name);
+}
+
+/** Someone whose connections are on other servers of the cluster only: known here by seat and name. */
+export class RemoteMember implements RoomMember {
+  constructor(
+    readonly seat: string,
+    readonly name: string,
+  ) {}
+
+  /** The identity behind a v2 seat; undefined for a v1 or classic member. */
+  get identityId(): string | undefined {
+    return this.seat.startsWith('i:') ? this.seat.slice(2, this.seat.indexOf(' ')) : undefined;
+  }
+
+  deliver(): void {}
 }
 
 /** A v2 connection holding an identity's seat. */
@@ -61,6 +106,8 @@ export interface SeatHolder {
   deliverToSeat(bytes: Buffer): void;
   /** The seat was removed by someone else (a kick). */
   removedFrom(room: Room, departure: Departure): void;
+  /** The room's history was reset (cluster mode): show it again. */
+  roomReset(room: Room, reason: RoomResetReason): void;
 }
 
 /** An identity's one seat in a room, shared by all of its v2 connections there. */
@@ -82,6 +129,10 @@ export class IdentitySeat implements RoomMember {
 
   removed(departure: Departure): void {
     for (const holder of this.holders.splice(0)) holder.removedFrom(this.room, departure);
+  }
+
+  reset(room: Room, reason: RoomResetReason): void {
+    for (const holder of this.holders) holder.roomReset(room, reason);
   }
 }
 
@@ -106,6 +157,40 @@ export interface RoomStore {
   /** A message was deleted: its text must leave the disk at the next compaction, at the latest when the room closes. */
   noteRedactionDue(): void;
   close(): Promise<void>;
+}
+
+/** What a shared store's publish came to: the event's seq, and whether one was stored before under its key. */
+export interface Published {
+  seq: number;
+  duplicate: boolean;
+}
+
+/**
+ * A room's store when several servers share the room (cluster mode; see
+ * server/cluster/redisRoomStore.ts). It numbers and keeps every event, and
+ * commits each into the room itself (`Room.receive`), this server's own and
+ * the others', in seq order: a publish resolves once its event is committed
+ * here. Presence goes through it too, so a member holds one seat whichever
+ * servers its connections are on, and each arrival or departure is stored in
+ * the same step as the seat change that makes it.
+ */
+export interface SharedRoomStore {
+  readonly isBusy: boolean;
+  /** Tells the room's history apart from one Redis lost (see RedisRoomLog). */
+  readonly epoch: string;
+  /** Stores an event (a retry of one stored under `dedupKey` is not stored again); resolves once it is committed here. */
+  publish(body: HeldBody, fields: PrivateFields & { id?: string }, recordClass: RecordClass, dedupKey: string | undefined, deletes: number | undefined): Promise<Published>;
+  /** A seat was taken on this server; `joined` is stored when it is the member's first anywhere. `secret` (v1): the digest another server checks on a resume. */
+  enter(seat: string, joined: HeldBody, secret?: string): Promise<void>;
+  /** A seat was left on this server; `left` (when given) is stored when it was the member's last anywhere. Resolves with whether it was. */
+  leave(seat: string, left: HeldBody | undefined): Promise<boolean>;
+  /** Passes a typing signal to the other servers (never stored). */
+  signal(name: string): void;
+  close(): Promise<void>;
+}
+
+function isShared(store: RoomStore | SharedRoomStore): store is SharedRoomStore {
+  return 'publish' in store;
 }
 
 /** The store of a room on one server: its file log (or an in-memory one for `--memory`). */
@@ -164,8 +249,8 @@ export interface Actor {
 
 interface StoredChange {
   seq: number;
-  /** Present while the event is being stored; resolves with whether it was stored. */
-  committed?: Promise<boolean>;
+  /** Present while the event is being stored; resolves with its seq once stored, undefined when it could not be. */
+  committed?: Promise<number | undefined>;
 }
 
 export interface RoomLimits {
@@ -186,7 +271,11 @@ export class Room {
   private readonly held: Record<RecordClass, number> = { message: 0, presence: 0, change: 0 };
   /** (clientId, id) → the event stored under it. */
   private readonly byClientKey = new Map<string, StoredChange>();
-  private readonly store: RoomStore;
+  private readonly store: RoomStore | SharedRoomStore;
+  /** Set when the room is shared by a cluster: its store, and everyone seated on any server (seat id → name, and seat key → seat id). */
+  private readonly shared: SharedRoomStore | undefined;
+  private everyone: Map<string, string> | undefined;
+  private everyoneByKey: Map<string, string> | undefined;
   private committedSeq: number;
   private eventsBeingStored = 0;
   private readonly maxReactions: number;
@@ -210,15 +299,21 @@ export class Room {
   /** Called when a member takes its seat keys or gives them up (the server indexes the seats of v1 and classic members across rooms). */
   onSeatsChanged: ((member: RoomMember, keys: readonly string[], seated: boolean) => void) | undefined;
 
+  /**
+   * `storedRecords` are the room's retained records, oldest first. A shared
+   * store (cluster mode) also gives `sharedFrom`: the seq they reach, and who
+   * is seated on any server (seat id → name).
+   */
   constructor(
     readonly name: string,
-    storage: RoomLog | RoomStore,
+    storage: RoomLog | RoomStore | SharedRoomStore,
     /** The stored records, oldest first, as read back (parsed) or as their text. */
     storedRecords: ReadonlyArray<string | Record<string, unknown>>,
     private readonly retainEvents: number,
     private readonly logger: Logger,
     now: () => number = Date.now,
     limits: RoomLimits = DEFAULT_LIMITS_V2,
+    sharedFrom?: { seq: number; members: Iterable<[string, string]> },
   ) {
     this.maxReactions = limits.maxReactionsPerMessage;
     this.meta = NO_OWNER_META(name);
@@ -226,16 +321,59 @@ export class Room {
     for (const record of storedRecords) this.load(typeof record === 'string' ? (JSON.parse(record) as Record<string, unknown>) : record);
     this.forgetBeyondRetention();
     this.committedSeq = this.history.length > 0 ? this.history[this.history.length - 1].seq : 0;
-    this.store = storage instanceof RoomLog ? new LocalRoomStore(storage, this.committedSeq + 1, now) : storage;
-    this.store.rewriteRecord = (seq, bytes) => this.compactedRecord(seq, bytes);
-    this.noteRedaction();
+    if (storage instanceof RoomLog) {
+      this.store = new LocalRoomStore(storage, this.committedSeq + 1, now);
+    } else {
+      this.store = storage;
+    }
+    if (isShared(this.store)) {
+      this.shared = this.store;
+      this.committedSeq = Math.max(this.committedSeq, sharedFrom?.seq ?? 0);
+      this.seatEveryone(sharedFrom?.members ?? []);
+    } else {
+      this.store.rewriteRecord = (seq, bytes) => this.compactedRecord(seq, bytes);
+      this.noteRedaction();
+    }
   }
 
-  /** Tells the store that a deleted message's text waits to leave the disk. */
+  /** Tells the store that a deleted message's text waits to leave the disk (a shared store takes it out at the deletion). */
   private noteRedaction(): void {
-    if (!this.redactionDue || !this.store) return;
+    if (!this.redactionDue || isShared(this.store)) return;
     this.redactionDue = false;
     this.store.noteRedactionDue();
+  }
+
+  /** The epoch of a shared room's history (cluster mode): a client that holds another one must be shown the room afresh. */
+  get epoch(): string | undefined {
+    return this.shared?.epoch;
+  }
+
+  /** Everyone seated on any server, from scratch (a shared room being loaded or reset). */
+  private seatEveryone(members: Iterable<[string, string]>): void {
+    this.everyone = new Map();
+    this.everyoneByKey = new Map();
+    for (const [seat, name] of members) this.addToEveryone(seat, name);
+  }
+
+  private addToEveryone(seat: string, name: string): void {
+    if (!this.everyone || !this.everyoneByKey) return;
+    this.everyone.set(seat, name);
+    for (const key of seatKeys(name)) this.everyoneByKey.set(key, seat);
+  }
+
+  private removeFromEveryone(seat: string): void {
+    const name = this.everyone?.get(seat);
+    if (name === undefined || !this.everyone || !this.everyoneByKey) return;
+    this.everyone.delete(seat);
+    for (const key of seatKeys(name)) if (this.everyoneByKey.get(key) === seat) this.everyoneByKey.delete(key);
+  }
+
+  /** The member seated here under a seat id, if any. */
+  private localMemberAt(seat: string): RoomMember | undefined {
+    if (seat.startsWith('i:')) return this.identitySeats?.get(seat.slice(2, seat.indexOf(' ')));
+    const name = nameOfSeat(seat);
+    for (const member of this.members.keys()) if (!(member instanceof IdentitySeat) && member.name === name) return member;
+    return undefined;
   }
 
   /** Reads one stored record back: held, applied, and its de-duplication key remembered. */
@@ -262,8 +400,14 @@ export class Room {
     return this.history.length > 0 ? this.history[0].seq : this.committedSeq + 1;
   }
 
+  /** Members in the room: on any server, for a shared room. */
   get memberCount(): number {
-    return this.members.size;
+    return this.everyone?.size ?? this.members.size;
+  }
+
+  /** Whether a seat is held on any server (cluster mode) or here. */
+  hasSeat(seat: string): boolean {
+    return this.everyone?.has(seat) ?? false;
   }
 
   get isDm(): boolean {
@@ -278,11 +422,16 @@ export class Room {
   /** Up to `limit` member names, `first` (when given) leading. */
   memberNames(limit: number, first?: string): string[] {
     const names = first === undefined ? [] : [first];
-    for (const member of this.members.keys()) {
+    for (const name of this.allNames()) {
       if (names.length >= limit) break;
-      if (member.name !== first) names.push(member.name);
+      if (name !== first) names.push(name);
     }
     return names;
+  }
+
+  private *allNames(): Iterable<string> {
+    if (this.everyone) yield* this.everyone.values();
+    else for (const member of this.members.keys()) yield member.name;
   }
 
   /**
@@ -290,7 +439,7 @@ export class Room {
    * `after`: at most `limit` names in at most `maxBytes` (as JSON strings).
    */
   memberPage(after: string | undefined, limit: number, maxBytes: number): { names: string[]; next?: string } {
-    const sorted = [...this.members.keys()].map((member) => ({ name: member.name, key: nameKey(member.name) })).sort((a, b) => compareKeys(a.key, b.key) || compareKeys(a.name, b.name));
+    const sorted = [...this.allNames()].map((name) => ({ name, key: nameKey(name) })).sort((a, b) => compareKeys(a.key, b.key) || compareKeys(a.name, b.name));
     let start = 0;
     if (after !== undefined) {
       const afterKey = nameKey(after);
@@ -311,9 +460,15 @@ export class Room {
 
   /** Whoever holds the seat that `name` would take: the same name, or one that looks like it. */
   memberNamed(name: string): RoomMember | undefined {
-    for (const key of seatKeys(name)) {
+    const keys = seatKeys(name);
+    for (const key of keys) {
       const holder = this.seats.get(key);
       if (holder) return holder;
+    }
+    if (!this.everyoneByKey || !this.everyone) return undefined;
+    for (const key of keys) {
+      const seat = this.everyoneByKey.get(key);
+      if (seat !== undefined) return this.localMemberAt(seat) ?? new RemoteMember(seat, this.everyone.get(seat) ?? nameOfSeat(seat));
     }
     return undefined;
   }
@@ -440,27 +595,47 @@ export class Room {
     return { unread, mentions: mentioned };
   }
 
-  /** Adds a member (the caller has checked the name) and announces it. */
-  join(member: RoomMember): void {
+  /**
+   * Adds a member (the caller has checked the name) and announces it. In a
+   * shared room the announcement is the cluster's: stored only when this is
+   * the member's first seat on any server. Rejects (with the member taken
+   * out again) when the shared store cannot be reached; `secret` is a v1
+   * seat secret's digest, so another server can let the member resume.
+   */
+  join(member: RoomMember, secret?: string): Promise<void> {
     this.seat(member);
-    void this.record({ type: 'joined', seq: 0, room: this.name, name: member.name, ts: 0 }, {});
+    const joined: HeldBody = { type: 'joined', seq: 0, room: this.name, name: member.name, ts: 0 };
+    if (!this.shared) {
+      void this.record(joined, {});
+      return Promise.resolve();
+    }
+    const seat = seatIdOf(member);
+    const wasSeated = this.everyone?.has(seat) ?? false;
+    this.addToEveryone(seat, member.name);
+    return this.shared.enter(seat, joined, secret).catch((error: unknown) => {
+      if (this.members.has(member)) this.unseat(member);
+      if (!wasSeated && !this.localMemberAt(seat)) this.removeFromEveryone(seat);
+      if (this.members.size === 0) this.onEmptied?.();
+      throw error;
+    });
   }
 
   /**
    * Seats a v2 connection of an identity: the first of them takes the
    * identity's seat and is announced; the others share it quietly.
    */
-  joinIdentity(holder: SeatHolder, identityId: string, name: string): IdentitySeat {
+  joinIdentity(holder: SeatHolder, identityId: string, name: string): { seat: IdentitySeat; seated: Promise<void> } {
     let seat = this.identitySeats?.get(identityId);
+    let seated = Promise.resolve();
     if (!seat) {
       seat = new IdentitySeat(this, identityId, name);
       (this.identitySeats ??= new Map()).set(identityId, seat);
       seat.holders.push(holder);
-      this.join(seat);
+      seated = this.join(seat);
     } else if (!seat.holders.includes(holder)) {
       seat.holders.push(holder);
     }
-    return seat;
+    return { seat, seated };
   }
 
   /** A v2 connection leaves; the identity's seat goes (announced) when it was the last one there. */
@@ -484,9 +659,24 @@ export class Room {
   async leave(member: RoomMember, reason: LeaveReason): Promise<boolean> {
     if (!this.members.has(member)) return false;
     this.unseat(member);
-    const stored = this.record({ type: 'left', seq: 0, room: this.name, name: member.name, reason, ts: 0 }, {});
+    const left: HeldBody = { type: 'left', seq: 0, room: this.name, name: member.name, reason, ts: 0 };
+    const stored = this.shared ? this.leaveShared(member, left) : this.record(left, {});
     if (this.members.size === 0) this.onEmptied?.();
     return (await stored) !== undefined;
+  }
+
+  /** A shared room's departure: the cluster stores `left` when this was the member's last seat anywhere. */
+  private async leaveShared(member: RoomMember, left: HeldBody): Promise<Published | undefined> {
+    this.eventsBeingStored += 1;
+    try {
+      return (await (this.shared as SharedRoomStore).leave(seatIdOf(member), left)) ? { seq: this.committedSeq, duplicate: false } : undefined;
+    } catch (error) {
+      // The cluster writes the departure once the store is back (ClusterPresence resyncs).
+      this.logger.warn(`room ${this.name}: the departure of ${member.name} waits for the store: ${String(error)}`);
+      return undefined;
+    } finally {
+      this.eventsBeingStored -= 1;
+    }
   }
 
   private seat(member: RoomMember): void {
@@ -513,7 +703,9 @@ export class Room {
    */
   async departAll(reason: LeaveReason): Promise<void> {
     const leaving = [...this.members.keys()];
-    await Promise.all(leaving.map((member) => this.record({ type: 'left', seq: 0, room: this.name, name: member.name, reason, ts: 0 }, {})));
+    const departure = (member: RoomMember): HeldBody => ({ type: 'left', seq: 0, room: this.name, name: member.name, reason, ts: 0 });
+    // In a shared room a member whose connections are also on other servers has not left.
+    await Promise.all(leaving.map((member) => (this.shared ? this.leaveShared(member, departure(member)) : this.record(departure(member), {}))));
     for (const [member, keys] of this.members) this.onSeatsChanged?.(member, keys, false);
     this.members.clear();
     this.seats.clear();
@@ -522,9 +714,15 @@ export class Room {
 
   /** Passes a typing signal to the room's other v2 members (never stored). */
   typing(from: IdentitySeat): void {
-    if (!this.identitySeats || this.identitySeats.size < 2) return;
-    const bytes = encodeFrame({ type: 'typing', room: this.name, name: from.name });
-    for (const seat of this.identitySeats.values()) if (seat !== from) for (const holder of seat.holders) holder.deliverToSeat(bytes);
+    this.shared?.signal(from.name);
+    this.typingFrom(from.name);
+  }
+
+  /** A typing signal from `name` (here, or from another server of the cluster) for the v2 members here. */
+  typingFrom(name: string): void {
+    if (!this.identitySeats || this.identitySeats.size === 0) return;
+    const bytes = encodeFrame({ type: 'typing', room: this.name, name });
+    for (const seat of this.identitySeats.values()) if (seat.name !== name) for (const holder of seat.holders) holder.deliverToSeat(bytes);
   }
 
   /**
@@ -537,8 +735,8 @@ export class Room {
     const earlier = this.byClientKey.get(clientKey(named.clientId, named.id));
     if (!earlier) return undefined;
     return (async (): Promise<ChangeOutcome> => {
-      const ok = earlier.committed ? await earlier.committed : true;
-      return ok ? { ok: true, seq: earlier.seq, duplicate: true } : { ok: false, code: 'storage_failed', message: STORAGE_FAILED };
+      const seq = earlier.committed ? await earlier.committed : earlier.seq;
+      return seq !== undefined ? { ok: true, seq, duplicate: true } : { ok: false, code: 'storage_failed', message: STORAGE_FAILED };
     })();
   }
 
@@ -637,10 +835,14 @@ export class Room {
         if (notOwner) return notOwner;
         target = this.memberNamed(name);
         if (!target) return refused('not_found', `Nobody called "${name}" is in ${this.name}.`);
-        if (target instanceof IdentitySeat && target.identityId === actor.identityId) return refused('forbidden', 'You cannot kick yourself; part instead.');
-        return { body: { type: 'left', seq: 0, room: this.name, name: target.name, reason: 'kicked', by: actor.name, ts: 0 }, fields: { byId: actor.identityId } };
+        const targetId = target instanceof IdentitySeat || target instanceof RemoteMember ? target.identityId : undefined;
+        if (targetId === actor.identityId) return refused('forbidden', 'You cannot kick yourself; part instead.');
+        const fields: PrivateFields = { byId: actor.identityId };
+        // In a shared room the server holding the seat takes the member out when the departure reaches it.
+        if (this.shared) fields.seat = seatIdOf(target);
+        return { body: { type: 'left', seq: 0, room: this.name, name: target.name, reason: 'kicked', by: actor.name, ts: 0 }, fields };
       },
-      () => target,
+      () => (this.shared ? undefined : target),
     );
   }
 
@@ -679,14 +881,14 @@ export class Room {
   /** Stores an event under its (clientId, id), unless one is stored under it already. */
   private async publish(body: HeldBody, fields: PrivateFields & { id?: string }, named: { clientId: string; id: string } | undefined, removing?: RoomMember): Promise<SayResult> {
     if (named === undefined) {
-      const held = await this.record(body, fields, removing);
-      return { ok: held !== undefined, seq: body.seq, duplicate: false };
+      const recorded = await this.record(body, fields, removing);
+      return { ok: recorded !== undefined, seq: recorded?.seq ?? body.seq, duplicate: false };
     }
     const key = clientKey(named.clientId, named.id);
     const earlier = this.byClientKey.get(key);
     if (earlier) {
-      const ok = earlier.committed ? await earlier.committed : true;
-      return { ok, seq: earlier.seq, duplicate: true };
+      const seq = earlier.committed ? await earlier.committed : earlier.seq;
+      return { ok: seq !== undefined, seq: seq ?? earlier.seq, duplicate: true };
     }
     fields.clientId = named.clientId;
     // A message's id is public (its sender matches the ack by it); other events keep theirs private.
@@ -694,31 +896,97 @@ export class Room {
     const stored: StoredChange = { seq: 0 };
     this.byClientKey.set(key, stored);
     const recording = this.record(body, fields, removing, key);
+    // The file log numbers the event at once; a shared store once it is committed.
     stored.seq = body.seq;
-    stored.committed = recording.then((held) => held !== undefined);
-    const ok = await stored.committed;
-    delete stored.committed;
-    // An event that could not be stored may be sent again later.
-    if (!ok) this.byClientKey.delete(key);
-    return { ok, seq: body.seq, duplicate: false };
+    stored.committed = recording.then((recorded) => recorded?.seq);
+    const recorded = await recording;
+    // A shared room may have put the committed event's own entry here meanwhile.
+    if (this.byClientKey.get(key) === stored) {
+      delete stored.committed;
+      if (recorded) stored.seq = recorded.seq;
+      // An event that could not be stored may be sent again later.
+      else this.byClientKey.delete(key);
+    }
+    return recorded ? { ok: true, seq: recorded.seq, duplicate: recorded.duplicate } : { ok: false, seq: body.seq, duplicate: false };
   }
 
-  /** Stores the event (the store gives it its seq and time), then applies and delivers it. Resolves with it once stored. */
-  private async record(body: HeldBody, fields: PrivateFields, removing?: RoomMember, dedupKey?: string): Promise<EncodedEvent | undefined> {
+  /**
+   * Stores the event (the store gives it its seq and time), then applies and
+   * delivers it (a shared store commits it through `receive`). Resolves once
+   * it is stored and committed, with its seq; or with the seq of the event a
+   * shared store found stored under the same key before.
+   */
+  private async record(body: HeldBody, fields: PrivateFields, removing?: RoomMember, dedupKey?: string): Promise<Published | undefined> {
     this.eventsBeingStored += 1;
-    let held: EncodedEvent;
+    const store = this.store;
     try {
-      held = await this.store.append(body, fields, classOf(body.type));
+      if (isShared(store)) {
+        const deletes = body.type === 'deleted' ? body.target : undefined;
+        return await store.publish(body, fields, classOf(body.type), dedupKey, deletes);
+      }
+      const held = await store.append(body, fields, classOf(body.type));
+      held.authorId = fields.authorId;
+      held.dedupKey = dedupKey;
+      this.commit(held, fields, removing);
+      return { seq: held.seq, duplicate: false };
     } catch (error) {
-      this.logger.error(`room ${this.name}: could not store event ${body.seq}: ${String(error)}`);
+      this.logger.error(`room ${this.name}: could not store a ${body.type} event: ${String(error)}`);
       return undefined;
     } finally {
       this.eventsBeingStored -= 1;
     }
-    held.authorId = fields.authorId;
-    held.dedupKey = dedupKey;
+  }
+
+  /**
+   * An event a shared store committed (cluster mode), this server's own or
+   * another's, in seq order: held, applied and delivered, as a stored event is.
+   */
+  receive(record: Record<string, unknown>): EncodedEvent {
+    const { body, fields, folded } = readRecord(record);
+    const held = new EncodedEvent(body);
+    if (body.type === 'message') {
+      held.authorId = fields.authorId;
+      held.state = stateFromFolded(body.text, folded, fields.reactedBy);
+    }
+    if (fields.clientId !== undefined && fields.id !== undefined) {
+      held.dedupKey = clientKey(fields.clientId, fields.id);
+      this.byClientKey.set(held.dedupKey, { seq: body.seq });
+    }
+    let removing: RoomMember | undefined;
+    if (fields.seat !== undefined) {
+      if (body.type === 'joined') this.addToEveryone(fields.seat, body.name);
+      if (body.type === 'left') {
+        this.removeFromEveryone(fields.seat);
+        if (body.reason === 'kicked') removing = this.localMemberAt(fields.seat);
+      }
+    }
     this.commit(held, fields, removing);
+    if (removing && fields.seat !== undefined) {
+      // Kicked from another server, or from here: this server gives up its seat, quietly (the departure is stored already).
+      this.shared?.leave(fields.seat, undefined).catch((error: unknown) => this.logger.warn(`room ${this.name}: could not give up the seat of ${removing.name}: ${String(error)}`));
+    }
     return held;
+  }
+
+  /**
+   * Replaces a shared room's history (cluster mode): Redis lost the room, a
+   * failover lost events, or events this server missed were trimmed. The
+   * members stay; each is shown the room again.
+   */
+  resetTo(storedRecords: readonly Record<string, unknown>[], seq: number, members: Iterable<[string, string]>, reason: RoomResetReason): void {
+    this.history = [];
+    this.held.message = 0;
+    this.held.presence = 0;
+    this.held.change = 0;
+    this.byClientKey.clear();
+    for (const record of storedRecords) this.load(record);
+    this.forgetBeyondRetention();
+    this.committedSeq = seq;
+    this.seatEveryone(members);
+    for (const member of this.members.keys()) {
+      this.addToEveryone(seatIdOf(member), member.name);
+      member.reset?.(this, reason);
+    }
   }
 
   private commit(held: EncodedEvent, fields: PrivateFields, removing: RoomMember | undefined): void {
@@ -816,7 +1084,12 @@ export class Room {
 }
 
 const EMPTY = Buffer.alloc(0);
-const STORAGE_FAILED = 'The server could not store that (its disk may be full); send it again later.';
+/** Why a change was not stored: a full disk on one server, or (in a cluster) a store out of reach; either way, it may be sent again later. */
+export function storageFailure(what: string): string {
+  return `The server could not store ${what} (its disk may be full, or its store out of reach); send it again later.`;
+}
+
+const STORAGE_FAILED = storageFailure('that');
 
 type Refusal = { ok: false; code: ErrorCodeV2; message: string };
 

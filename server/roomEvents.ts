@@ -57,10 +57,12 @@ export interface PrivateFields {
   reactedBy?: Record<string, [string, string][]>;
   /** An edit of a deleted message, compacted: its text is gone. */
   redacted?: true;
+  /** Whose arrival or departure this is, in a room shared by a cluster (see seatIdOf in room.ts), so every server knows. */
+  seat?: string;
 }
 
 /** Record fields that are never sent; `id` is private too, except on a message (where the sender matches its ack by it). */
-const PRIVATE_KEYS = ['clientId', 'authorId', 'byId', 'ownerId', 'reactedBy', 'redacted'] as const;
+const PRIVATE_KEYS = ['clientId', 'authorId', 'byId', 'ownerId', 'reactedBy', 'redacted', 'seat'] as const;
 /** A compacted message's state, folded into its record. */
 const FOLDED_KEYS = ['editedTs', 'deleted', 'reactions'] as const;
 

@@ -34,6 +34,8 @@ export interface RoomRegistryOptions {
   logger: Logger;
   /** Called with each room once it is loaded, before anyone enters it (to give it its directory entry). */
   prepare?: (room: Room) => void;
+  /** Cluster mode: loads a room shared through Redis (ClusterNode.openRoom) instead of from `folder`. */
+  openShared?: (key: string, name: string) => Promise<Room>;
 }
 
 /** Rooms whose latest seq is remembered after they are unloaded, at most. */
@@ -162,7 +164,9 @@ export class RoomRegistry extends Disposable {
     const { folder, retainEvents, logger, maxReactionsPerMessage } = this.options;
     const limits = { maxReactionsPerMessage };
     let room: Room;
-    if (folder === undefined) {
+    if (this.options.openShared) {
+      room = await this.options.openShared(key, name);
+    } else if (folder === undefined) {
       room = new Room(name, RoomLog.inMemory(retainEvents, logger), [], retainEvents, logger, Date.now, limits);
     } else {
       const stored = await RoomLog.open(folder, key, name, retainEvents, logger);

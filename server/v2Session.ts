@@ -54,7 +54,7 @@ import type { Identity, RoomMeta } from './directory';
 import type { NdjsonConnection } from './ndjsonConnection';
 import { messageTextProblem } from './ndjsonConnection';
 import { TokenBucket } from './rateLimiter';
-import type { Actor, ChangeOutcome, IdentitySeat, Room, SeatHolder } from './room';
+import { type Actor, type ChangeOutcome, type IdentitySeat, RemoteMember, type Room, type RoomResetReason, type SeatHolder, storageFailure } from './room';
 import type { Departure } from './roomEvents';
 import { seatNameProblem } from './seatNames';
 
@@ -311,9 +311,12 @@ export class V2Session implements SeatHolder {
     if (this.connection.stopping) return undefined;
     const key = roomKey(room.name);
     let membership = this.memberships.get(key);
+    let seated: Promise<void> | undefined;
     if (!membership) {
       const holder = room.memberNamed(this.identity.name);
-      if (holder && holder !== room.seatOf(this.identity.id)) {
+      // The identity's own seat, here or (in a cluster) on another server, is no one else's.
+      const own = holder === room.seatOf(this.identity.id) || (holder instanceof RemoteMember && holder.identityId === this.identity.id);
+      if (holder && !own) {
         this.fail('name_taken', `Someone in ${room.name} is already called "${holder.name}".`, frame.id, frame.room);
         return undefined;
       }
@@ -321,29 +324,37 @@ export class V2Session implements SeatHolder {
         this.fail('too_many_rooms', `A connection may be in at most ${this.host.limitsV2.maxRoomsPerConnection} rooms at once; part one first.`, frame.id, frame.room);
         return undefined;
       }
-      membership = { room, seat: room.joinIdentity(this, this.identity.id, this.identity.name), lastTypingAt: -Infinity };
+      const joined = room.joinIdentity(this, this.identity.id, this.identity.name);
+      membership = { room, seat: joined.seat, lastTypingAt: -Infinity };
+      seated = joined.seated;
       this.memberships.set(key, membership);
       this.host.logger.info(`${this.connection.peer} joined ${room.name} as ${this.identity.name} (protocol 2).`);
     }
     // A new room is this identity's before its state is shown: the creator sees itself as the owner.
     const claimed = this.host.claimRoom(room, this.identity.id);
-    this.send(this.roomState(room, frame.id));
-    this.connection.queueReplay(room.replayCursor(frame.lastSeq, this.host.limits.replayEvents), (event) => room.v2Rendering(event));
-    return Promise.all([claimed, this.host.directory.subscribe(this.identity.id, key)]).then(
+    // In a cluster, a position in another epoch of the room's history (or past its end) means nothing here: the room is shown afresh.
+    const stale = room.epoch !== undefined && frame.lastSeq !== undefined && ((frame.epoch !== undefined && frame.epoch !== room.epoch) || frame.lastSeq > room.latestSeq);
+    this.send(this.roomState(room, frame.id, stale ? 'epoch' : undefined));
+    this.connection.queueReplay(room.replayCursor(stale ? undefined : frame.lastSeq, this.host.limits.replayEvents), (event) => room.v2Rendering(event));
+    const joinedHere = membership;
+    return Promise.all([claimed, this.host.directory.subscribe(this.identity.id, key), seated]).then(
       () => this.ack(frame.id),
       (error: unknown) => {
         this.host.logger.error(`${this.connection.peer}: could not store the join of ${room.name}: ${String(error)}`);
-        this.fail('storage_failed', 'The server could not store that you joined (its disk may be full); join again later.', frame.id, room.name);
+        // Not seated after all (the room took the seat back): the next join starts afresh.
+        if (seated && this.memberships.get(key) === joinedHere) this.memberships.delete(key);
+        this.fail('storage_failed', storageFailure('that you joined'), frame.id, room.name);
       },
     );
   }
 
-  private roomState(room: Room, id: string): RoomStateFrame {
+  private roomState(room: Room, id: string | undefined, reset?: RoomResetReason): RoomStateFrame {
     const { directory } = this.host;
     const meta = room.meta;
     const state: RoomStateFrame = {
       type: 'roomState',
-      id,
+      ...(id === undefined ? {} : { id }),
+      ...(reset === undefined ? {} : { reset }),
       room: room.name,
       kind: meta.kind,
       topic: meta.topic,
@@ -355,6 +366,7 @@ export class V2Session implements SeatHolder {
     };
     const owner = meta.ownerId === undefined ? undefined : directory.nameOf(meta.ownerId);
     if (owner !== undefined) state.owner = owner;
+    if (room.epoch !== undefined) state.epoch = room.epoch;
     if (meta.kind === 'dm') state.participants = this.namesOf(meta.participantIds ?? []);
     return state;
   }
@@ -402,7 +414,7 @@ export class V2Session implements SeatHolder {
     this.connection.oweAnswer(
       room.say(seat, frame.text, named, { authorId: this.identity.id, replyTo }).then((result) => {
         if (result.ok) this.ack(frame.id, result.seq);
-        else this.fail('storage_failed', 'The server could not store the message (its disk may be full); send it again later.', frame.id, room.name);
+        else this.fail('storage_failed', storageFailure('the message'), frame.id, room.name);
       }),
     );
   }
@@ -644,6 +656,13 @@ export class V2Session implements SeatHolder {
 
   deliverToSeat(bytes: Buffer): void {
     this.connection.deliverLive(bytes);
+  }
+
+  /** The room's history was replaced under this connection (cluster mode): it is shown the room afresh, as a join without lastSeq. */
+  roomReset(room: Room, reason: RoomResetReason): void {
+    if (this.memberships.get(roomKey(room.name))?.room !== room) return;
+    this.send(this.roomState(room, undefined, reason));
+    this.connection.queueReplay(room.replayCursor(undefined, this.host.limits.replayEvents), (event) => room.v2Rendering(event));
   }
 
   removedFrom(room: Room, departure: Departure): void {

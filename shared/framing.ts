@@ -182,6 +182,7 @@ const CLIENT_FIELDS: Record<ClientFrame['type'], Record<string, [FieldKind, bool
     token: ['string', false],
     lastSeq: ['number', false],
     resume: ['string', false],
+    epoch: ['string', false],
     // A v2 hello names its version and may carry its identity key; the version decides which table reads the rest.
     protocol: ['number', false],
     key: ['string', false],
@@ -211,7 +212,7 @@ const N_OPTIONAL = ['number', false] as [FieldKind, boolean];
 /** Every v2 client frame and its fields: what a v2 connection's frames are checked against. */
 const CLIENT_FIELDS_V2: Record<ClientFrameV2['type'], Record<string, [FieldKind, boolean]>> = {
   hello: { name: S, protocol: N, clientId: S, token: S_OPTIONAL, key: S_OPTIONAL },
-  join: { id: S, room: S, lastSeq: N_OPTIONAL },
+  join: { id: S, room: S, lastSeq: N_OPTIONAL, epoch: S_OPTIONAL },
   part: { id: S, room: S },
   say: { id: S, room: S, text: S, replyTo: N_OPTIONAL },
   edit: { id: S, room: S, target: N, text: S },

@@ -109,6 +109,12 @@ export interface HelloFrame {
   resume?: string;
   /** The protocol version asked for: absent or 1 is this protocol; 2 is protocolV2.ts (another version: `unsupported`). */
   protocol?: number;
+  /**
+   * The `epoch` of the welcome that `lastSeq` belongs to (servers in a
+   * cluster send one). Another epoch means the room's history was replaced
+   * since: the welcome then has `reset`, and the newest events follow.
+   */
+  epoch?: string;
 }
 
 export interface SayFrame {
@@ -153,6 +159,15 @@ export interface WelcomeFrame {
   /** Lowest sequence number the room still holds (for gap detection). */
   firstSeq: number;
   protocol: number;
+  /** Which history of the room `seq` belongs to (cluster mode only); send it back in `hello.epoch`. */
+  epoch?: string;
+  /**
+   * The client's view of the room is void (cluster mode: the room's history
+   * was replaced, or `lastSeq` belonged to another epoch): drop it, forget
+   * `lastSeq`, and take the events that follow as the room's history. Also
+   * sent on a connection already welcomed when this happens to its room.
+   */
+  reset?: boolean;
 }
 
 export interface MessageEvent {

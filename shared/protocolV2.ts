@@ -148,6 +148,12 @@ export interface JoinFrame {
   room: string;
   /** Replay every event after this seq (a resume); without it, the newest `replayEvents`. */
   lastSeq?: number;
+  /**
+   * The `epoch` of the roomState that `lastSeq` belongs to (a server in a
+   * cluster sends one). Another epoch means the room's history was replaced
+   * since: the answer is a roomState with `reset`, and the newest events.
+   */
+  epoch?: string;
 }
 
 /** Leaves a room on purpose (announced as `left` with `quit`) and drops it from one's conversations. */
@@ -356,11 +362,23 @@ export interface WelcomeV2Frame {
 
 export type ConversationKind = 'room' | 'dm';
 
-/** The answer to `join`: where the room stands. Replayed events follow it. */
+/** Why a room is shown afresh: its history in the cluster's store was lost, rewound by a failover, or trimmed past what this server had. */
+export type RoomResetReasonV2 = 'epoch' | 'rewound' | 'trimmed';
+
+/**
+ * The answer to `join`: where the room stands. Replayed events follow it.
+ * Also sent without an `id`, with `reset`, when a room one is in has its
+ * history replaced (cluster mode): the client drops what it shows of the room
+ * and shows what follows (the newest events), as after a first join.
+ */
 export interface RoomStateFrame {
   type: 'roomState';
-  /** The join's id. */
-  id: string;
+  /** The join's id; absent when the server shows the room again by itself (`reset`). */
+  id?: string;
+  /** Set when the client's view of the room is void: drop it, and take the events that follow as the room's history. */
+  reset?: RoomResetReasonV2;
+  /** Which history of the room `seq` belongs to (cluster mode only); send it back in `join.epoch`. */
+  epoch?: string;
   /** The room's canonical name (for a DM, its `dm:` id). */
   room: string;
   kind: ConversationKind;

@@ -55,6 +55,15 @@ export interface ChatClientOptions {
    * fingerprint, before sending its hello (and token).
    */
   fingerprint?: string;
+  /**
+   * The other servers of a cluster (docs/scaling.md): when the one in use
+   * drops or cannot be reached, the next is tried at once, and only when
+   * every one has failed does the client wait (backoff) before another
+   * round. The seat, the seq and the outbox carry over: the hello names the
+   * last seq seen (and its epoch), and unacknowledged messages are sent again
+   * with their ids, which the cluster stores once.
+   */
+  alternates?: { host: string; port: number }[];
   /** Where the outbox is kept (extension/storedState.ts: `storedOutboxes`). */
   outboxes: OutboxStorage;
   /** How long a connection attempt may take before it counts as failed. */
@@ -91,6 +100,8 @@ export interface SendFailure {
 
 /** How long a planned leave waits for its `bye` to go out before the socket is destroyed. */
 export const BYE_TIMEOUT_MS = 1_000;
+/** A move to another server of a cluster waits at most this long, at random. */
+export const FAILOVER_JITTER_MS = 100;
 const CONNECT_TIMEOUT_MS = 10_000;
 /**
  * Refusals that no amount of retrying will fix: the person has to act. A name
@@ -138,6 +149,13 @@ export class ChatClient extends Disposable {
   private welcomed = false;
   private everWelcomed = false;
   private lastSeqSeen = 0;
+  /** Which history of the room `lastSeqSeen` belongs to (a cluster's welcome names it). */
+  private roomEpoch: string | undefined;
+  /** The primary server first, then the alternates. */
+  private readonly servers: readonly { host: string; port: number }[];
+  private serverIndex = 0;
+  /** Servers tried since the last welcome (or the last backoff). */
+  private serversTried = 0;
   /** The seat secret from the last welcome; it belongs to that connection, so it is never stored. */
   private seatSecret: string | undefined;
   private readonly outbox: Outbox;
@@ -147,6 +165,7 @@ export class ChatClient extends Disposable {
 
   constructor(private readonly options: ChatClientOptions) {
     super();
+    this.servers = [{ host: options.host, port: options.port }, ...(options.alternates ?? [])];
     this.outbox = this.register(new Outbox(options.outboxes, outboxKey(options)));
     this.onOutbox = this.outbox.onChange;
     this.firstOutcomePromise = new Promise((resolve) => (this.firstOutcomeResolve = resolve));
@@ -160,8 +179,10 @@ export class ChatClient extends Disposable {
     return this.currentState;
   }
 
+  /** The server in use (or being tried). */
   get address(): string {
-    return `${this.options.host}:${this.options.port}`;
+    const { host, port } = this.servers[this.serverIndex];
+    return `${host}:${port}`;
   }
 
   get room(): string {
@@ -190,9 +211,10 @@ export class ChatClient extends Disposable {
     this.dropTransport();
     this.setState({ kind: 'connecting' });
 
+    const server = this.servers[this.serverIndex];
     const transport = new LineTransport({
-      host: this.options.host,
-      port: this.options.port,
+      host: server.host,
+      port: server.port,
       ...(this.options.fingerprint !== undefined ? { fingerprint: this.options.fingerprint } : {}),
       maxLineBytes: MAX_SERVER_FRAME_BYTES,
       answerTimeoutMs: this.options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
@@ -239,7 +261,10 @@ export class ChatClient extends Disposable {
   private sayHello(): void {
     const hello: ClientFrame = { type: 'hello', name: this.options.name, room: this.options.room, clientId: this.options.clientId };
     if (this.options.token) hello.token = this.options.token;
-    if (this.everWelcomed && this.lastSeqSeen > 0) hello.lastSeq = this.lastSeqSeen;
+    if (this.everWelcomed && this.lastSeqSeen > 0) {
+      hello.lastSeq = this.lastSeqSeen;
+      if (this.roomEpoch !== undefined) hello.epoch = this.roomEpoch;
+    }
     if (this.seatSecret !== undefined) hello.resume = this.seatSecret;
     this.write(hello);
   }
@@ -261,9 +286,13 @@ export class ChatClient extends Disposable {
         // Anything but a plausible secret is dropped: it goes back in every later hello.
         this.seatSecret = typeof frame.resume === 'string' && frame.resume.length > 0 && frame.resume.length <= RESUME_MAX_CHARS ? frame.resume : undefined;
         this.attempt = 0;
+        this.serversTried = 0;
         transport.stopAnswerTimer();
         // A server that lost its history (started with --memory) counts from 0 again.
         if (frame.seq < this.lastSeqSeen) this.lastSeqSeen = frame.seq;
+        // A cluster whose history was replaced (reset) sends the room's newest events next, whatever their seqs.
+        if (frame.reset === true) this.lastSeqSeen = 0;
+        this.roomEpoch = typeof frame.epoch === 'string' ? frame.epoch : undefined;
         this.setState({ kind: 'connected', welcome: frame });
         this.settleFirstOutcome({ kind: 'welcome', welcome: frame });
         for (const pending of this.outbox.entries) this.write({ type: 'say', id: pending.id, text: pending.text });
@@ -331,13 +360,27 @@ export class ChatClient extends Disposable {
     }
     this.dropTransport();
     if (this.isDisposed || this.currentState.kind === 'closed') return;
+    const server = this.servers[this.serverIndex];
+    if (this.servers.length > 1) {
+      this.serversTried += 1;
+      this.serverIndex = (this.serverIndex + 1) % this.servers.length;
+      if (this.serversTried < this.servers.length) {
+        // Another server of the cluster may well be up: it is tried at once (a little jitter keeps a room from arriving in one burst).
+        const delay = Math.round(Math.random() * FAILOVER_JITTER_MS);
+        this.setState({ kind: 'reconnecting', retryAt: Date.now() + delay, attempt: this.attempt, reason: end.reason });
+        const handle = setTimeout(() => this.connect(), delay);
+        this.retryTimer = toDisposable(() => clearTimeout(handle));
+        return;
+      }
+      this.serversTried = 0;
+    }
     if (!this.everWelcomed) this.settleFirstOutcome({ kind: 'unreachable', reason: end.reason });
     const policy = {
       initialMs: this.options.initialBackoffMs ?? DEFAULT_BACKOFF.initialMs,
       maxMs: this.options.maxBackoffMs ?? DEFAULT_BACKOFF.maxMs,
       maxLoopbackMs: this.options.maxLoopbackBackoffMs ?? DEFAULT_BACKOFF.maxLoopbackMs,
     };
-    const delay = reconnectDelay(policy, this.attempt, looksLikeRestart(this.options.host, end.errorCode), Math.random());
+    const delay = reconnectDelay(policy, this.attempt, looksLikeRestart(server.host, end.errorCode), Math.random());
     this.attempt += 1;
     this.setState({ kind: 'reconnecting', retryAt: Date.now() + delay, attempt: this.attempt, reason: end.reason });
     const handle = setTimeout(() => this.connect(), delay);

@@ -31,10 +31,17 @@ import { randomBytes } from 'node:crypto';
 import { Disposable, toDisposable } from '../../shared/disposable';
 import { ClusterKeys } from './keys';
 import { LuaScript, type RedisConnection } from './redisConnection';
+import { type Announcement, type PublishResult, ROOM_LUA } from './redisRoomLog';
 
 export interface Seat {
   room: string;
   member: string;
+}
+
+/** What a seat change that may announce came to: whether it was the member's first (or last) seat, and the event stored if so. */
+export interface AnnouncedSeat {
+  changed: boolean;
+  published?: PublishResult;
 }
 
 export interface LostMember extends Seat {
@@ -107,6 +114,42 @@ if redis.call('HINCRBY', room_members, member, -1) <= 0 then
   return 1
 end
 return 0
+`,
+);
+
+// CHANGE_SEAT, with the arrival or departure it makes stored in the same step (see RedisRoomLog.announcement).
+// KEYS: nodes, node seats, the room's 8 keys, its seat secrets. ARGV: room prefix, node id, field, +1 or -1,
+// a v1 seat secret's digest to keep ('' for none), then publish_event's 7 (an empty body: announce nothing).
+// Returns {-1} when the node is not registered, else {1 and publish_event's answer} when the member's first seat appeared (or last went), else {0}.
+const CHANGE_SEAT_ANNOUNCING = new LuaScript(
+  'presenceChangeSeatAnnouncing',
+  `${SEAT_HELPERS}
+${ROOM_LUA}
+if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 0 then return {-1} end
+local field, delta, secret = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local room_members, member = members_key(field)
+local here = tonumber(redis.call('HGET', KEYS[2], field) or '0')
+local changed = false
+if delta > 0 then
+  redis.call('HSET', KEYS[2], field, here + 1)
+  if secret ~= '' then redis.call('HSET', KEYS[11], member, secret) end
+  if here == 0 and redis.call('HINCRBY', room_members, member, 1) == 1 then changed = true end
+elseif here > 1 then
+  redis.call('HSET', KEYS[2], field, here - 1)
+elseif here == 1 then
+  redis.call('HDEL', KEYS[2], field)
+  if redis.call('HINCRBY', room_members, member, -1) <= 0 then
+    redis.call('HDEL', room_members, member)
+    redis.call('HDEL', KEYS[11], member)
+    changed = true
+  end
+end
+if not changed then return {0} end
+if ARGV[6] == '' then return {1} end
+local a = {}
+for i = 1, 7 do a[i] = ARGV[5 + i] end
+local published = publish_event(room_keys(3), a)
+return {1, published[1], published[2], published[3], published[4]}
 `,
 );
 
@@ -286,6 +329,56 @@ export class ClusterPresence extends Disposable {
       this.outOfSync = true;
       throw error;
     }
+  }
+
+  /**
+   * `enter`, and when this is the member's first seat in the cluster, the
+   * announcement (a `joined` event) is stored in the same step, so arrivals
+   * and departures are stored in the order the seats changed, whichever
+   * nodes they came through. `secret` is kept for the member (a v1 seat
+   * secret's digest). Rejects while Redis is unreachable.
+   */
+  async enterAnnouncing(room: string, member: string, announcement: Announcement, secret?: string): Promise<AnnouncedSeat> {
+    const field = seatField(room, member);
+    this.seats.set(field, (this.seats.get(field) ?? 0) + 1);
+    try {
+      return await this.changeSeatAnnouncing(room, field, 1, announcement, secret);
+    } catch (error) {
+      this.dropSeat(field);
+      this.outOfSync = true;
+      throw error;
+    }
+  }
+
+  /** `leave`, storing the announcement (a `left` event, when given) in the same step when it was the member's last seat in the cluster. */
+  async leaveAnnouncing(room: string, member: string, announcement: Announcement | undefined): Promise<AnnouncedSeat> {
+    const field = seatField(room, member);
+    this.dropSeat(field);
+    try {
+      return await this.changeSeatAnnouncing(room, field, -1, announcement);
+    } catch (error) {
+      this.outOfSync = true;
+      throw error;
+    }
+  }
+
+  private async changeSeatAnnouncing(room: string, field: string, delta: 1 | -1, announcement: Announcement | undefined, secret?: string): Promise<AnnouncedSeat> {
+    const keys = [this.keys.nodes(), this.keys.nodeSeats(this.nodeId), ...(announcement?.keys ?? this.noRoomKeys(room)), this.keys.roomSeatSecrets(room)];
+    const args = [this.keys.roomPrefix(), this.nodeId, field, delta, secret ?? '', ...(announcement?.args ?? [''])];
+    const reply = (await CHANGE_SEAT_ANNOUNCING.run(this.connection, keys, args)) as number[] | string[];
+    if (Number(reply[0]) === -1) {
+      // Taken for dead, or Redis lost this node: putting its record back applies this change too, and onResynced reports it.
+      await this.resync();
+      return { changed: false };
+    }
+    if (Number(reply[0]) === 0) return { changed: false };
+    if (reply.length < 5) return { changed: true };
+    return { changed: true, published: { seq: Number(reply[1]), ts: Number(reply[2]), epoch: String(reply[3]), duplicate: Number(reply[4]) === 1 } };
+  }
+
+  /** Placeholders for the room keys of a seat change that announces nothing (the script leaves them alone). */
+  private noRoomKeys(room: string): string[] {
+    return Array.from({ length: 8 }, () => this.keys.roomMeta(room));
   }
 
   private dropSeat(field: string): void {

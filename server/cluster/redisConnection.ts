@@ -155,6 +155,8 @@ export class RedisConnection extends Disposable {
       commandsQueueMaxLength: MAX_QUEUED_COMMANDS,
     }) as unknown as RedisClient;
     this.client.on('ready', () => {
+      // Before any other command on this connection: EVALSHA never meets an empty script cache (see LuaScript).
+      LuaScript.loadAll(this.client);
       this.readyFlag = true;
       this.lastError = undefined;
       for (const listener of [...this.readyListeners]) listener();
@@ -252,12 +254,16 @@ export class RedisConnection extends Disposable {
 }
 
 /**
- * A Lua script run by its SHA1 (EVALSHA), sent whole (EVAL) only when Redis
- * does not know it yet, as after a restart. Kept beside the module that uses
- * it, so a connection needs no list of every script up front (node-redis's
- * `scripts` option would want them at creation).
+ * A Lua script run by its SHA1 (EVALSHA). Every script is loaded (SCRIPT
+ * LOAD) as the first command of each connection and reconnection, so its
+ * EVALSHAs never find Redis without it. That matters for order: a command
+ * that meets NOSCRIPT and is sent again whole (EVAL) runs after the commands
+ * sent behind it, so two messages of one sender would be stored the wrong
+ * way round. The fallback stays for a cache flushed by hand. Kept beside
+ * the module that uses it; each registers itself here.
  */
 export class LuaScript {
+  private static readonly all = new Set<LuaScript>();
   readonly sha1: string;
 
   constructor(
@@ -265,6 +271,12 @@ export class LuaScript {
     readonly source: string,
   ) {
     this.sha1 = createHash('sha1').update(source).digest('hex');
+    LuaScript.all.add(this);
+  }
+
+  /** Sends SCRIPT LOAD for every script, without waiting: the commands sent after it on the connection run after it. */
+  static loadAll(client: RedisClient): void {
+    for (const script of LuaScript.all) client.scriptLoad(script.source).catch(() => undefined);
   }
 
   run(connection: RedisConnection, keys: string[], args: (string | number)[]): Promise<unknown> {

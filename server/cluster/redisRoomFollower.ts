@@ -23,7 +23,7 @@
  */
 import { Disposable, toDisposable } from '../../shared/disposable';
 import type { RedisConnection } from './redisConnection';
-import { decodeLiveEvent, type RedisRoomLog, type RoomPosition, type StoredRoomEvent } from './redisRoomLog';
+import { decodeLiveEvent, type RedisRoomLog, type RoomPosition, SIGNAL_PREFIX, type StoredRoomEvent } from './redisRoomLog';
 
 export type RoomResetReason =
   /** Redis lost the room (restarted without its AOF): a new epoch, whose seqs start again. */
@@ -50,6 +50,8 @@ export interface RoomFollowerHandlers {
   onReset(roomKey: string, reset: RoomReset): void;
   /** A fill or check could not reach Redis (it is retried), or a handler threw; for the log. */
   onError?(error: unknown): void;
+  /** A signal on a followed room's channel (RedisRoomLog.signal): not an event, never stored, at most once. */
+  onSignal?(roomKey: string, signal: string): void;
 }
 
 export interface RoomFollowerOptions {
@@ -207,7 +209,16 @@ export class RedisRoomFollower extends Disposable {
   private onLive(room: FollowedRoom, payload: string): void {
     if (this.rooms.get(room.roomKey) !== room) return;
     const live = decodeLiveEvent(payload);
-    if (!live) return;
+    if (!live) {
+      if (payload.startsWith(SIGNAL_PREFIX)) {
+        try {
+          this.handlers.onSignal?.(room.roomKey, payload.slice(SIGNAL_PREFIX.length));
+        } catch (error) {
+          this.handlers.onError?.(error);
+        }
+      }
+      return;
+    }
     if (live.epoch === room.epoch && live.event.seq <= room.lastSeq) return;
     if (!room.filling && live.epoch === room.epoch && live.event.seq === room.lastSeq + 1) {
       this.deliver(room, live.event);

@@ -4,10 +4,17 @@
  * gap filling and history pages.
  *
  * One Lua script per publish does everything atomically: look up the
- * de-duplication key, take the room's next seq, add the event to the room's
- * stream (its entry ID is the seq), trim the stream, remember the key, and
- * PUBLISH the event for the nodes that follow the room (see
- * redisRoomFollower.ts). The design follows Centrifugo's Redis engine.
+ * de-duplication key, take the room's next seq, add the event to the stream
+ * of its class (its entry ID is the seq), trim that stream, remember the key,
+ * and PUBLISH the event for the nodes that follow the room (see
+ * redisRoomFollower.ts). The design follows Centrifugo's Redis engine. Reads
+ * merge the three streams by seq, so a reader sees one sequence.
+ *
+ * A deletion takes the deleted message's text out of Redis in the same
+ * script: the message's entry, and those of its edits, are replaced by
+ * copies without the text (kept in the room's redacted set and merged into
+ * reads like any event), so no later read, and no copy of Redis's data,
+ * holds it.
  *
  * Durability: `publish` resolves after Redis ran the script, and Redis
  * replies only after its AOF is written; with `appendonly yes` and
@@ -25,7 +32,7 @@
  * their seqs no longer mean the same events.
  */
 import { randomBytes } from 'node:crypto';
-import { ClusterKeys } from './keys';
+import { ClusterKeys, EVENT_CLASSES, type EventClass } from './keys';
 import { LuaScript, RedisUnavailableError, type RedisConnection } from './redisConnection';
 
 /** An event as stored: `encoded` is its JSON with `seq` and `ts` set by Redis, ready for the wire. */
@@ -66,10 +73,17 @@ export interface EventsBefore {
   more: boolean;
 }
 
+export interface PublishOptions {
+  /** The stream that keeps the event (default `message`). */
+  eventClass?: EventClass;
+  /** The seq of a message this event deletes: its text, and that of its edits, is removed from Redis with it. */
+  deletes?: number;
+}
+
 export interface RedisRoomLogOptions {
   namespace?: string;
   /**
-   * Events kept per room, at least. Trimming is approximate (`MAXLEN ~`):
+   * Events of each class kept per room, at least. Trimming is approximate (`MAXLEN ~`):
    * Redis drops only whole internal nodes of the stream (100 entries each by
    * default, `stream-node-max-entries`), so a room holds between this and
    * about this plus 100 events. That costs nothing per publish, where exact
@@ -92,102 +106,233 @@ export const MAX_READ_EVENTS = 1_000;
 const LATEST_CHUNK = 500;
 
 /**
- * Shared by every script: finds the room's epoch, or starts a new one. A room
- * without meta but with events or de-duplication keys lost part of its data
- * (an eviction, or a partly restored dump), so what is left is dropped rather
+ * Shared by every script that touches a room. `k` is the room's keys in this
+ * order: its meta hash, its three event streams (message, presence, change),
+ * their three de-duplication sets, and its set of redacted events (see
+ * RedisRoomLog.roomKeys). A script passes them as KEYS; a presence script
+ * (clusterPresence.ts) passes them behind its own, so a seat change and the
+ * arrival or departure it makes are stored in one step.
+ *
+ * `ensure_epoch` finds the room's epoch, or starts a new one. A room without
+ * meta but with events or de-duplication keys lost part of its data (an
+ * eviction, or a partly restored dump), so what is left is dropped rather
  * than mixed with new seqs.
  */
-const ENSURE_EPOCH = `
-local function ensure_epoch(meta, events, dedup, new_epoch)
-  local epoch = redis.call('HGET', meta, 'epoch')
+export const ROOM_LUA = `
+local function ensure_epoch(k, new_epoch)
+  local epoch = redis.call('HGET', k[1], 'epoch')
   if epoch then return epoch end
-  redis.call('DEL', events, dedup)
-  redis.call('HSET', meta, 'epoch', new_epoch, 'seq', 0, 'ts', 0)
+  redis.call('DEL', k[2], k[3], k[4], k[5], k[6], k[7], k[8])
+  redis.call('HSET', k[1], 'epoch', new_epoch, 'seq', 0, 'ts', 0)
   return new_epoch
 end
 
-local function first_seq(events, seq)
-  local first = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)
-  if #first == 0 then return seq + 1 end
-  return tonumber(string.match(first[1][1], '^(%d+)'))
-end
+local function seq_of(id) return tonumber(string.match(id, '^(%d+)')) end
 
-local function entry_ts(entry)
+local function entry_field(entry, name)
   local fields = entry[2]
   for i = 1, #fields, 2 do
-    if fields[i] == 't' then return tonumber(fields[i + 1]) end
+    if fields[i] == name then return fields[i + 1] end
   end
-  return 0
+  return nil
+end
+
+local function first_of_stream(key)
+  local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+  if #first == 0 then return nil end
+  return seq_of(first[1][1])
+end
+
+local function lowest(a, b)
+  if a == nil then return b end
+  if b == nil or a < b then return a end
+  return b
+end
+
+-- The oldest seq the room retains in any class (seq + 1 when it retains nothing).
+local function first_seq(k, seq)
+  local found = nil
+  for i = 2, 4 do found = lowest(found, first_of_stream(k[i])) end
+  local red = redis.call('ZRANGE', k[8], 0, 0, 'WITHSCORES')
+  if #red > 0 then found = lowest(found, tonumber(red[2])) end
+  return found or (seq + 1)
+end
+
+-- A redacted event, shaped as a stream entry.
+local function redacted_entry(record, score)
+  return {string.format('%d', tonumber(score)) .. '-0', {'e', record, 't', string.match(record, '"ts":(%d+)') or '0'}}
+end
+
+-- Up to count events after (or before) a seq, from every class: the streams merged by seq.
+local function merged(k, from, count, newest_first)
+  local found = {}
+  for i = 2, 4 do
+    local entries
+    if newest_first then entries = redis.call('XREVRANGE', k[i], '(' .. from .. '-0', '-', 'COUNT', count)
+    else entries = redis.call('XRANGE', k[i], '(' .. from .. '-0', '+', 'COUNT', count) end
+    for _, entry in ipairs(entries) do table.insert(found, {seq_of(entry[1]), entry}) end
+  end
+  local red
+  if newest_first then red = redis.call('ZREVRANGEBYSCORE', k[8], '(' .. from, '-inf', 'WITHSCORES', 'LIMIT', 0, count)
+  else red = redis.call('ZRANGEBYSCORE', k[8], '(' .. from, '+inf', 'WITHSCORES', 'LIMIT', 0, count) end
+  for i = 1, #red, 2 do table.insert(found, {tonumber(red[i + 1]), redacted_entry(red[i], red[i + 1])}) end
+  if newest_first then table.sort(found, function(a, b) return a[1] > b[1] end)
+  else table.sort(found, function(a, b) return a[1] < b[1] end) end
+  local out = {}
+  for i = 1, math.min(count, #found) do out[i] = found[i][2] end
+  return out
+end
+
+-- a: body (JSON object without seq/ts), dedup key ('' for none), retain, new epoch, channel,
+-- class (1 message, 2 presence, 3 change), seq of a message this event deletes ('' for none).
+-- Returns {seq, ts, epoch, duplicate (0/1)}.
+local function publish_event(k, a)
+  local body, dedup_key, retain, channel, class, deletes = a[1], a[2], a[3], a[5], tonumber(a[6]), a[7]
+  local epoch = ensure_epoch(k, a[4])
+
+  if dedup_key ~= '' then
+    for i = 1, 3 do
+      local earlier = redis.call('ZSCORE', k[4 + i], dedup_key)
+      if earlier then
+        local seq = tonumber(earlier)
+        local id = string.format('%d', seq) .. '-0'
+        local ts = 0
+        local entry = redis.call('XRANGE', k[1 + i], id, id)
+        if #entry > 0 then
+          ts = tonumber(entry_field(entry[1], 't'))
+        else
+          local red = redis.call('ZRANGEBYSCORE', k[8], seq, seq)
+          if #red > 0 then ts = tonumber(string.match(red[1], '"ts":(%d+)') or '0') end
+        end
+        return {seq, ts, epoch, 1}
+      end
+    end
+  end
+
+  local now = redis.call('TIME')
+  local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local last_ts = tonumber(redis.call('HGET', k[1], 'ts') or '0')
+  if ts < last_ts then ts = last_ts end
+  local seq = redis.call('HINCRBY', k[1], 'seq', 1)
+  redis.call('HSET', k[1], 'ts', ts)
+
+  local head = '{"seq":' .. seq .. ',"ts":' .. string.format('%d', ts)
+  local encoded
+  if body == '{}' then encoded = head .. '}' else encoded = head .. ',' .. string.sub(body, 2) end
+  local events = k[1 + class]
+  local first_before = first_of_stream(events)
+  redis.call('XADD', events, 'MAXLEN', '~', retain, tostring(seq), 'e', encoded, 't', string.format('%d', ts))
+  local first_after = first_of_stream(events)
+  if class == 1 and first_before and first_after > first_before then
+    -- Messages were trimmed up to here: so are the deleted ones among them (and the edits of those).
+    redis.call('ZREMRANGEBYSCORE', k[8], '-inf', '(' .. first_after)
+  end
+
+  local dedup = k[4 + class]
+  if dedup_key ~= '' then redis.call('ZADD', dedup, seq, dedup_key) end
+  -- A key is remembered exactly as long as its event is retained.
+  redis.call('ZREMRANGEBYSCORE', dedup, '-inf', '(' .. first_after)
+
+  if deletes ~= '' then
+    -- A deleted message's text leaves Redis now: its entry, and those of its edits, are replaced by copies without it.
+    local id = deletes .. '-0'
+    local entry = redis.call('XRANGE', k[2], id, id)
+    if #entry > 0 then
+      local record = cjson.decode(entry_field(entry[1], 'e'))
+      record.text = ''
+      record.deleted = true
+      record.editedTs = nil
+      record.reactedBy = nil
+      record.reactions = nil
+      redis.call('XDEL', k[2], id)
+      redis.call('ZADD', k[8], deletes, cjson.encode(record))
+    end
+    local target = '"target":' .. deletes .. '[,}]'
+    for _, change in ipairs(redis.call('XRANGE', k[4], '(' .. id, '+')) do
+      local text = entry_field(change, 'e')
+      if string.find(text, '"type":"edited"', 1, true) and string.find(text, target) then
+        local record = cjson.decode(text)
+        record.text = ''
+        record.redacted = true
+        redis.call('XDEL', k[4], change[1])
+        redis.call('ZADD', k[8], seq_of(change[1]), cjson.encode(record))
+      end
+    end
+  end
+
+  redis.call('PUBLISH', channel, epoch .. ' ' .. seq .. ' ' .. string.format('%d', ts) .. ' ' .. encoded)
+  return {seq, ts, epoch, 0}
+end
+
+local function room_keys(from)
+  local k = {}
+  for i = 1, 8 do k[i] = KEYS[from + i - 1] end
+  return k
 end
 `;
 
-// KEYS: meta, events, dedup. ARGV: body (JSON object without seq/ts), dedup key ('' for none), retain, new epoch, channel.
-// Returns {seq, ts, epoch, duplicate (0/1)}.
+/** Arguments of publish_event after the body, in order; the body comes first. */
+const PUBLISH_ARGS = 7;
+
 const PUBLISH = new LuaScript(
   'publish',
-  `${ENSURE_EPOCH}
-local meta, events, dedup = KEYS[1], KEYS[2], KEYS[3]
-local body, dedup_key, retain, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
-local epoch = ensure_epoch(meta, events, dedup, ARGV[4])
-
-if dedup_key ~= '' then
-  local earlier = redis.call('ZSCORE', dedup, dedup_key)
-  if earlier then
-    local entry = redis.call('XRANGE', events, earlier, earlier)
-    local ts = 0
-    if #entry > 0 then ts = entry_ts(entry[1]) end
-    return {tonumber(earlier), ts, epoch, 1}
-  end
-end
-
-local now = redis.call('TIME')
-local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local last_ts = tonumber(redis.call('HGET', meta, 'ts') or '0')
-if ts < last_ts then ts = last_ts end
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
-redis.call('HSET', meta, 'ts', ts)
-
-local head = '{"seq":' .. seq .. ',"ts":' .. string.format('%d', ts)
-local encoded
-if body == '{}' then encoded = head .. '}' else encoded = head .. ',' .. string.sub(body, 2) end
-redis.call('XADD', events, 'MAXLEN', '~', retain, tostring(seq), 'e', encoded, 't', string.format('%d', ts))
-
-if dedup_key ~= '' then redis.call('ZADD', dedup, seq, dedup_key) end
--- A key is remembered exactly as long as its event is retained.
-redis.call('ZREMRANGEBYSCORE', dedup, '-inf', '(' .. first_seq(events, seq))
-
-redis.call('PUBLISH', channel, epoch .. ' ' .. seq .. ' ' .. string.format('%d', ts) .. ' ' .. encoded)
-return {seq, ts, epoch, 0}
+  `${ROOM_LUA}
+return publish_event(room_keys(1), ARGV)
 `,
 );
 
-// KEYS: meta, events, dedup. ARGV: after seq, count, new epoch. Returns {epoch, seq, firstSeq, entries}.
+// KEYS: the room's keys, then its members hash. ARGV: member, '1' to publish only while the member holds a seat or '0' only while it holds none, then publish_event's.
+// Returns publish_event's answer, or {} when the member's presence says otherwise.
+const PUBLISH_IF = new LuaScript(
+  'publishIf',
+  `${ROOM_LUA}
+local present = redis.call('HEXISTS', KEYS[9], ARGV[1]) == 1
+if present ~= (ARGV[2] == '1') then return {} end
+local a = {}
+for i = 1, ${PUBLISH_ARGS} do a[i] = ARGV[2 + i] end
+return publish_event(room_keys(1), a)
+`,
+);
+
+// ARGV: after seq, count, new epoch. Returns {epoch, seq, firstSeq, entries}.
 const READ_AFTER = new LuaScript(
   'readAfter',
-  `${ENSURE_EPOCH}
-local meta, events, dedup = KEYS[1], KEYS[2], KEYS[3]
-local epoch = ensure_epoch(meta, events, dedup, ARGV[3])
-local seq = tonumber(redis.call('HGET', meta, 'seq'))
+  `${ROOM_LUA}
+local k = room_keys(1)
+local epoch = ensure_epoch(k, ARGV[3])
+local seq = tonumber(redis.call('HGET', k[1], 'seq'))
 local entries = {}
-if tonumber(ARGV[2]) > 0 then
-  entries = redis.call('XRANGE', events, '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
-end
-return {epoch, seq, first_seq(events, seq), entries}
+if tonumber(ARGV[2]) > 0 then entries = merged(k, ARGV[1], tonumber(ARGV[2]), false) end
+return {epoch, seq, first_seq(k, seq), entries}
 `,
 );
 
-// KEYS: meta, events, dedup. ARGV: before seq, count, new epoch. Returns {epoch, entries newest first} (count + 1 of them at most).
+// ARGV: before seq, count, new epoch. Returns {epoch, entries newest first} (count + 1 of them at most).
 const READ_BEFORE = new LuaScript(
   'readBefore',
-  `${ENSURE_EPOCH}
-local meta, events, dedup = KEYS[1], KEYS[2], KEYS[3]
-local epoch = ensure_epoch(meta, events, dedup, ARGV[3])
-local entries = redis.call('XREVRANGE', events, '(' .. ARGV[1] .. '-0', '-', 'COUNT', tonumber(ARGV[2]) + 1)
-return {epoch, entries}
+  `${ROOM_LUA}
+local k = room_keys(1)
+local epoch = ensure_epoch(k, ARGV[3])
+return {epoch, merged(k, ARGV[1], tonumber(ARGV[2]) + 1, true)}
 `,
 );
 
+/**
+ * An event to store in the same script as something else (a presence
+ * change): the room's keys and publish_event's arguments, made by
+ * RedisRoomLog.announcement.
+ */
+export interface Announcement {
+  readonly keys: readonly string[];
+  readonly args: readonly (string | number)[];
+}
+
 type StreamEntry = [string, string[]];
+type PublishReply = [number, number, string, number];
+
+function publishResult(reply: PublishReply): PublishResult {
+  return { seq: Number(reply[0]), ts: Number(reply[1]), epoch: String(reply[2]), duplicate: Number(reply[3]) === 1 };
+}
 
 function toStoredEvent(entry: StreamEntry): StoredRoomEvent {
   const [id, fields] = entry;
@@ -206,6 +351,9 @@ export function decodeLiveEvent(payload: string): { epoch: string; event: Stored
   if (!match) return undefined;
   return { epoch: match[1], event: { seq: Number(match[2]), ts: Number(match[3]), encoded: payload.slice(match[0].length) } };
 }
+
+/** What starts a signal on a room's channel (an event starts with its epoch, which never holds it). */
+export const SIGNAL_PREFIX = '~';
 
 /** A fresh epoch: 96 random bits, base64url (no spaces, so it can lead a PUB/SUB payload). */
 export function newEpoch(): string {
@@ -253,8 +401,10 @@ export class RedisRoomLog {
     this.replicas = options.replicas;
   }
 
-  private roomKeys(roomKey: string): string[] {
-    return [this.keys.roomMeta(roomKey), this.keys.roomEvents(roomKey), this.keys.roomDedup(roomKey)];
+  /** The room's keys in the order the room scripts take them (see ROOM_LUA). */
+  roomKeys(roomKey: string): string[] {
+    const { keys } = this;
+    return [keys.roomMeta(roomKey), ...EVENT_CLASSES.map((eventClass) => keys.roomEvents(roomKey, eventClass)), ...EVENT_CLASSES.map((eventClass) => keys.roomDedup(roomKey, eventClass)), keys.roomRedacted(roomKey)];
   }
 
   /**
@@ -263,20 +413,58 @@ export class RedisRoomLog {
    * JSON text) without `seq` and `ts`: Redis assigns both. With `dedupKey`
    * (for example `clientId + ' ' + id`) a repeat within the retained history,
    * through any connection or node, stores nothing and returns the first seq.
+   * `eventClass` says which of the room's streams keeps it (each is retained
+   * on its own); `deletes` names the seq of a message this event deletes,
+   * whose text (and that of its edits) then leaves Redis in the same script.
    * Rejects with RedisUnavailableError while Redis is unreachable.
    */
-  async publish(roomKey: string, event: Record<string, unknown> | string, dedupKey = ''): Promise<PublishResult> {
-    const body = encodeEventBody(event);
-    const reply = (await PUBLISH.run(this.connection, this.roomKeys(roomKey), [
-      body,
+  async publish(roomKey: string, event: Record<string, unknown> | string, dedupKey = '', options: PublishOptions = {}): Promise<PublishResult> {
+    if (options.deletes !== undefined) checkSeq(options.deletes);
+    const reply = (await PUBLISH.run(this.connection, this.roomKeys(roomKey), this.publishArgs(roomKey, event, dedupKey, options))) as PublishReply;
+    const result = publishResult(reply);
+    if (this.replicas) await this.waitForReplicas(this.replicas);
+    return result;
+  }
+
+  /**
+   * Publishes only while `member` holds a seat in the room (`present`), or
+   * only while it holds none, as one step with that check (see
+   * ClusterPresence). Undefined when presence said otherwise.
+   */
+  async publishIf(roomKey: string, member: string, present: boolean, event: Record<string, unknown>, dedupKey = '', options: PublishOptions = {}): Promise<PublishResult | undefined> {
+    const args = [member, present ? '1' : '0', ...this.publishArgs(roomKey, event, dedupKey, options)];
+    const reply = (await PUBLISH_IF.run(this.connection, [...this.roomKeys(roomKey), this.keys.roomMembers(roomKey)], args)) as PublishReply | [];
+    if (reply.length === 0) return undefined;
+    const result = publishResult(reply as PublishReply);
+    if (this.replicas) await this.waitForReplicas(this.replicas);
+    return result;
+  }
+
+  /** An event for another script to publish in the same step as its own change (see ClusterPresence.enterAnnouncing). */
+  announcement(roomKey: string, event: Record<string, unknown>, options: PublishOptions = {}): Announcement {
+    return { keys: this.roomKeys(roomKey), args: this.publishArgs(roomKey, event, '', options) };
+  }
+
+  private publishArgs(roomKey: string, event: Record<string, unknown> | string, dedupKey: string, options: PublishOptions): (string | number)[] {
+    return [
+      encodeEventBody(event),
       dedupKey,
       this.retainEvents,
       newEpoch(),
       this.keys.roomChannel(roomKey),
-    ])) as [number, number, string, number];
-    const result = { seq: Number(reply[0]), ts: Number(reply[1]), epoch: String(reply[2]), duplicate: Number(reply[3]) === 1 };
+      EVENT_CLASSES.indexOf(options.eventClass ?? 'message') + 1,
+      options.deletes === undefined ? '' : options.deletes,
+    ];
+  }
+
+  /** Sends a signal to the room's followers (RoomFollowerHandlers.onSignal): never stored, at most once, as for typing. */
+  async signal(roomKey: string, text: string): Promise<void> {
+    await this.connection.run((client) => client.publish(this.keys.roomChannel(roomKey), SIGNAL_PREFIX + text));
+  }
+
+  /** Waits until the configured replicas have what was written so far, if any are asked for (see RedisRoomLogOptions.replicas). */
+  async confirmReplicated(): Promise<void> {
     if (this.replicas) await this.waitForReplicas(this.replicas);
-    return result;
   }
 
   private async waitForReplicas({ count, timeoutMs }: { count: number; timeoutMs: number }): Promise<void> {

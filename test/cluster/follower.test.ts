@@ -175,7 +175,7 @@ describe('cluster: RedisRoomFollower', function () {
     // An event stored without its PUB/SUB message, as when the message was lost on the way.
     async function storeSilently(text: string): Promise<number> {
       const seq = await raw.run((client) => client.hIncrBy(writer.keys.roomMeta('lobby'), 'seq', 1));
-      await raw.run((client) => client.xAdd(writer.keys.roomEvents('lobby'), `${seq}-0`, { e: JSON.stringify({ seq, ts: 1, type: 'message', text }), t: '1' }));
+      await raw.run((client) => client.xAdd(writer.keys.roomEvents('lobby', 'message'), `${seq}-0`, { e: JSON.stringify({ seq, ts: 1, type: 'message', text }), t: '1' }));
       return seq;
     }
     assert.equal(await storeSilently('two, never published'), 2);

@@ -126,12 +126,12 @@ describe('cluster: RedisRoomLog', function () {
     const log = new RedisRoomLog(await connect('node-a'), { retainEvents });
     const raw = await connect('inspector');
     for (let i = 1; i <= 1_000; i++) await log.publish('busy', { type: 'message', text: `${i}` }, `k${i}`);
-    const length = await raw.run((client) => client.xLen(log.keys.roomEvents('busy')));
+    const length = await raw.run((client) => client.xLen(log.keys.roomEvents('busy', 'message')));
     assert.ok(length >= retainEvents && length <= retainEvents + 200, `the stream holds ${length} events: at least ${retainEvents}, not much more`);
     const { firstSeq, seq } = await log.position('busy');
     assert.equal(seq, 1_000);
     assert.equal(firstSeq, 1_000 - length + 1);
-    const remembered = await raw.run((client) => client.zCard(log.keys.roomDedup('busy')));
+    const remembered = await raw.run((client) => client.zCard(log.keys.roomDedup('busy', 'message')));
     assert.equal(remembered, length, 'one remembered key per retained event');
 
     const retained = await log.publish('busy', { type: 'message', text: 'again' }, `k${firstSeq}`);
@@ -141,6 +141,66 @@ describe('cluster: RedisRoomLog', function () {
 
     const page = await log.readAfter('busy', 0, 10);
     assert.equal(page.events[0].seq, firstSeq, 'a read after a trimmed seq starts at the oldest retained event');
+  });
+
+  it('retains each class of events on its own: a crowd coming and going never pushes messages out', async () => {
+    const retainEvents = 100;
+    const log = new RedisRoomLog(await connect('node-a'), { retainEvents });
+    for (let i = 1; i <= 50; i++) await log.publish('busy', { type: 'message', text: `m${i}` }, `m${i}`);
+    for (let i = 1; i <= 1_000; i++) await log.publish('busy', { type: i % 2 ? 'joined' : 'left', name: `p${i}` }, '', { eventClass: 'presence' });
+    await log.publish('busy', { type: 'topic', topic: 'still here' }, 't1', { eventClass: 'change' });
+    const all: StoredRoomEvent[] = [];
+    for (let after = 0; ; ) {
+      const { events } = await log.readAfter('busy', after, 333);
+      if (events.length === 0) break;
+      assert.ok(events.every((event, i) => i === 0 || event.seq > events[i - 1].seq), 'a merged read comes oldest first');
+      all.push(...events);
+      after = events[events.length - 1].seq;
+    }
+    const types = all.map((event) => (JSON.parse(event.encoded) as { type: string }).type);
+    assert.equal(types.filter((type) => type === 'message').length, 50, 'all 50 messages are kept behind 1,000 arrivals and departures');
+    const presence = types.filter((type) => type === 'joined' || type === 'left').length;
+    assert.ok(presence >= retainEvents && presence <= retainEvents + 200, `presence is trimmed to its own retention (${presence})`);
+    assert.deepEqual(all.slice(0, 50).map((event) => event.seq), Array.from({ length: 50 }, (_, i) => i + 1));
+    assert.equal((await log.position('busy')).firstSeq, 1, 'the oldest retained event is the first message');
+    const retry = await log.publish('busy', { type: 'message', text: 'm1' }, 'm1');
+    assert.deepEqual([retry.seq, retry.duplicate], [1, true], 'the first message is still de-duplicated');
+    const page = await log.readBefore('busy', 1052, 3);
+    assert.deepEqual(page.events.map((event) => event.seq), [1049, 1050, 1051], 'a page before a seq merges the classes too');
+    assert.deepEqual((await log.readBefore('busy', 52, 3)).events.map((event) => event.seq), [48, 49, 50], 'and skips what a class trimmed');
+  });
+
+  it('takes a deleted message\'s text, and that of its edits, out of Redis with the deletion', async () => {
+    const log = new RedisRoomLog(await connect('node-a'));
+    const raw = await connect('inspector');
+    await log.publish('lobby', { type: 'message', from: 'alice', text: 'secret plans', authorId: 'a1' }, 'c1 m1');
+    await log.publish('lobby', { type: 'message', from: 'bob', text: 'hello' }, 'c2 m1');
+    await log.publish('lobby', { type: 'edited', target: 1, from: 'alice', text: 'more secret plans' }, 'c1 e1', { eventClass: 'change' });
+    await log.publish('lobby', { type: 'edited', target: 2, from: 'bob', text: 'hello again' }, 'c2 e1', { eventClass: 'change' });
+    await log.publish('lobby', { type: 'edited', target: 1, from: 'alice', text: 'the most secret plans' }, 'c1 e2', { eventClass: 'change' });
+    const deletion = await log.publish('lobby', { type: 'deleted', target: 1, from: 'alice' }, 'c1 d1', { eventClass: 'change', deletes: 1 });
+    assert.equal(deletion.seq, 6);
+
+    const { events } = await log.readAfter('lobby', 0, 100);
+    assert.deepEqual(events.map((event) => event.seq), [1, 2, 3, 4, 5, 6], 'every seq is still read, in order');
+    const records = events.map((event) => JSON.parse(event.encoded) as Record<string, unknown>);
+    assert.deepEqual(records[0], { seq: 1, ts: events[0].ts, type: 'message', from: 'alice', text: '', authorId: 'a1', deleted: true });
+    assert.equal(records[1].text, 'hello', 'other messages keep their text');
+    assert.deepEqual([records[2].text, records[2].redacted, records[4].text, records[4].redacted], ['', true, '', true], 'the edits of the deleted message lose theirs');
+    assert.equal(records[3].text, 'hello again', 'an edit of another message keeps its text');
+    assert.equal(events[0].ts, JSON.parse((await log.readAfter('lobby', 0, 1)).events[0].encoded).ts);
+
+    // Nothing in Redis holds the text any more.
+    const dump: string[] = [];
+    for (const key of await raw.run((client) => client.keys('*'))) {
+      const type = await raw.run((client) => client.type(key));
+      if (type === 'stream') dump.push(JSON.stringify(await raw.run((client) => client.xRange(key, '-', '+'))));
+      if (type === 'zset') dump.push(...(await raw.run((client) => client.zRange(key, 0, -1))));
+      if (type === 'hash') dump.push(JSON.stringify(await raw.run((client) => client.hGetAll(key))));
+    }
+    assert.ok(!dump.some((text) => text.includes('secret')), 'no stream, set or hash holds the deleted text');
+    const retry = await log.publish('lobby', { type: 'message', from: 'alice', text: 'secret plans' }, 'c1 m1');
+    assert.deepEqual([retry.seq, retry.duplicate, retry.ts], [1, true, events[0].ts], 'a retry of the deleted message is still found, with its time');
   });
 
   it('keeps every acked event, the seqs and the epoch when Redis is killed with -9 and restarted on its AOF', async function () {

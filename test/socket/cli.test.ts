@@ -34,6 +34,22 @@ describe('server command line', function () {
     });
   });
 
+  it('refuses cluster flags without --redis, --memory with --redis, and a URL that is not Redis', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--node-id', 'a'], /--node-id is for cluster mode: give --redis too/],
+      [['--redis', 'redis://127.0.0.1:1', '--memory'], /--memory and --redis cannot be used together/],
+      [['--redis', 'http://:hunter2@127.0.0.1:1'], /starts with redis:\/\/ or rediss:\/\//],
+    ];
+    for (const [args, message] of cases) {
+      await assert.rejects(run(process.execPath, [SERVER_SCRIPT, '--port', '0', ...args]), (error: { code: number; stderr: string }) => {
+        assert.notEqual(error.code, 0);
+        assert.match(error.stderr, message);
+        assert.doesNotMatch(error.stderr, /hunter2/, 'the password never shows');
+        return true;
+      });
+    }
+  });
+
   it('prints the real port with --port 0 and logs connections the way the seed did', async () => {
     const server = await ServerProcess.start({ memory: true });
     try {

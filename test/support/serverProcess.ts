@@ -18,6 +18,8 @@ export interface ServerProcessOptions {
   /** Keep history in this folder; a fresh temporary one is made when neither this nor `memory` is given. */
   dataDir?: string;
   memory?: boolean;
+  /** Cluster mode: share rooms through the Redis at this URL (no data folder, no --memory). */
+  redis?: string;
   /** Serve the classic protocol too. */
   classic?: boolean;
   startTimeoutMs?: number;
@@ -58,9 +60,11 @@ export class ServerProcess {
   }
 
   static async start(options: ServerProcessOptions = {}): Promise<ServerProcess> {
-    const ownsDataDir = !options.memory && options.dataDir === undefined;
-    const dataDir = options.memory ? undefined : (options.dataDir ?? mkdtempSync(join(tmpdir(), 'chat-room-test-')));
-    const args = [...SERVER_NODE_FLAGS, SERVER_SCRIPT, '--port', '0', ...(dataDir ? ['--data', dataDir] : ['--memory'])];
+    const noFolder = options.memory === true || (options.redis !== undefined && options.dataDir === undefined);
+    const ownsDataDir = !noFolder && options.dataDir === undefined;
+    const dataDir = noFolder ? undefined : (options.dataDir ?? mkdtempSync(join(tmpdir(), 'chat-room-test-')));
+    const storage = options.redis !== undefined ? ['--redis', options.redis] : dataDir ? ['--data', dataDir] : ['--memory'];
+    const args = [...SERVER_NODE_FLAGS, SERVER_SCRIPT, '--port', '0', ...storage, ...(options.redis !== undefined && dataDir ? ['--data', dataDir] : [])];
     if (options.classic) args.push('--classic-port', '0');
     args.push(...(options.args ?? []));
     // The IPC channel is how the server says it listens, and on which port (shared/serverIpc.ts).

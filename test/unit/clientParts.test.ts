@@ -1,5 +1,7 @@
-/** The chat client's parts that need no socket: the reconnect schedule and the outbox as it is kept. */
+/** The chat client's parts that need no socket: the reconnect schedule, the outbox as it is kept, and a cluster's addresses. */
 import assert from 'node:assert/strict';
+import { formatAddressList, MAX_ADDRESSES, parseAddressList } from '../../extension/address';
+import { inviteFromText, inviteLink } from '../../extension/inviteLinks';
 import { Outbox, outboxKey } from '../../extension/client/outbox';
 import { DEFAULT_BACKOFF, looksLikeRestart, MAX_BACKOFF_MS, MAX_LOOPBACK_BACKOFF_MS, reconnectDelay } from '../../extension/client/reconnectPolicy';
 import { storedOutboxes } from '../../extension/storedState';
@@ -61,5 +63,31 @@ describe('outbox', () => {
     outbox.add({ id: 'b', text: 'y', createdAt: 2 });
     outbox.remove('a');
     assert.deepEqual(seen, [1, 2, 1]);
+  });
+});
+
+describe("a cluster's addresses", () => {
+  it('reads one address or several separated by commas, in order, each once', () => {
+    assert.deepEqual(parseAddressList('localhost:33000'), [{ host: 'localhost', port: 33000 }]);
+    assert.deepEqual(parseAddressList(' a.example:1, b.example ,[::1]:3,a.example:1'), [
+      { host: 'a.example', port: 1 },
+      { host: 'b.example', port: 33000 },
+      { host: '::1', port: 3 },
+    ]);
+    assert.equal(formatAddressList(parseAddressList('a:1,[::1]:3') ?? []), 'a:1, [::1]:3');
+  });
+
+  it('refuses a list with anything in it that is not an address, or too many of them', () => {
+    for (const text of ['', 'a:1,', 'a:1,,b:2', 'a:1, b c:2', 'a:99999']) assert.equal(parseAddressList(text), undefined, text);
+    const many = Array.from({ length: MAX_ADDRESSES + 1 }, (_, i) => `h${i}:1`).join(',');
+    assert.equal(parseAddressList(many), undefined);
+  });
+
+  it('carries the other servers in an invite link (also=) and reads them back', () => {
+    const link = inviteLink('vscode', 'chat-room.chat-room', 'a.example', 33000, 'lobby', undefined, undefined, [{ host: 'b.example', port: 33001 }, { host: '::1', port: 33002 }]);
+    assert.match(link, /also=b\.example%3A33001%2C%5B%3A%3A1%5D%3A33002/);
+    assert.deepEqual(inviteFromText(link), { address: 'a.example:33000, b.example:33001, [::1]:33002', room: 'lobby' });
+    assert.deepEqual(inviteFromText(inviteLink('vscode', 'chat-room.chat-room', 'a.example', 33000, 'lobby')), { address: 'a.example:33000', room: 'lobby' });
+    assert.equal(inviteFromText('vscode://chat-room.chat-room/join?host=a&port=1&also=b%3A1%2Cnot%20an%20address'), undefined);
   });
 });
