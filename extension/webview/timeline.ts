@@ -90,12 +90,26 @@ export function dayKey(ts: number): string {
   return `${date.getFullYear()}-${date.getMonth() + 1}-${date.getDate()}`;
 }
 
+// Made once: a formatter costs far more to make than to use, and the list formats many dates.
+const DAY_THIS_YEAR = new Intl.DateTimeFormat(undefined, { weekday: 'long', month: 'long', day: 'numeric' });
+const DAY_OTHER_YEAR = new Intl.DateTimeFormat(undefined, { weekday: 'long', month: 'long', day: 'numeric', year: 'numeric' });
+const CLOCK = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const DATE_AND_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
 export function dayLabel(ts: number, now: number): string {
   if (dayKey(ts) === dayKey(now)) return 'Today';
   const yesterday = new Date(now);
   yesterday.setDate(yesterday.getDate() - 1);
   if (dayKey(ts) === dayKey(yesterday.getTime())) return 'Yesterday';
-  const date = new Date(ts);
-  const sameYear = date.getFullYear() === new Date(now).getFullYear();
-  return date.toLocaleDateString(undefined, { weekday: 'long', month: 'long', day: 'numeric', ...(sameYear ? {} : { year: 'numeric' }) });
+  return (new Date(ts).getFullYear() === new Date(now).getFullYear() ? DAY_THIS_YEAR : DAY_OTHER_YEAR).format(ts);
+}
+
+/** The time of day, as the list shows it beside a message. */
+export function clock(ts: number): string {
+  return CLOCK.format(ts);
+}
+
+/** The date and time, as the list shows it on hover. */
+export function dateAndTime(ts: number): string {
+  return DATE_AND_TIME.format(ts);
 }

@@ -2,7 +2,7 @@ import { useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { MessageEntry, PendingView, WebviewToHost } from '../../../shared/webviewMessages';
 import { codeOfBlock, COPIED_LABEL, COPY_LABEL, isWebLink, pathReferenceOf } from '../markdown';
 import type { Conversation, PresenceLine, TimelineItem } from '../store';
-import { layoutTimeline, type Row } from '../timeline';
+import { clock, dateAndTime, layoutTimeline, type Row } from '../timeline';
 import { Icon } from './Icon';
 import { MessageBody } from './MessageBody';
 
@@ -26,11 +26,13 @@ const NEAR_BOTTOM_PX = 48;
 /** Closer to the top than this draws the next rows above. */
 const NEAR_TOP_PX = 300;
 /**
- * Rows drawn at first, and added each time the person scrolls near the top.
+ * Rows drawn at first (more than a tall panel shows), and added each time
+ * the person scrolls near the top.
  * A room may keep 10,000 messages; drawing them all (each through Markdown
  * and the sanitiser) would take seconds, and nobody sees more than a screen.
  */
-export const ROWS_PER_PAGE = 120;
+export const FIRST_ROWS = 60;
+export const ROWS_PER_PAGE = 100;
 
 /**
  * The conversation: messages, folded arrivals and departures, notices, and
@@ -47,7 +49,7 @@ export function MessageList({ conversation, me, newMessagesMarker, post, onNewMe
   const { lastAppend, unreadAfter } = conversation;
   const rows = useMemo(() => layoutTimeline(conversation.items, { me, unreadAfter, now: Date.now() }), [conversation.items, me, unreadAfter]);
   // Only the newest rows are drawn; scrolling up draws more, keeping what is on screen in place.
-  const [drawn, setDrawn] = useState(ROWS_PER_PAGE);
+  const [drawn, setDrawn] = useState(FIRST_ROWS);
   const heightBeforeMore = useRef<number | undefined>(undefined);
   const shownRows = rows.length > drawn ? rows.slice(rows.length - drawn) : rows;
   const hiddenAbove = rows.length - shownRows.length;
@@ -64,7 +66,7 @@ export function MessageList({ conversation, me, newMessagesMarker, post, onNewMe
   }, [drawn]);
   // A fresh snapshot starts again from the newest page.
   useLayoutEffect(() => {
-    if (lastAppend.redraw) setDrawn(ROWS_PER_PAGE);
+    if (lastAppend.redraw) setDrawn(FIRST_ROWS);
   }, [lastAppend.serial]);
 
   useLayoutEffect(() => {
@@ -258,16 +260,11 @@ function PresenceRun({ lines, count }: { lines: PresenceLine[]; count: number })
 }
 
 function Time({ ts }: { ts: number }) {
-  const date = new Date(ts);
   return (
-    <time dateTime={date.toISOString()} title={date.toLocaleString()}>
+    <time dateTime={new Date(ts).toISOString()} title={dateAndTime(ts)}>
       {clock(ts)}
     </time>
   );
-}
-
-function clock(ts: number): string {
-  return new Date(ts).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
 }
 
 function duration(ms: number): string {
