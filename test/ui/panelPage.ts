@@ -27,6 +27,13 @@ export class PanelPage {
     await page.evaluate(`(() => {
       window.__posted = [];
       window.__kept = ${JSON.stringify(kept ?? null)} ?? undefined;
+      // Registered before the panel's own listener, so it hears each message first: when it arrived, and
+      // how long its data took to read (a posted message is copied, and decoded on first use).
+      window.addEventListener('message', (event) => {
+        window.__arrivedAt = performance.now();
+        void event.data;
+        window.__decodedAt = performance.now();
+      });
       window.acquireVsCodeApi = () => ({
         postMessage: (message) => window.__posted.push(message),
         getState: () => window.__kept,

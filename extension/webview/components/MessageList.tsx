@@ -1,4 +1,4 @@
-import { useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { MessageEntry, PendingView, WebviewToHost } from '../../../shared/webviewMessages';
 import { codeOfBlock, COPIED_LABEL, COPY_LABEL, isWebLink, pathReferenceOf } from '../markdown';
 import type { Conversation, PresenceLine, TimelineItem } from '../store';
@@ -26,12 +26,13 @@ const NEAR_BOTTOM_PX = 48;
 /** Closer to the top than this draws the next rows above. */
 const NEAR_TOP_PX = 300;
 /**
- * Rows drawn at first (more than a tall panel shows), and added each time
- * the person scrolls near the top.
+ * Rows drawn at first (a screenful), and added each time the person scrolls
+ * near the top, or at once after the first paint when they do not fill the
+ * screen.
  * A room may keep 10,000 messages; drawing them all (each through Markdown
  * and the sanitiser) would take seconds, and nobody sees more than a screen.
  */
-export const FIRST_ROWS = 60;
+export const FIRST_ROWS = 40;
 export const ROWS_PER_PAGE = 100;
 
 /**
@@ -64,6 +65,10 @@ export function MessageList({ conversation, me, newMessagesMarker, post, onNewMe
     element.scrollTop += element.scrollHeight - heightBeforeMore.current;
     heightBeforeMore.current = undefined;
   }, [drawn]);
+  // Once painted: a screen the drawn rows do not fill (a tall panel, short messages) gets more at once.
+  useEffect(() => {
+    if (list.current && list.current.scrollTop < NEAR_TOP_PX) drawMore();
+  });
   // A fresh snapshot starts again from the newest page.
   useLayoutEffect(() => {
     if (lastAppend.redraw) setDrawn(FIRST_ROWS);
