@@ -175,4 +175,22 @@ describe('Conversation layout in the panel, in a real browser', function () {
     assert.ok(scrollable, `the list can be scrolled up (${drawn} messages drawn)`);
     assert.ok(await list.evaluate((element) => element.scrollHeight - element.scrollTop - element.clientHeight < 48), 'still at the bottom');
   });
+
+  it('keeps the reader in place when new messages arrive while they read older ones', async () => {
+    const panel = await open();
+    await panel.snapshot(Array.from({ length: 2_000 }, (_, index) => said(index + 1, index % 2 ? 'alice' : 'carol', now - (2_000 - index) * MINUTE, `older ${index + 1}`)));
+    const page = panel.page;
+    const list = page.locator('#messages');
+    // Up a little, well away from both ends.
+    await list.evaluate((element) => (element.scrollTop = element.scrollTop - 600));
+    await page.waitForTimeout(200);
+    const anchor = page.locator('#messages li.message').nth(10);
+    const seq = await anchor.getAttribute('data-seq');
+    const before = await anchor.evaluate((element) => element.getBoundingClientRect().top);
+    await panel.post({ type: 'append', entries: Array.from({ length: 30 }, (_, index) => said(2_001 + index, 'alice', now + index, `new ${index + 1}`)) });
+    await page.waitForTimeout(200);
+    const after = await page.locator(`#messages li.message[data-seq="${seq}"]`).evaluate((element) => element.getBoundingClientRect().top);
+    assert.equal(after, before, `message ${seq} stayed where the reader was looking`);
+    assert.equal(await page.locator('#new-messages').isVisible(), true, 'and the marker says there is more below');
+  });
 });

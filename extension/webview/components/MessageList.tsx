@@ -26,9 +26,9 @@ const NEAR_BOTTOM_PX = 48;
 /** Closer to the top than this draws the next rows above. */
 const NEAR_TOP_PX = 300;
 /**
- * Rows drawn at first (a screenful), and added each time the person scrolls
- * near the top, or at once after the first paint when they do not fill the
- * screen.
+ * Rows drawn at first (a screenful), and added above each time the person
+ * scrolls near the top, or at once after the first paint when they do not
+ * fill the screen. New messages add theirs below.
  * A room may keep 10,000 messages; drawing them all (each through Markdown
  * and the sanitiser) would take seconds, and nobody sees more than a screen.
  */
@@ -49,30 +49,38 @@ export function MessageList({ conversation, me, newMessagesMarker, post, onNewMe
 
   const { lastAppend, unreadAfter } = conversation;
   const rows = useMemo(() => layoutTimeline(conversation.items, { me, unreadAfter, now: Date.now() }), [conversation.items, me, unreadAfter]);
-  // Only the newest rows are drawn; scrolling up draws more, keeping what is on screen in place.
-  const [drawn, setDrawn] = useState(FIRST_ROWS);
+  // Only the newest rows are drawn, from the first drawn row down. That row is held by its key, so new
+  // messages below add rows instead of pushing old ones out over the reader's head; scrolling up moves it.
+  const firstDrawn = useRef<string | undefined>(undefined);
+  const redrawSeen = useRef(-1);
+  if (lastAppend.redraw && redrawSeen.current !== lastAppend.serial) {
+    // A fresh snapshot starts again from the newest rows.
+    redrawSeen.current = lastAppend.serial;
+    firstDrawn.current = undefined;
+  }
+  let start = firstDrawn.current === undefined ? -1 : rows.findIndex((row) => row.key === firstDrawn.current);
+  if (start < 0) start = Math.max(0, rows.length - FIRST_ROWS);
+  firstDrawn.current = rows[start]?.key;
+  const shownRows = start > 0 ? rows.slice(start) : rows;
+  const hiddenAbove = start;
+  const [drawnMore, setDrawnMore] = useState(0);
   const heightBeforeMore = useRef<number | undefined>(undefined);
-  const shownRows = rows.length > drawn ? rows.slice(rows.length - drawn) : rows;
-  const hiddenAbove = rows.length - shownRows.length;
   const drawMore = () => {
     if (hiddenAbove === 0 || heightBeforeMore.current !== undefined || !list.current) return;
     heightBeforeMore.current = list.current.scrollHeight;
-    setDrawn((count) => count + ROWS_PER_PAGE);
+    firstDrawn.current = rows[Math.max(0, start - ROWS_PER_PAGE)].key;
+    setDrawnMore((count) => count + 1);
   };
   useLayoutEffect(() => {
     const element = list.current;
     if (!element || heightBeforeMore.current === undefined) return;
     element.scrollTop += element.scrollHeight - heightBeforeMore.current;
     heightBeforeMore.current = undefined;
-  }, [drawn]);
+  }, [drawnMore]);
   // Once painted: a screen the drawn rows do not fill (a tall panel, short messages) gets more at once.
   useEffect(() => {
     if (list.current && list.current.scrollTop < NEAR_TOP_PX) drawMore();
   });
-  // A fresh snapshot starts again from the newest page.
-  useLayoutEffect(() => {
-    if (lastAppend.redraw) setDrawn(FIRST_ROWS);
-  }, [lastAppend.serial]);
 
   useLayoutEffect(() => {
     const element = list.current;
