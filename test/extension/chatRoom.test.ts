@@ -234,17 +234,18 @@ describe('Chat Room commands', function () {
       const raw = await TestClient.join(server.port, 'reader', { room: 'code' });
       cleanups.push(() => raw.close());
       // The file first, so the panel opens beside it, as it does for a person.
-      const editor = await sampleEditor('chat-selection-sample.ts', 'const a = 1;\nconst b = 2;\nconst c = 3;\n');
+      const opened = await sampleEditor('chat-selection-sample.ts', 'const a = 1;\nconst b = 2;\nconst c = 3;\n');
       assert.equal((await join(server.port, 'writer', 'code')).joined, true);
-      await vscode.window.showTextDocument(editor.document, { viewColumn: editor.viewColumn });
+      // Back to the file: the editor shown now is the one the command reads (it may be a new one for the same file).
+      const editor = await vscode.window.showTextDocument(opened.document, { viewColumn: opened.viewColumn });
       editor.selection = new vscode.Selection(1, 0, 2, 12);
       assert.equal(await vscode.commands.executeCommand('chatRoom.sendSelection'), true);
       const snippet = 'chat-selection-sample.ts:2\n```typescript\nconst b = 2;\nconst c = 3;\n```';
       let draft: string | undefined;
       await waitFor('the snippet in the message box', async () => (draft = (await api.probePanel())?.draft) === `${snippet}\n`).catch((error: Error) => assert.fail(`${error.message}; the box holds ${JSON.stringify(draft)}`));
       // A second selection joins the first, below it.
-      editor.selection = new vscode.Selection(0, 0, 0, 12);
-      await vscode.window.showTextDocument(editor.document, { viewColumn: editor.viewColumn });
+      const again = await vscode.window.showTextDocument(editor.document, { viewColumn: editor.viewColumn });
+      again.selection = new vscode.Selection(0, 0, 0, 12);
       assert.equal(await vscode.commands.executeCommand('chatRoom.sendSelection'), true);
       await waitFor('both snippets in the message box', async () => (await api.probePanel())?.draft === `${snippet}\n\nchat-selection-sample.ts:1\n\`\`\`typescript\nconst a = 1;\n\`\`\`\n`);
       assert.deepEqual(api.session()?.pending, [], 'nothing was sent');
