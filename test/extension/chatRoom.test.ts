@@ -217,8 +217,13 @@ describe('Chat Room commands', function () {
       assert.match((await api.probePanel())!.connectionText, /Connected to .* as sara/);
     });
 
-    /** A file in the test workspace, open in an editor, removed after the test. */
+    /**
+     * A file in the test workspace, open in an editor, removed after the test. Every editor is closed
+     * first, the chat panel of an earlier test too, so the panel opens beside the file, as it does for a
+     * person, instead of in the file's group where each of them hides the other.
+     */
     async function sampleEditor(name: string, content: string): Promise<vscode.TextEditor> {
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
       const folder = vscode.workspace.workspaceFolders?.[0];
       assert.ok(folder, 'the test host opens a workspace folder');
       const file = path.join(folder.uri.fsPath, name);
