@@ -37,6 +37,8 @@ export class ChatPanel extends Disposable {
   private ready = false;
   /** Put the focus in the message box once the webview is ready for it. */
   private focusWhenReady = false;
+  /** Text for the message box that waits for the webview to be ready (a snapshot does not carry it). */
+  private draftAdditions: string[] = [];
   private readonly probes = new RequestTracker<ProbeResultMessage>();
   private readonly disposeEmitter = this.register(new vscode.EventEmitter<void>());
   private readonly visibilityEmitter = this.register(new vscode.EventEmitter<boolean>());
@@ -109,6 +111,12 @@ export class ChatPanel extends Disposable {
     else this.focusWhenReady = true;
   }
 
+  /** Adds text to the message box, now or once the webview has drawn itself. */
+  addToDraft(text: string): void {
+    if (this.ready) this.post({ type: 'addToDraft', text });
+    else this.draftAdditions.push(text);
+  }
+
   /** Posts to the webview once it has said `ready`; earlier messages are covered by the snapshot. */
   post(message: HostToWebview): void {
     if (!this.ready || this.isDisposed) return;
@@ -135,6 +143,7 @@ export class ChatPanel extends Disposable {
         this.focusWhenReady = false;
         this.post({ type: 'focusInput' });
       }
+      for (const text of this.draftAdditions.splice(0)) this.post({ type: 'addToDraft', text });
       return;
     }
     if (message.type === 'draft') {

@@ -11,6 +11,7 @@ import { DEFAULT_LIMITS } from '../shared/protocol';
 import type { PanelView, ServerOffer, SnapshotMessage, StatusView, WebviewToHost } from '../shared/webviewMessages';
 import { ChatPanel, type PanelSource } from './chatPanel';
 import type { ChatSession } from './chatSession';
+import { CodeInserter } from './insertCode';
 import type { ChatVisibility } from './notifications';
 import { openLink, openWorkspacePath } from './links';
 import type { ServerCommands } from './serverCommands';
@@ -22,6 +23,7 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
   /** The current panel's listeners, released with it or when another panel replaces it. */
   private readonly panelListeners = this.register(new MutableDisposable());
   private unread = 0;
+  private readonly inserter = this.register(new CodeInserter());
   private readonly visibilityEmitter = this.register(new vscode.EventEmitter<boolean>());
   readonly onDidChangeVisibility = this.visibilityEmitter.event;
 
@@ -65,6 +67,11 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
     panel.reveal();
     if (focus) panel.focusInput();
     return panel;
+  }
+
+  /** Puts text into the message box (after what is there), showing the panel with the focus in the box. */
+  addToDraft(text: string): void {
+    this.open({ focus: true }).addToDraft(text);
   }
 
   /** A panel brought back after a window reload: show it again, and the room this window was in (unless it was left). */
@@ -114,6 +121,9 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
         return;
       case 'copy':
         void vscode.env.clipboard.writeText(message.text);
+        return;
+      case 'insertCode':
+        void this.inserter.insert(message.text);
         return;
       case 'reconnect':
         this.sessions.session?.client.reconnectNow();

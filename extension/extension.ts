@@ -105,7 +105,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
     view.open({ focus: true });
     return true;
   });
-  command(Command.sendSelection, () => sendSelection(sessions));
+  command(Command.sendSelection, () => sendSelection(sessions, view));
   command(Command.copyInvite, () => invites.copyInvite());
   command(Command.showServerLog, () => {
     serverLog.show(true);

@@ -1,20 +1,31 @@
 /**
  * Send Selection to Chat: the editor selection (or the cursor's line) as a
  * fenced code block with its language, under a `path:line` reference that
- * opens on the other side.
+ * opens on the other side. It goes into the message box, so the person can
+ * say something about it, or (with `chatRoom.sendSelectionDirectly`) straight
+ * to the room.
  */
 import * as vscode from 'vscode';
+import type { ChatView } from './chatView';
 import { Command } from './commands';
 import type { SessionManager } from './sessions';
+import { readSettings } from './settings';
 
-export function sendSelection(sessions: SessionManager): boolean {
+export function sendSelection(sessions: SessionManager, view: ChatView): boolean {
   const editor = vscode.window.activeTextEditor;
   if (!editor) {
     void vscode.window.showInformationMessage('Open a file and select some code to send.');
     return false;
   }
   const text = selectionAsMessage(editor);
-  return text === undefined ? false : sendFromEditor(sessions, text);
+  if (text === undefined) return false;
+  if (readSettings().sendSelectionDirectly) return sendFromEditor(sessions, text);
+  if (!sessions.session) {
+    askToJoin();
+    return false;
+  }
+  view.addToDraft(text);
+  return true;
 }
 
 /** The message for the selection, or undefined when there is nothing to send. */
@@ -34,12 +45,13 @@ function selectionAsMessage(editor: vscode.TextEditor): string | undefined {
 function sendFromEditor(sessions: SessionManager, text: string): boolean {
   const outcome = sessions.trySend(text);
   if (outcome.accepted) return true;
-  if (!sessions.session) {
-    void vscode.window.showWarningMessage('Join a chat room first.', 'Join Room').then((choice) => {
-      if (choice) void vscode.commands.executeCommand(Command.join);
-    });
-  } else {
-    void vscode.window.showWarningMessage(outcome.reason);
-  }
+  if (!sessions.session) askToJoin();
+  else void vscode.window.showWarningMessage(outcome.reason);
   return false;
+}
+
+function askToJoin(): void {
+  void vscode.window.showWarningMessage('Join a chat room first.', 'Join Room').then((choice) => {
+    if (choice) void vscode.commands.executeCommand(Command.join);
+  });
 }

@@ -23,6 +23,8 @@ export interface Settings {
   notifications: NotificationMode;
   /** How many messages and announcements the panel keeps. */
   historyLength: number;
+  /** Send Selection sends at once, instead of putting the snippet in the message box. */
+  sendSelectionDirectly: boolean;
 }
 
 export function readSettings(): Settings {
@@ -38,6 +40,7 @@ export function readSettings(): Settings {
     defaultName: config.get<string>('defaultName', '').trim(),
     notifications: notifications === 'all' || notifications === 'off' ? notifications : 'mentions',
     historyLength: clampInteger(config.get<number>('historyLength', 500), 20, 10_000, 500),
+    sendSelectionDirectly: config.get<boolean>('sendSelectionDirectly', false) === true,
   };
 }
 

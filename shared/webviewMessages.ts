@@ -150,6 +150,15 @@ export interface ProbeMessage {
   requestId: number;
 }
 
+/**
+ * Adds text to the message box (Send Selection's snippet), after what is
+ * there, and puts the focus in it, so the person can say something about it.
+ */
+export interface AddToDraftMessage {
+  type: 'addToDraft';
+  text: string;
+}
+
 export type HostToWebview =
   | SnapshotMessage
   | AppendMessage
@@ -159,6 +168,7 @@ export type HostToWebview =
   | SendResultMessage
   | RestoreDraftMessage
   | FocusInputMessage
+  | AddToDraftMessage
   | ProbeMessage;
 
 // ---------------------------------------------------------------- webview → host
@@ -196,6 +206,12 @@ export interface OpenPathMessage {
 /** Copy text (a code block) to the clipboard through the host. */
 export interface CopyMessage {
   type: 'copy';
+  text: string;
+}
+
+/** Insert text (a code block) at the cursor of the editor the person was last in. */
+export interface InsertCodeMessage {
+  type: 'insertCode';
   text: string;
 }
 
@@ -245,6 +261,7 @@ export type WebviewToHost =
   | OpenLinkMessage
   | OpenPathMessage
   | CopyMessage
+  | InsertCodeMessage
   | ReconnectMessage
   | JoinMessage
   | StartServerMessage
@@ -257,6 +274,7 @@ const WEBVIEW_MESSAGE_TYPES: ReadonlySet<string> = new Set<WebviewToHost['type']
   'openLink',
   'openPath',
   'copy',
+  'insertCode',
   'reconnect',
   'join',
   'startServer',
@@ -278,6 +296,7 @@ export function asWebviewMessage(value: unknown): WebviewToHost | undefined {
       return typeof record.text === 'string' && Number.isSafeInteger(record.requestId) ? (record as unknown as WebviewToHost) : undefined;
     case 'draft':
     case 'copy':
+    case 'insertCode':
       return typeof record.text === 'string' ? (record as unknown as WebviewToHost) : undefined;
     case 'openLink':
       return typeof record.href === 'string' ? (record as unknown as WebviewToHost) : undefined;

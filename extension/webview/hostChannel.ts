@@ -8,6 +8,8 @@ import type { SendResultMessage, WebviewToHost } from '../../shared/webviewMessa
 
 interface PersistedState {
   draft: string;
+  /** Per room, the last message this panel showed while it was on screen. */
+  readUpTo?: Record<string, number>;
 }
 
 interface VsCodeApi {
@@ -43,9 +45,21 @@ export class HostChannel {
    * workbench's may miss).
    */
   keepDraft(text: string): void {
-    this.api.setState({ draft: text });
+    this.api.setState({ ...this.api.getState(), draft: text });
     window.clearTimeout(this.draftTimer);
     this.draftTimer = window.setTimeout(() => this.post({ type: 'draft', text }), DRAFT_POST_DELAY_MS);
+  }
+
+  /** The last message the person saw in `room` here, if this panel showed it before. */
+  readUpTo(room: string): number | undefined {
+    return this.api.getState()?.readUpTo?.[room];
+  }
+
+  /** Notes that the person has seen `room` up to message `seq`. */
+  keepReadUpTo(room: string, seq: number): void {
+    const state = this.api.getState() ?? { draft: '' };
+    if (state.readUpTo?.[room] === seq) return;
+    this.api.setState({ ...state, readUpTo: { ...state.readUpTo, [room]: seq } });
   }
 
   /** Asks the host to take a message; undefined when it did not answer in time. */

@@ -14,6 +14,10 @@ export const ICONS = {
   newMessages: 'codicon-arrow-down',
   members: 'codicon-person',
   notSent: 'codicon-error',
+  alert: 'codicon-warning',
+  earlier: 'codicon-fold-up',
+  showMore: 'codicon-chevron-down',
+  showLess: 'codicon-chevron-up',
 } as const;
 
 export type IconName = keyof typeof ICONS;

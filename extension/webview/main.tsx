@@ -10,7 +10,7 @@ import { App } from './components/App';
 import { textBytes } from './components/Composer';
 import { HostChannel } from './hostChannel';
 import { describePanel } from './probe';
-import { createStore, initialState } from './store';
+import { activeConversation, createStore, initialState } from './store';
 
 const host = new HostChannel();
 const store = createStore(initialState(host.keptDraft()));
@@ -23,6 +23,20 @@ store.subscribe(() => {
   keptDraft = draft;
   host.keepDraft(draft);
 });
+
+// What the person has seen: everything this panel shows while it is on screen (a hidden
+// panel is torn down, and its next snapshot marks what came in the meantime).
+function keepWhatWasSeen(): void {
+  const { status } = store.state;
+  if (!status.room || document.visibilityState !== 'visible') return;
+  const items = activeConversation(store.state).items;
+  for (let at = items.length - 1; at >= 0; at--) {
+    const item = items[at];
+    if (item.kind === 'message') return host.keepReadUpTo(status.room, item.entry.seq);
+  }
+}
+store.subscribe(keepWhatWasSeen);
+document.addEventListener('visibilitychange', keepWhatWasSeen);
 
 /** Enter: the host takes the message (it leaves the box) or refuses it (it stays, with the reason beside it). */
 async function send(): Promise<void> {
@@ -47,12 +61,15 @@ window.addEventListener('message', (event: MessageEvent<HostToWebview>) => {
   const message = event.data;
   switch (message.type) {
     case 'snapshot':
+      store.dispatch({ ...message, ...readUpToFor(message.status.room) });
+      return;
     case 'append':
     case 'status':
     case 'outbox':
     case 'sendFailed':
     case 'restoreDraft':
     case 'focusInput':
+    case 'addToDraft':
       store.dispatch(message);
       return;
     case 'sendResult':
@@ -63,6 +80,11 @@ window.addEventListener('message', (event: MessageEvent<HostToWebview>) => {
       return;
   }
 });
+
+function readUpToFor(room: string | undefined): { readUpTo?: number } {
+  const seq = room ? host.readUpTo(room) : undefined;
+  return seq === undefined ? {} : { readUpTo: seq };
+}
 
 render(<App store={store} post={(message) => host.post(message)} send={() => void send()} />, document.getElementById('root') as HTMLElement);
 host.post({ type: 'ready' });

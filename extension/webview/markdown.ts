@@ -5,15 +5,23 @@
  * http(s), bidi controls shown as codes instead of applied, and `path:line`
  * references turned into links that the host opens inside the workspace. What
  * comes out can only be inert text, formatting, those links and code blocks
- * (each with a Copy button).
+ * (highlighted, each with Copy and Insert buttons).
  *
  * It needs a DOM (DOMPurify works on one) and nothing of the panel; the UI
  * suite runs its tests in a real browser (test/ui/markdown.test.ts).
  */
 import DOMPurify from 'dompurify';
 import MarkdownIt from 'markdown-it';
+import { highlightCode } from './codeHighlight';
 
-const markdown = new MarkdownIt({ html: false, linkify: true, breaks: true, typographer: false });
+const markdown = new MarkdownIt({
+  html: false,
+  linkify: true,
+  breaks: true,
+  typographer: false,
+  // The highlighter's spans are sanitised below with the rest; what it cannot highlight markdown-it escapes.
+  highlight: (code, language) => highlightCode(code, language.split(/\s/)[0] ?? '') ?? '',
+});
 // Images would fetch from anywhere; the CSP blocks them too, but they should not even be asked for.
 markdown.disable(['image']);
 // markdown-it already refuses javascript: and friends; we go further and allow only the web.
@@ -31,6 +39,7 @@ const PATH_REFERENCE = /(^|[\s(["'`])((?:[\w.-]+\/)*[\w-][\w.-]*\.[A-Za-z][A-Za-
 
 export const COPY_LABEL = 'Copy';
 export const COPIED_LABEL = 'Copied';
+export const INSERT_LABEL = 'Insert';
 
 /** Whether a link may be opened: the web only. */
 export function isWebLink(href: string): boolean {
@@ -102,21 +111,40 @@ function linkPathReferences(root: DocumentFragment, document: Document): void {
   }
 }
 
-/** Puts a code block in a wrapper with its Copy button (the panel copies through the host). */
+/**
+ * Puts a code block in a wrapper with its actions: Copy, and Insert at the
+ * cursor of the editor (both carried out by the host).
+ */
 function wrapCodeBlock(pre: HTMLPreElement, document: Document): void {
-  const copy = document.createElement('button');
-  copy.type = 'button';
-  copy.className = 'copy-code';
-  copy.setAttribute('aria-label', 'Copy code block');
-  const icon = document.createElement('span');
-  icon.className = 'codicon codicon-copy';
-  icon.setAttribute('aria-hidden', 'true');
-  const label = document.createElement('span');
-  label.className = 'copy-label';
-  label.textContent = COPY_LABEL;
-  copy.append(icon, label);
+  const actions = document.createElement('div');
+  actions.className = 'code-actions';
+  actions.append(
+    codeAction(document, 'copy-code', 'codicon-copy', 'copy-label', COPY_LABEL, 'Copy code block'),
+    codeAction(document, 'insert-code', 'codicon-insert', 'insert-label', INSERT_LABEL, 'Insert code block at the cursor'),
+  );
   const wrapper = document.createElement('div');
   wrapper.className = 'code-block';
   pre.before(wrapper);
-  wrapper.append(copy, pre);
+  wrapper.append(actions, pre);
+}
+
+function codeAction(document: Document, className: string, icon: string, labelClass: string, label: string, ariaLabel: string): HTMLButtonElement {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = className;
+  button.setAttribute('aria-label', ariaLabel);
+  button.title = ariaLabel;
+  const glyph = document.createElement('span');
+  glyph.className = `codicon ${icon}`;
+  glyph.setAttribute('aria-hidden', 'true');
+  const text = document.createElement('span');
+  text.className = labelClass;
+  text.textContent = label;
+  button.append(glyph, text);
+  return button;
+}
+
+/** The code of the block a Copy or Insert button belongs to, as its author wrote it. */
+export function codeOfBlock(button: Element): string {
+  return button.closest('.code-block')?.querySelector('pre')?.textContent ?? '';
 }

@@ -20,7 +20,11 @@ export type TimelineItem =
   /** A run of arrivals and departures folded into one line; `count` counts them all, `lines` keeps the newest. */
   | { kind: 'presence'; key: string; lines: PresenceLine[]; count: number }
   /** A quiet line of our own, such as a message that was not sent. */
-  | { kind: 'notice'; key: string; text: string };
+  | { kind: 'notice'; key: string; text: string }
+  /** The server shut down: never folded into the quiet arrivals and departures. `names` are those it took out of the room. */
+  | { kind: 'shutdown'; key: string; ts: number; names: string[] }
+  /** This panel lost its connection at `since`, for `reason`; `endedAt` once it was back. */
+  | { kind: 'outage'; key: string; since: number; reason: string; endedAt?: number };
 
 /** What the list should do about scrolling after the latest change to its entries. */
 export interface AppendNote {
@@ -37,6 +41,8 @@ export interface Conversation {
   /** Written here, not yet acknowledged by the server. */
   pending: PendingView[];
   lastAppend: AppendNote;
+  /** Messages after this sequence number came while the person was away; the list marks where they begin. */
+  unreadAfter?: number;
 }
 
 export interface ComposerState {
@@ -68,7 +74,8 @@ export interface PanelState {
 }
 
 export type Action =
-  | { type: 'snapshot'; status: StatusView; entries: ChatEntry[]; pending: PendingView[]; historyLimit: number; maxTextBytes: number }
+  /** `readUpTo`: the last message the person saw in this room, as far as the panel knows. */
+  | { type: 'snapshot'; status: StatusView; entries: ChatEntry[]; pending: PendingView[]; historyLimit: number; maxTextBytes: number; readUpTo?: number }
   | { type: 'append'; entries: ChatEntry[] }
   | { type: 'status'; status: StatusView }
   | { type: 'outbox'; pending: PendingView[] }
@@ -80,6 +87,8 @@ export type Action =
   | { type: 'sendSettled'; text: string; accepted: boolean; reason?: string }
   | { type: 'notice'; text: string; problem: boolean }
   | { type: 'focusInput' }
+  /** Send Selection's snippet: it joins what is in the box, with the focus, for the person to comment on. */
+  | { type: 'addToDraft'; text: string }
   | { type: 'newMessagesMarker'; visible: boolean };
 
 /** Rows kept in a folded run of arrivals and departures; the summary still counts them all. */
@@ -110,6 +119,7 @@ export function reduce(state: PanelState, action: Action): PanelState {
       const previous = state.conversations[state.active]?.lastAppend.serial ?? 0;
       let conversation: Conversation = { ...emptyConversation(previous), pending: action.pending };
       conversation = appendEntries(conversation, action.entries, action.historyLimit, true);
+      if (action.readUpTo !== undefined) conversation.unreadAfter = action.readUpTo;
       return {
         ...withStatus(state, action.status),
         conversations: { [key]: conversation },
@@ -122,7 +132,7 @@ export function reduce(state: PanelState, action: Action): PanelState {
     case 'append':
       return updateActive(state, (conversation) => appendEntries(conversation, action.entries, state.historyLimit, false));
     case 'status':
-      return withStatus(state, action.status);
+      return withStatus(noteOutage(state, action.status), action.status);
     case 'outbox':
       return updateActive(state, (conversation) => ({ ...conversation, pending: action.pending }));
     case 'sendFailed': {
@@ -153,6 +163,12 @@ export function reduce(state: PanelState, action: Action): PanelState {
     }
     case 'notice':
       return { ...state, composer: { ...state.composer, notice: action.text, problem: action.problem && action.text !== '' } };
+    case 'addToDraft': {
+      const before = state.composer.draft;
+      const separator = before === '' ? '' : before.endsWith('\n') ? '\n' : '\n\n';
+      const draft = `${before}${separator}${action.text}\n`;
+      return { ...state, composer: { ...state.composer, draft, typedSinceLoad: true, focusRequest: state.composer.focusRequest + 1 } };
+    }
     case 'focusInput':
       return { ...state, composer: { ...state.composer, focusRequest: state.composer.focusRequest + 1 } };
     case 'newMessagesMarker':
@@ -196,13 +212,44 @@ function appendEntries(conversation: Conversation, entries: ChatEntry[], history
  * a "Not sent" notice, stay as they are.
  */
 function addPresence(items: TimelineItem[], entry: PresenceEntry): void {
-  const line = { text: presenceText(entry), ts: entry.ts };
   const last = items[items.length - 1];
+  if (entry.kind === 'left' && entry.reason === 'shutdown') {
+    if (last?.kind === 'shutdown') items[items.length - 1] = { ...last, names: [...last.names, entry.name].slice(-PRESENCE_ROWS_KEPT) };
+    else items.push({ kind: 'shutdown', key: `s${entry.seq}`, ts: entry.ts, names: [entry.name] });
+    return;
+  }
+  const line = { text: presenceText(entry), ts: entry.ts };
   if (last?.kind === 'presence') {
     items[items.length - 1] = { ...last, lines: [...last.lines, line].slice(-PRESENCE_ROWS_KEPT), count: last.count + 1 };
     return;
   }
   items.push({ kind: 'presence', key: `p${entry.seq}`, lines: [line], count: 1 });
+}
+
+/**
+ * A lost connection goes into the conversation where it happened, and stays
+ * there once it is back ("back after 2 min"), so a gap in the talk explains
+ * itself. Leaving a room is not an outage: that redraws from a snapshot.
+ */
+function noteOutage(state: PanelState, status: StatusView): PanelState {
+  const was = state.status.connection.kind;
+  const now = status.connection.kind;
+  if (was === 'connected' && now === 'reconnecting') {
+    const reason = status.connection.kind === 'reconnecting' ? status.connection.reason : '';
+    const since = Date.now();
+    return updateActive(state, (conversation) => ({ ...conversation, items: trim([...conversation.items, { kind: 'outage', key: `outage-${since}`, since, reason }], state.historyLimit) }));
+  }
+  if (was !== 'connected' && now === 'connected') {
+    return updateActive(state, (conversation) => {
+      const at = conversation.items.findLastIndex((item) => item.kind === 'outage');
+      const open = conversation.items[at];
+      if (open?.kind !== 'outage' || open.endedAt !== undefined) return conversation;
+      const items = [...conversation.items];
+      items[at] = { ...open, endedAt: Date.now() };
+      return { ...conversation, items };
+    });
+  }
+  return state;
 }
 
 function trim(items: TimelineItem[], historyLimit: number): TimelineItem[] {

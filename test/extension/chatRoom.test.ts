@@ -217,20 +217,73 @@ describe('Chat Room commands', function () {
       assert.match((await api.probePanel())!.connectionText, /Connected to .* as sara/);
     });
 
-    it('sends the editor selection as a fenced code block with path:line', async () => {
+    /**
+     * A file in the test workspace, open in an editor, removed after the test. Every editor is closed
+     * first, the chat panel of an earlier test too, so the panel opens beside the file, as it does for a
+     * person, instead of in the file's group where each of them hides the other.
+     */
+    async function sampleEditor(name: string, content: string): Promise<vscode.TextEditor> {
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      const folder = vscode.workspace.workspaceFolders?.[0];
+      assert.ok(folder, 'the test host opens a workspace folder');
+      const file = path.join(folder.uri.fsPath, name);
+      fs.writeFileSync(file, content);
+      cleanups.push(async () => {
+        await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+        fs.rmSync(file, { force: true });
+      });
+      return vscode.window.showTextDocument(vscode.Uri.file(file), { viewColumn: vscode.ViewColumn.One });
+    }
+
+    it('puts the editor selection in the message box, fenced with path:line, for a comment before it goes', async () => {
+      const raw = await TestClient.join(server.port, 'reader', { room: 'code' });
+      cleanups.push(() => raw.close());
+      // The file first, so the panel opens beside it, as it does for a person.
+      const opened = await sampleEditor('chat-selection-sample.ts', 'const a = 1;\nconst b = 2;\nconst c = 3;\n');
+      assert.equal((await join(server.port, 'writer', 'code')).joined, true);
+      // Back to the file: the editor shown now is the one the command reads (it may be a new one for the same file).
+      const editor = await vscode.window.showTextDocument(opened.document, { viewColumn: opened.viewColumn });
+      editor.selection = new vscode.Selection(1, 0, 2, 12);
+      assert.equal(await vscode.commands.executeCommand('chatRoom.sendSelection'), true);
+      const snippet = 'chat-selection-sample.ts:2\n```typescript\nconst b = 2;\nconst c = 3;\n```';
+      let draft: string | undefined;
+      await waitFor('the snippet in the message box', async () => (draft = (await api.probePanel())?.draft) === `${snippet}\n`).catch((error: Error) => assert.fail(`${error.message}; the box holds ${JSON.stringify(draft)}`));
+      // A second selection joins the first, below it.
+      const again = await vscode.window.showTextDocument(editor.document, { viewColumn: editor.viewColumn });
+      again.selection = new vscode.Selection(0, 0, 0, 12);
+      assert.equal(await vscode.commands.executeCommand('chatRoom.sendSelection'), true);
+      await waitFor('both snippets in the message box', async () => (await api.probePanel())?.draft === `${snippet}\n\nchat-selection-sample.ts:1\n\`\`\`typescript\nconst a = 1;\n\`\`\`\n`);
+      assert.deepEqual(api.session()?.pending, [], 'nothing was sent');
+      await sendFromPanel(api, `${snippet}\nthis is where it breaks`);
+      const message = await raw.nextFrame<RoomMessage>((frame) => frame.type === 'message');
+      assert.equal(message.text, `${snippet}\nthis is where it breaks`);
+    });
+
+    it('sends the editor selection at once with chatRoom.sendSelectionDirectly', async () => {
+      const config = vscode.workspace.getConfiguration('chatRoom');
+      await config.update('sendSelectionDirectly', true, vscode.ConfigurationTarget.Global);
+      cleanups.push(() => config.update('sendSelectionDirectly', undefined, vscode.ConfigurationTarget.Global));
       const raw = await TestClient.join(server.port, 'reader', { room: 'code' });
       cleanups.push(() => raw.close());
       assert.equal((await join(server.port, 'writer', 'code')).joined, true);
-      const folder = vscode.workspace.workspaceFolders?.[0];
-      assert.ok(folder, 'the test host opens a workspace folder');
-      const file = path.join(folder.uri.fsPath, 'chat-selection-sample.ts');
-      fs.writeFileSync(file, 'const a = 1;\nconst b = 2;\nconst c = 3;\n');
-      cleanups.push(() => fs.rmSync(file, { force: true }));
-      const editor = await vscode.window.showTextDocument(vscode.Uri.file(file));
+      const editor = await sampleEditor('chat-selection-direct.ts', 'const a = 1;\nconst b = 2;\nconst c = 3;\n');
       editor.selection = new vscode.Selection(1, 0, 2, 12);
       assert.equal(await vscode.commands.executeCommand('chatRoom.sendSelection'), true);
       const message = await raw.nextFrame<RoomMessage>((frame) => frame.type === 'message');
-      assert.equal(message.text, 'chat-selection-sample.ts:2\n```typescript\nconst b = 2;\nconst c = 3;\n```');
+      assert.equal(message.text, 'chat-selection-direct.ts:2\n```typescript\nconst b = 2;\nconst c = 3;\n```');
+    });
+
+    it("inserts a code block at the cursor of the editor the person was last in, even while the chat has the focus", async () => {
+      const editor = await sampleEditor('chat-insert-sample.ts', 'first\nsecond\n');
+      editor.selection = new vscode.Selection(1, 0, 1, 6);
+      assert.equal((await join(server.port, 'inserter', 'insert')).joined, true);
+      await vscode.commands.executeCommand('chatRoom.openPanel');
+      await waitFor('the panel to be ready with the focus', () => api.panel()?.ready && vscode.window.activeTextEditor === undefined).catch((error: Error) =>
+        assert.fail(`${error.message}: ${JSON.stringify([api.panel(), vscode.window.activeTextEditor?.document.uri.toString()])}`),
+      );
+      api.postFromPanel({ type: 'insertCode', text: 'const inserted = true;\n' });
+      await waitFor('the code in the editor', () => editor.document.getText() === 'first\nconst inserted = true;\n\n');
+      await waitFor('the editor to take the focus', () => vscode.window.activeTextEditor?.document === editor.document);
     });
 
     it('copies an invite link naming the room', async () => {

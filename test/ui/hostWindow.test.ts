@@ -214,6 +214,10 @@ describe('Chat Room: the room outlives the window that started it', function () 
     await eventually('alice connected again', async () => /Connected to .* as alice/.test(await panelText(alice.page)), 10_000);
     const aliceBackMs = Date.now() - clicked;
     console.log(`      after a crash and a click on Restart: bob's panel back in ${bobBackMs} ms, alice's in ${aliceBackMs} ms`);
+    // The outage stays in bob's conversation where it happened, plainly, and says when it ended.
+    const bobOutages = await (await chatFrame(bob.page)).locator('#messages li.system.alert.outage').allInnerTexts();
+    assert.equal(bobOutages.length, 1, JSON.stringify(bobOutages));
+    assert.match(bobOutages[0], /^Connection lost at .+; back at .+, after \d+ (s|min)\.$/);
 
     assert.equal(await alice.page.locator('.quick-input-widget').isVisible(), false, 'nothing was asked again');
     const newPid = chatServerRecord(alice.host)?.pid ?? 0;

@@ -17,6 +17,7 @@ interface Rendered {
   /** Attributes whose name starts with "on", anywhere. */
   handlers: number;
   copyButtons: number;
+  insertButtons: number;
   pwned: unknown;
 }
 
@@ -47,7 +48,8 @@ describe('Markdown and sanitising (the panel\'s security boundary), in a real br
         tags: all.map((element) => element.tagName.toLowerCase()),
         links: [...out.querySelectorAll('a')].map((a) => ({ href: a.getAttribute('href'), rel: a.rel, title: a.title, path: a.dataset.path, line: a.dataset.line, className: a.className })),
         handlers: all.filter((element) => [...element.attributes].some((attribute) => attribute.name.toLowerCase().startsWith('on'))).length,
-        copyButtons: out.querySelectorAll('.code-block > button.copy-code + pre').length,
+        copyButtons: out.querySelectorAll('.code-block > .code-actions > button.copy-code').length,
+        insertButtons: out.querySelectorAll('.code-block > .code-actions > button.insert-code').length,
         pwned: window.__pwned ?? null,
       };
     })()`)) as Rendered;
@@ -113,11 +115,35 @@ describe('Markdown and sanitising (the panel\'s security boundary), in a real br
     assert.ok(rendered.text.includes('not/linked.ts:3'));
   });
 
-  it('puts each code block in a wrapper with its Copy button, and nothing runs from it', async () => {
+  it('puts each code block in a wrapper with its Copy and Insert buttons, and nothing runs from it', async () => {
     const rendered = await render('```ts\nconst a = "<script>window.__pwned = 4</script>";\n```\n\n```\ntwo\n```');
     assert.equal(rendered.copyButtons, 2, rendered.html);
+    assert.equal(rendered.insertButtons, 2, rendered.html);
     assert.equal(rendered.handlers, 0);
     assert.equal(rendered.pwned, null);
     assert.ok(rendered.text.includes('<script>window.__pwned = 4</script>'));
+  });
+
+  it('highlights a named language with spans only, and hostile code stays text in every language', async () => {
+    const hostile = '</span><img src=x onerror="window.__pwned = 5"><script>window.__pwned = 6</script><a href="javascript:window.__pwned=7">x</a>';
+    for (const language of ['html', 'xml', 'typescript', 'markdown', 'bash', 'css', 'json', 'unknown-language']) {
+      const rendered = await render(`\`\`\`${language}\n${hostile}\n<style>body{display:none}</style> "\\" \`x\`\n\`\`\``);
+      const inCode = rendered.tags.slice(rendered.tags.indexOf('pre'));
+      for (const tag of inCode) assert.ok(['pre', 'code', 'span'].includes(tag), `${language}: ${tag} in ${rendered.html}`);
+      if (language === 'unknown-language') assert.ok(!inCode.includes('span'), 'an unknown language stays plain');
+      assert.equal(rendered.handlers, 0, language);
+      assert.equal(rendered.pwned, null, language);
+      assert.ok(rendered.text.includes(hostile), `${language}: the code reads as written`);
+    }
+    const highlighted = await render('```html\n<b onclick="x()">hi</b>\n```');
+    assert.ok(highlighted.html.includes('hljs-tag'), highlighted.html);
+  });
+
+  it('keeps a hostile language name from becoming markup or an attribute', async () => {
+    const rendered = await render('```"><img src=x onerror="window.__pwned = 8"> onmouseover=alert(1)\ncode\n```');
+    assert.equal(rendered.handlers, 0, rendered.html);
+    assert.ok(!rendered.tags.includes('img'), rendered.html);
+    assert.equal(rendered.pwned, null);
+    assert.ok(rendered.text.includes('code'));
   });
 });

@@ -26,6 +26,13 @@ const TEXTS: Record<string, string> = {
   'your own name': 'li.message.mine .from',
   'your own message': 'li.message.mine .body p',
   'inline code in your own message': 'li.message.mine .body p code',
+  'a keyword in highlighted code': 'li.message:not(.mine) .code-block .hljs-keyword',
+  'a string in highlighted code': 'li.message:not(.mine) .code-block .hljs-string',
+  'a number in highlighted code': 'li.message:not(.mine) .code-block .hljs-number',
+  'a name in highlighted code': 'li.message:not(.mine) .code-block .hljs-title',
+  'a comment in highlighted code': 'li.message:not(.mine) .code-block .hljs-comment',
+  'a message that mentions you': 'li.message.mentions-me .body p',
+  'a date separator': 'li.date-separator span',
 };
 
 interface Measured {
@@ -104,8 +111,10 @@ describe('Chat Room: readable in light, dark and high-contrast themes', function
     await joinThroughPrompts(tess.page, `127.0.0.1:${server.port}`, 'tess', 'themes');
     await eventually('tess connected', async () => /Connected to .* as tess/.test(await panelText(tess.page)));
     other.send({ type: 'say', id: 't1', text: 'run `npm test` first:\n\n```sh\nnpm install && npm test\n```' });
+    other.send({ type: 'say', id: 't2', text: '```typescript\nexport function total(items: Item[]): number {\n  const label = "total"; // counted once\n  return items.length + 1;\n}\n```' });
+    other.send({ type: 'say', id: 't3', text: '@tess does this read well?' });
     await sendInPanel(tess.page, 'mine, with `inline code` too');
-    await eventually('both messages', async () => (await messageTexts(tess.page)).length === 2);
+    await eventually('all four messages', async () => (await messageTexts(tess.page)).length === 4);
   });
 
   for (const theme of THEMES) {

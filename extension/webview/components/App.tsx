@@ -1,6 +1,6 @@
 import { useLayoutEffect, useState } from 'preact/hooks';
 import type { WebviewToHost } from '../../../shared/webviewMessages';
-import { activeConversation, type Store } from '../store';
+import { activeConversation, type PanelState, type Store } from '../store';
 import { Composer } from './Composer';
 import { ConnectionBar } from './ConnectionBar';
 import { Members } from './Members';
@@ -10,6 +10,11 @@ interface Props {
   store: Store;
   post(message: WebviewToHost): void;
   send(): void;
+}
+
+/** The rooms `#` completes: those the panel holds a conversation for. */
+function knownRooms(state: PanelState): string[] {
+  return [...Object.keys(state.conversations), state.status.room ?? ''].filter((room) => room !== '');
 }
 
 /** The whole panel, drawn from the store's one state object. */
@@ -36,7 +41,14 @@ export function App({ store, post, send }: Props) {
         />
         <Members members={status.members} memberCount={status.memberCount} me={status.me} />
       </div>
-      <Composer composer={composer} inRoom={status.inRoom} maxTextBytes={state.maxTextBytes} onType={(text) => store.dispatch({ type: 'typed', text })} onSend={send} />
+      <Composer
+        composer={composer}
+        inRoom={status.inRoom}
+        maxTextBytes={state.maxTextBytes}
+        completionSources={{ members: status.members, rooms: knownRooms(state), me: status.me }}
+        onType={(text) => store.dispatch({ type: 'typed', text })}
+        onSend={send}
+      />
     </div>
   );
 }

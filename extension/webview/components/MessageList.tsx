@@ -1,8 +1,10 @@
-import { useLayoutEffect, useRef } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { MessageEntry, PendingView, WebviewToHost } from '../../../shared/webviewMessages';
-import { COPIED_LABEL, COPY_LABEL, isWebLink, pathReferenceOf, renderMessageBody } from '../markdown';
+import { codeOfBlock, COPIED_LABEL, COPY_LABEL, isWebLink, pathReferenceOf } from '../markdown';
 import type { Conversation, PresenceLine, TimelineItem } from '../store';
+import { clock, dateAndTime, layoutTimeline, type Row } from '../timeline';
 import { Icon } from './Icon';
+import { MessageBody } from './MessageBody';
 
 interface Props {
   conversation: Conversation;
@@ -21,6 +23,17 @@ const LIVE_LOG = { role: 'log' } as Record<string, string>;
 
 /** Closer to the bottom than this counts as reading the newest messages. */
 const NEAR_BOTTOM_PX = 48;
+/** Closer to the top than this draws the next rows above. */
+const NEAR_TOP_PX = 300;
+/**
+ * Rows drawn at first (a screenful), and added above each time the person
+ * scrolls near the top, or at once after the first paint when they do not
+ * fill the screen. New messages add theirs below.
+ * A room may keep 10,000 messages; drawing them all (each through Markdown
+ * and the sanitiser) would take seconds, and nobody sees more than a screen.
+ */
+export const FIRST_ROWS = 40;
+export const ROWS_PER_PAGE = 100;
 
 /**
  * The conversation: messages, folded arrivals and departures, notices, and
@@ -34,7 +47,41 @@ export function MessageList({ conversation, me, newMessagesMarker, post, onNewMe
   const wasNearBottom = useRef(true);
   if (list.current) wasNearBottom.current = isNearBottom(list.current);
 
-  const { lastAppend } = conversation;
+  const { lastAppend, unreadAfter } = conversation;
+  const rows = useMemo(() => layoutTimeline(conversation.items, { me, unreadAfter, now: Date.now() }), [conversation.items, me, unreadAfter]);
+  // Only the newest rows are drawn, from the first drawn row down. That row is held by its key, so new
+  // messages below add rows instead of pushing old ones out over the reader's head; scrolling up moves it.
+  const firstDrawn = useRef<string | undefined>(undefined);
+  const redrawSeen = useRef(-1);
+  if (lastAppend.redraw && redrawSeen.current !== lastAppend.serial) {
+    // A fresh snapshot starts again from the newest rows.
+    redrawSeen.current = lastAppend.serial;
+    firstDrawn.current = undefined;
+  }
+  let start = firstDrawn.current === undefined ? -1 : rows.findIndex((row) => row.key === firstDrawn.current);
+  if (start < 0) start = Math.max(0, rows.length - FIRST_ROWS);
+  firstDrawn.current = rows[start]?.key;
+  const shownRows = start > 0 ? rows.slice(start) : rows;
+  const hiddenAbove = start;
+  const [drawnMore, setDrawnMore] = useState(0);
+  const heightBeforeMore = useRef<number | undefined>(undefined);
+  const drawMore = () => {
+    if (hiddenAbove === 0 || heightBeforeMore.current !== undefined || !list.current) return;
+    heightBeforeMore.current = list.current.scrollHeight;
+    firstDrawn.current = rows[Math.max(0, start - ROWS_PER_PAGE)].key;
+    setDrawnMore((count) => count + 1);
+  };
+  useLayoutEffect(() => {
+    const element = list.current;
+    if (!element || heightBeforeMore.current === undefined) return;
+    element.scrollTop += element.scrollHeight - heightBeforeMore.current;
+    heightBeforeMore.current = undefined;
+  }, [drawnMore]);
+  // Once painted: a screen the drawn rows do not fill (a tall panel, short messages) gets more at once.
+  useEffect(() => {
+    if (list.current && list.current.scrollTop < NEAR_TOP_PX) drawMore();
+  });
+
   useLayoutEffect(() => {
     const element = list.current;
     if (!element) return;
@@ -61,14 +108,24 @@ export function MessageList({ conversation, me, newMessagesMarker, post, onNewMe
         aria-label="Messages"
         tabIndex={0}
         onScroll={() => {
-          if (list.current && isNearBottom(list.current)) onNewMessagesMarker(false);
+          if (!list.current) return;
+          if (isNearBottom(list.current)) onNewMessagesMarker(false);
+          if (list.current.scrollTop < NEAR_TOP_PX) drawMore();
         }}
         onClick={(event) => onListClick(event, post)}
         // A middle click is a click too, and VS Code's script would otherwise swallow it.
         onAuxClick={(event) => onLinkClick(event, post)}
       >
-        {conversation.items.map((item) => (
-          <Item key={item.key} item={item} pending={pendingIds} />
+        {hiddenAbove > 0 && (
+          <li class="earlier">
+            <button type="button" class="action earlier-button" onClick={drawMore}>
+              <Icon name="earlier" />
+              {`Show earlier messages (${hiddenAbove.toLocaleString('en-US')})`}
+            </button>
+          </li>
+        )}
+        {shownRows.map((row) => (
+          <RowItem key={row.key} row={row} pending={pendingIds} />
         ))}
         {/* A pending copy of our own message gives way to the real one. */}
         {conversation.pending
@@ -94,10 +151,45 @@ export function MessageList({ conversation, me, newMessagesMarker, post, onNewMe
   );
 }
 
-function Item({ item, pending }: { item: TimelineItem; pending: ReadonlySet<string> }) {
-  switch (item.kind) {
+function RowItem({ row, pending }: { row: Row; pending: ReadonlySet<string> }) {
+  switch (row.kind) {
     case 'message':
-      return <Message entry={item.entry} isPending={item.entry.id !== undefined && pending.has(item.entry.id)} />;
+      return <Message entry={row.entry} continued={row.continued} mentionsMe={row.mentionsMe} isPending={row.entry.id !== undefined && pending.has(row.entry.id)} />;
+    case 'date':
+      return (
+        <li class="date-separator" role="separator" aria-label={row.label}>
+          <span>{row.label}</span>
+        </li>
+      );
+    case 'unreadDivider':
+      return (
+        <li id="unread-divider" class="unread-divider" role="separator" aria-label="New since you were last here">
+          <span>New since you were last here</span>
+        </li>
+      );
+    case 'item':
+      return <Item item={row.item} />;
+  }
+}
+
+function Item({ item }: { item: Exclude<TimelineItem, { kind: 'message' }> }) {
+  switch (item.kind) {
+    case 'shutdown':
+      return (
+        <li class="system alert shutdown" role="status">
+          <Icon name="alert" />
+          {`The server shut down at ${clock(item.ts)}; it took ${item.names.join(', ')} out of the room.`}
+        </li>
+      );
+    case 'outage':
+      return (
+        <li class="system alert outage">
+          <Icon name="alert" />
+          {item.endedAt === undefined
+            ? `Connection lost at ${clock(item.since)}${item.reason ? ` (${item.reason})` : ''}. Reconnecting…`
+            : `Connection lost at ${clock(item.since)}${item.reason ? ` (${item.reason})` : ''}; back at ${clock(item.endedAt)}, after ${duration(item.endedAt - item.since)}.`}
+        </li>
+      );
     case 'presence':
       return <PresenceRun lines={item.lines} count={item.count} />;
     case 'notice':
@@ -110,20 +202,39 @@ function Item({ item, pending }: { item: TimelineItem; pending: ReadonlySet<stri
   }
 }
 
-function Message({ entry, isPending, extraClass = '' }: { entry: MessageEntry; isPending: boolean; extraClass?: string }) {
-  const classes = ['message', entry.mine ? 'mine' : '', entry.mine && isPending ? 'pending' : '', extraClass].filter(Boolean).join(' ');
+interface MessageProps {
+  entry: MessageEntry;
+  isPending: boolean;
+  /** Continues a run from the same person: the header is left out, and the time shows on hover. */
+  continued?: boolean;
+  mentionsMe?: boolean;
+  extraClass?: string;
+}
+
+function Message({ entry, isPending, continued = false, mentionsMe = false, extraClass = '' }: MessageProps) {
+  const classes = ['message', entry.mine ? 'mine' : '', entry.mine && isPending ? 'pending' : '', continued ? 'continued' : '', mentionsMe ? 'mentions-me' : '', extraClass].filter(Boolean).join(' ');
+  const sendState = entry.mine && (
+    <span class="send-state">
+      <Icon name={isPending ? 'sending' : 'sent'} />
+      {isPending ? 'sending…' : 'sent'}
+    </span>
+  );
   return (
     <li class={classes} data-seq={String(entry.seq)} data-from={entry.from} data-id={entry.id}>
-      <div class="meta">
-        <span class="from">{entry.mine ? `${entry.from} (you)` : entry.from}</span>
-        <Time ts={entry.ts} />
-        {entry.mine && (
-          <span class="send-state">
-            <Icon name={isPending ? 'sending' : 'sent'} />
-            {isPending ? 'sending…' : 'sent'}
-          </span>
-        )}
-      </div>
+      {continued ? (
+        <div class="meta continued-meta">
+          {/* Read out with the message, though only seen on hover. */}
+          <span class="visually-hidden">{entry.mine ? `${entry.from} (you)` : entry.from}</span>
+          <Time ts={entry.ts} />
+          {sendState}
+        </div>
+      ) : (
+        <div class="meta">
+          <span class="from">{entry.mine ? `${entry.from} (you)` : entry.from}</span>
+          <Time ts={entry.ts} />
+          {sendState}
+        </div>
+      )}
       <MessageBody text={entry.text} />
     </li>
   );
@@ -131,15 +242,6 @@ function Message({ entry, isPending, extraClass = '' }: { entry: MessageEntry; i
 
 function PendingItem({ entry, me }: { entry: PendingView; me: string | undefined }) {
   return <Message entry={{ kind: 'message', seq: 0, from: me ?? 'you', text: entry.text, ts: entry.createdAt, id: entry.id, mine: true }} isPending extraClass="pending-only" />;
-}
-
-/** The rendered text; it goes through the Markdown-and-sanitiser boundary, and only when the text changes. */
-function MessageBody({ text }: { text: string }) {
-  const body = useRef<HTMLDivElement>(null);
-  useLayoutEffect(() => {
-    body.current?.replaceChildren(renderMessageBody(text));
-  }, [text]);
-  return <div class="body" data-text={text} ref={body} />;
 }
 
 function PresenceRun({ lines, count }: { lines: PresenceLine[]; count: number }) {
@@ -171,12 +273,18 @@ function PresenceRun({ lines, count }: { lines: PresenceLine[]; count: number })
 }
 
 function Time({ ts }: { ts: number }) {
-  const date = new Date(ts);
   return (
-    <time dateTime={date.toISOString()} title={date.toLocaleString()}>
-      {date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })}
+    <time dateTime={new Date(ts).toISOString()} title={dateAndTime(ts)}>
+      {clock(ts)}
     </time>
   );
+}
+
+function duration(ms: number): string {
+  const seconds = Math.max(1, Math.round(ms / 1000));
+  if (seconds < 90) return `${seconds} s`;
+  const minutes = Math.round(seconds / 60);
+  return minutes < 90 ? `${minutes} min` : `${Math.round(minutes / 60)} h`;
 }
 
 function isNearBottom(element: HTMLElement): boolean {
@@ -185,9 +293,14 @@ function isNearBottom(element: HTMLElement): boolean {
 
 function onListClick(event: MouseEvent, post: (message: WebviewToHost) => void): void {
   const target = event.target instanceof Element ? event.target : null;
+  const insert = target?.closest<HTMLButtonElement>('button.insert-code');
+  if (insert) {
+    post({ type: 'insertCode', text: codeOfBlock(insert) });
+    return;
+  }
   const copy = target?.closest<HTMLButtonElement>('button.copy-code');
   if (copy) {
-    post({ type: 'copy', text: copy.parentElement?.querySelector('pre')?.textContent ?? '' });
+    post({ type: 'copy', text: codeOfBlock(copy) });
     const label = copy.querySelector('.copy-label');
     if (label) {
       label.textContent = COPIED_LABEL;
