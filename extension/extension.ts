@@ -16,7 +16,7 @@
  * to observe what happened (server state, room state, what the panel shows).
  */
 import * as vscode from 'vscode';
-import type { ChatEntry, ConnectionView, PanelView, PendingView, WebviewToHost } from '../shared/webviewMessages';
+import type { ChatEntry, ConnectionView, ConversationView, PanelView, PendingView, WebviewToHost } from '../shared/webviewMessages';
 import * as path from 'node:path';
 import { keepDraftsIn, PANEL_VIEW_TYPE } from './chatPanel';
 import { ChatView } from './chatView';
@@ -52,8 +52,10 @@ export interface ChatRoomApi {
   serverState(): ServerState;
   /** The server's home: its data, log, lease and the record windows attach with. */
   serverDataDir(): string;
-  /** The joined room, or undefined when not in one. */
+  /** The conversation shown, or undefined when not in one. */
   session(): SessionSnapshot | undefined;
+  /** Every conversation this window holds, as the list shows them. */
+  conversations(): ConversationView[];
   panel(): { open: boolean; visible: boolean; ready: boolean; title: string } | undefined;
   /** Asks the webview what it shows right now (messages, members, connection line, draft). */
   probePanel(): Promise<PanelView | undefined>;
@@ -91,7 +93,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
   const serverCommands = own(new ServerCommands(server, sessions, stored, log, serverLog));
   const view = own(new ChatView(context.extensionUri, sessions, serverCommands));
   const notifications = own(new RoomNotifications(sessions, view));
-  own(notifications.onDidChange((count) => view.showUnread(count)));
+  own(notifications.onDidChange(() => view.showUnread()));
   own(new ServerStatusItem(server, sessions));
   own(new RoomStatusItem(sessions, notifications));
   const invites = new Invites(context.extension.id, server, sessions);
@@ -146,12 +148,13 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
         connection: status.connection,
         entries: [...session.entries],
         pending: [...session.pending],
-        lastSeq: session.client.lastSeq,
+        lastSeq: session.lastSeq,
       };
     },
+    conversations: () => view.conversationList().conversations,
     panel: () => {
       const panel = view.panel;
-      return panel ? { open: true, visible: panel.visible, ready: panel.isReady, title: panel.panel.title } : undefined;
+      return panel ? { open: true, visible: panel.visible, ready: panel.isReady, title: panel.title } : undefined;
     },
     probePanel: () => view.probe(),
     postFromPanel: (message) => view.handleMessage(message),

@@ -23,6 +23,10 @@ export interface Settings {
   notifications: NotificationMode;
   /** How many messages and announcements the panel keeps. */
   historyLength: number;
+  /** `auto`: protocol 2 when the server speaks it; `1`: always protocol 1, one room at a time. */
+  protocol: 'auto' | '1';
+  /** Send Selection sends at once instead of putting the snippet in the message box. */
+  sendSelectionDirectly: boolean;
 }
 
 export function readSettings(): Settings {
@@ -38,6 +42,8 @@ export function readSettings(): Settings {
     defaultName: config.get<string>('defaultName', '').trim(),
     notifications: notifications === 'all' || notifications === 'off' ? notifications : 'mentions',
     historyLength: clampInteger(config.get<number>('historyLength', 500), 20, 10_000, 500),
+    protocol: config.get<string>('protocol', 'auto') === '1' ? '1' : 'auto',
+    sendSelectionDirectly: config.get<boolean>('sendSelectionDirectly', false),
   };
 }
 

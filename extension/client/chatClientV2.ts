@@ -433,8 +433,8 @@ export class ChatClientV2 extends Disposable {
       // The probe's answer: "say hello first" (with the probe's id) is a v2 server; a server from
       // before v2 calls the frame unknown (bad_frame, without an id). Anything else is not a chat server we know.
       if (frame.type === 'error' && frame.code === 'not_joined' && frame.id === PROBE_ID) this.sayHello();
-      else if (frame.type === 'error' && frame.code === 'bad_frame') this.fallBackToV1();
-      else if (frame.type === 'error') this.onError(frame, transport);
+      else if (frame.type === 'error' && frame.id !== PROBE_ID && frame.code !== 'bad_frame') this.onError(frame, transport);
+      else if (frame.type !== 'ping') this.fallBackToV1();
       return;
     }
     switch (frame.type) {

@@ -20,7 +20,9 @@ export type TimelineItem =
   /** A run of arrivals and departures folded into one line; `count` counts them all, `lines` keeps the newest. */
   | { kind: 'presence'; key: string; lines: PresenceLine[]; count: number }
   /** A quiet line of our own, such as a message that was not sent. */
-  | { kind: 'notice'; key: string; text: string };
+  | { kind: 'notice'; key: string; text: string }
+  /** A change of the room's topic. */
+  | { kind: 'topic'; key: string; text: string; ts: number };
 
 /** What the list should do about scrolling after the latest change to its entries. */
 export interface AppendNote {
@@ -183,6 +185,8 @@ function appendEntries(conversation: Conversation, entries: ChatEntry[], history
       items.push({ kind: 'message', key: `m${entry.seq}`, entry });
       if (entry.mine) mineWrote = true;
       else othersWrote = true;
+    } else if (entry.kind === 'topic') {
+      items.push({ kind: 'topic', key: `t${entry.seq}`, text: entry.topic ? `${entry.by} set the topic: ${entry.topic}` : `${entry.by} cleared the topic`, ts: entry.ts });
     } else {
       addPresence(items, entry);
     }

@@ -100,6 +100,12 @@ function Item({ item, pending }: { item: TimelineItem; pending: ReadonlySet<stri
       return <Message entry={item.entry} isPending={item.entry.id !== undefined && pending.has(item.entry.id)} />;
     case 'presence':
       return <PresenceRun lines={item.lines} count={item.count} />;
+    case 'topic':
+      return (
+        <li class="system topic">
+          <span class="system-text">{item.text}</span> <Time ts={item.ts} />
+        </li>
+      );
     case 'notice':
       return (
         <li class="system failed">
