@@ -85,6 +85,7 @@ export function viewHost(view: vscode.WebviewView): SurfaceHost {
     onDidChangeVisibility: (listener) => view.onDidChangeVisibility(() => listener()),
     onDidDispose: view.onDidDispose,
     reveal: () => view.show(false),
+    // The view keeps its name; the conversation goes beside it.
     setTitle: (title) => (view.description = title),
     setBadge: (count) => (view.badge = count > 0 ? { value: count, tooltip: `${count} unread` } : undefined),
     // A view belongs to the workbench; there is nothing of ours to close.
@@ -95,6 +96,7 @@ export function viewHost(view: vscode.WebviewView): SurfaceHost {
 export class ChatPanel extends Disposable {
   private ready = false;
   private shownTitle = '';
+  private shownBadge = 0;
   /** Put the focus in the message box once the webview is ready for it. */
   private focusWhenReady = false;
   private readonly probes = new RequestTracker<ProbeResultMessage>();
@@ -171,7 +173,12 @@ export class ChatPanel extends Disposable {
     return this.host.viewColumn;
   }
 
+  get badge(): number {
+    return this.shownBadge;
+  }
+
   set badge(count: number) {
+    this.shownBadge = count;
     this.host.setBadge(count);
   }
 
@@ -229,6 +236,7 @@ export class ChatPanel extends Disposable {
     const nonce = randomBytes(18).toString('base64');
     const script = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview.js'));
     const style = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'chat.css'));
+    const conversationsStyle = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'conversations.css'));
     const icons = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'codicons.css'));
     const csp = [
       "default-src 'none'",
@@ -248,6 +256,7 @@ export class ChatPanel extends Disposable {
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <link rel="stylesheet" href="${icons}">
 <link rel="stylesheet" href="${style}">
+<link rel="stylesheet" href="${conversationsStyle}">
 <title>Chat Room</title>
 </head>
 <body>
@@ -272,5 +281,11 @@ function emptyView(): PanelView {
     pendingTexts: [],
     newMessagesMarkerVisible: false,
     draft: '',
+    conversations: [],
+    welcomeActions: [],
+    typingText: '',
+    extras: [],
+    composeBanner: '',
+    searchHits: [],
   };
 }

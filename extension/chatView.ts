@@ -1,7 +1,8 @@
 /**
- * The chat as the person sees it: the surfaces it is drawn on (an editor tab
- * today; every surface shows the same conversation), what they are told as
- * the conversations change, and what their buttons and links do. It draws
+ * The chat as the person sees it: the surfaces it is drawn on (the view, in
+ * the Panel by default and wherever the person drags it, and an editor tab
+ * for those who open one; both show the same conversation), what they are
+ * told as the conversations change, and what their buttons and links do. It draws
  * from the session manager and the server's state, and routes the webview's
  * messages to the feature that carries each out.
  */
@@ -10,7 +11,7 @@ import { combinedDisposable, Disposable, type IDisposable } from '../shared/disp
 import { isLoopbackHost } from '../shared/addresses';
 import { DEFAULT_LIMITS } from '../shared/protocol';
 import type { ConversationView, HostToWebview, PanelView, ServerOffer, SnapshotMessage, StatusView, WebviewToHost } from '../shared/webviewMessages';
-import { ChatPanel, panelHost, type PanelSource } from './chatPanel';
+import { CHAT_VIEW_ID, ChatPanel, panelHost, type PanelSource, viewHost } from './chatPanel';
 import { Command } from './commands';
 import type { ChatVisibility } from './notifications';
 import { openLink, openWorkspacePath } from './links';
@@ -19,8 +20,10 @@ import type { ServerCommands } from './serverCommands';
 import type { SessionManager } from './sessions';
 import { readSettings } from './settings';
 
-export class ChatView extends Disposable implements PanelSource, ChatVisibility {
-  private chatPanel: ChatPanel | undefined;
+export class ChatView extends Disposable implements PanelSource, ChatVisibility, vscode.WebviewViewProvider {
+  /** The chat's view (once VS Code has drawn it), and the editor tab, when one is open. */
+  private viewSurface: ChatPanel | undefined;
+  private tabSurface: ChatPanel | undefined;
   /** Each surface's listeners, released with it. */
   private readonly surfaceListeners = new Map<ChatPanel, IDisposable>();
   private readonly visibilityEmitter = this.register(new vscode.EventEmitter<boolean>());
@@ -63,29 +66,67 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
         if (session) this.post({ type: 'status', status: this.statusFor(session) });
       }),
     );
-    this.register({ dispose: () => this.chatPanel?.dispose() });
+    this.register({ dispose: () => this.surfaces.forEach((surface) => surface.dispose()) });
   }
 
+  /** The surface the person sees (the tab before the view when both are in sight), else any. */
   get panel(): ChatPanel | undefined {
-    return this.chatPanel;
+    return this.surfaces.find((surface) => surface.visible) ?? this.surfaces[0];
+  }
+
+  /** The chat's view, once VS Code has drawn it. */
+  get chatView(): ChatPanel | undefined {
+    return this.viewSurface;
   }
 
   get visible(): boolean {
-    return this.chatPanel?.visible === true;
+    return this.surfaces.some((surface) => surface.visible);
   }
 
-  /** Shows the chat; with `focus`, the keyboard lands in its message box. */
-  open({ focus = false }: { focus?: boolean } = {}): ChatPanel {
-    const panel = this.chatPanel ?? this.adopt(ChatPanel.create(this.extensionUri, this, this.title()));
-    panel.reveal();
-    if (focus) panel.focusInput();
-    return panel;
+  private get surfaces(): ChatPanel[] {
+    return [this.tabSurface, this.viewSurface].filter((surface): surface is ChatPanel => surface !== undefined);
   }
 
-  /** A panel brought back after a window reload: show it again, and the room this window was in (unless it was left). */
+  /**
+   * Shows the chat: the editor tab if the person opened one, else the view
+   * (VS Code draws it if it has not yet). With `focus`, the keyboard lands in
+   * its message box.
+   */
+  open({ focus = false }: { focus?: boolean } = {}): void {
+    const surface = this.tabSurface ?? this.viewSurface;
+    if (surface) {
+      surface.reveal();
+      if (focus) surface.focusInput();
+      return;
+    }
+    // Not drawn yet: VS Code resolves the view (resolveWebviewView) as it shows it.
+    this.focusWhenDrawn = focus;
+    void vscode.commands.executeCommand(`${CHAT_VIEW_ID}.focus`);
+  }
+
+  /** Opens the same chat as an editor tab (or shows the one open). */
+  openInEditor(): ChatPanel {
+    const tab = this.tabSurface ?? this.adopt(ChatPanel.create(this.extensionUri, this, this.title()), 'tab');
+    tab.reveal();
+    tab.focusInput();
+    return tab;
+  }
+
+  private focusWhenDrawn = false;
+
+  /** VS Code draws the chat's view (the first time it is shown, or after the person closed it). */
+  resolveWebviewView(webviewView: vscode.WebviewView): void {
+    this.viewSurface?.dispose();
+    const surface = this.adopt(new ChatPanel(viewHost(webviewView), this.extensionUri, this, 'view'), 'view');
+    if (this.focusWhenDrawn) surface.focusInput();
+    this.focusWhenDrawn = false;
+    void this.sessions.rejoinRememberedRoom();
+  }
+
+  /** A tab brought back after a window reload: show it again, and the room this window was in (unless it was left). */
   restore(webviewPanel: vscode.WebviewPanel): void {
-    this.chatPanel?.dispose();
-    this.adopt(new ChatPanel(panelHost(webviewPanel, this.extensionUri), this.extensionUri, this, 'tab'));
+    this.tabSurface?.dispose();
+    this.adopt(new ChatPanel(panelHost(webviewPanel, this.extensionUri), this.extensionUri, this, 'tab'), 'tab');
     void this.sessions.rejoinRememberedRoom();
   }
 
@@ -94,9 +135,10 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
     this.updateTitle();
   }
 
-  /** Asks the webview what it shows right now. */
+  /** Asks the webview what it shows right now (the surface in sight, else any). */
   probe(): Promise<PanelView | undefined> {
-    return this.chatPanel ? this.chatPanel.probe() : Promise.resolve(undefined);
+    const surface = this.surfaces.find((candidate) => candidate.visible && candidate.isReady) ?? this.panel;
+    return surface ? surface.probe() : Promise.resolve(undefined);
   }
 
   snapshot(): SnapshotMessage {
@@ -119,7 +161,7 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
     };
   }
 
-  handleMessage(message: WebviewToHost, panel: ChatPanel | undefined = this.chatPanel): void {
+  handleMessage(message: WebviewToHost, panel: ChatPanel | undefined = this.panel): void {
     const session = this.sessions.session;
     const conversation = this.sessions.v2(session);
     switch (message.type) {
@@ -132,7 +174,7 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
         void openLink(message.href);
         return;
       case 'openPath':
-        void openWorkspacePath(message.path, message.line, this.chatPanel?.viewColumn);
+        void openWorkspacePath(message.path, message.line, this.tabSurface?.viewColumn);
         return;
       case 'copy':
         void vscode.env.clipboard.writeText(message.text);
@@ -156,7 +198,8 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
         this.sessions.activate(message.key);
         return;
       case 'leaveConversation': {
-        const target = this.sessions.conversations.find((candidate) => candidate.key === message.key);
+        // An empty key is the conversation shown (`/leave`).
+        const target = message.key ? this.sessions.conversations.find((candidate) => candidate.key === message.key) : this.sessions.session;
         if (target) void this.sessions.leave(target);
         return;
       }
@@ -205,7 +248,7 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
   }
 
   private post(message: HostToWebview): void {
-    this.chatPanel?.post(message);
+    for (const surface of this.surfaces) surface.post(message);
   }
 
   private notice(text: string, problem: boolean): void {
@@ -248,15 +291,28 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
     this.post({ type: 'reveal', seq });
   }
 
+  /** The server's rooms to pick from; a name typed that is not among them makes (or joins) that room. */
   private async browseRooms(): Promise<void> {
     const server = this.sessions.serverOf(this.sessions.session);
-    if (!server) return this.notice('Browsing rooms needs a server that speaks protocol 2.', true);
+    if (!server) return void this.sessions.joinFlow();
     const rooms = await server.listRooms();
-    const picked = await vscode.window.showQuickPick(
-      rooms.map((room) => ({ label: room.room, description: `${room.memberCount} in it`, detail: room.topic || undefined })),
-      { title: `Rooms on ${server.address}`, placeHolder: rooms.length === 0 ? 'No rooms yet: type a name to make one' : 'Pick a room to join' },
-    );
-    if (picked) await this.report(this.sessions.joinAnother(picked.label));
+    const picker = vscode.window.createQuickPick();
+    picker.title = `Rooms on ${server.address}`;
+    picker.placeholder = 'Pick a room, or type a name to make one';
+    const listed = rooms.map((room): vscode.QuickPickItem => ({ label: room.room, description: `${room.memberCount} in it`, ...(room.topic ? { detail: room.topic } : {}) }));
+    picker.items = listed;
+    picker.onDidChangeValue((value) => {
+      const typed = value.trim();
+      const known = listed.some((item) => item.label.toLowerCase() === typed.toLowerCase());
+      picker.items = typed && !known ? [{ label: typed, description: 'a new room' }, ...listed] : listed;
+    });
+    const picked = await new Promise<string | undefined>((resolve) => {
+      picker.onDidAccept(() => resolve(picker.selectedItems[0]?.label));
+      picker.onDidHide(() => resolve(undefined));
+      picker.show();
+    });
+    picker.dispose();
+    if (picked) await this.report(this.sessions.joinAnother(picked));
   }
 
   private async pasteInvite(): Promise<void> {
@@ -264,16 +320,18 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
     await this.sessions.joinFlow(pasted.startsWith('vscode://') || pasted.includes('?host=') ? { address: pasted, confirm: true } : {});
   }
 
-  private adopt(panel: ChatPanel): ChatPanel {
-    this.chatPanel = panel;
-    panel.title = this.title();
+  private adopt(panel: ChatPanel, place: 'view' | 'tab'): ChatPanel {
+    if (place === 'view') this.viewSurface = panel;
+    else this.tabSurface = panel;
+    this.updateTitle();
     this.surfaceListeners.set(
       panel,
       combinedDisposable(
         panel.onDidDispose(() => {
           this.surfaceListeners.get(panel)?.dispose();
           this.surfaceListeners.delete(panel);
-          if (this.chatPanel === panel) this.chatPanel = undefined;
+          if (this.viewSurface === panel) this.viewSurface = undefined;
+          if (this.tabSurface === panel) this.tabSurface = undefined;
         }),
         panel.onDidChangeVisibility((visible) => {
           if (visible) this.sessions.session?.markRead();
@@ -290,7 +348,7 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
 
   /** Redraws from a fresh snapshot (after joining, leaving or switching). */
   private redraw(): void {
-    if (this.chatPanel?.isReady) this.chatPanel.post(this.snapshot());
+    for (const surface of this.surfaces) if (surface.isReady) surface.post(this.snapshot());
     if (this.visible) this.sessions.session?.markRead();
     this.updateTitle();
   }
@@ -337,9 +395,11 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility 
   }
 
   private updateTitle(): void {
-    if (!this.chatPanel) return;
-    this.chatPanel.title = this.title();
-    this.chatPanel.badge = this.sessions.totalUnread;
+    for (const surface of this.surfaces) {
+      // A tab says it all in its title; the view has its name, the conversation beside it, and a badge.
+      surface.title = surface.place === 'tab' ? this.title() : (this.sessions.session?.title ?? '');
+      surface.badge = this.sessions.totalUnread;
+    }
   }
 }
 

@@ -3,7 +3,7 @@
  * every command in one place. The features are
  * - ServerCommands (serverCommands.ts) over the ServerController: the server this installation runs;
  * - SessionManager (sessions.ts): the room this window is in, Join and Leave;
- * - ChatView (chatView.ts): the panel, and what its buttons and links do;
+ * - ChatView (chatView.ts): the chat's view and editor tab, and what their buttons and links do;
  * - RoomNotifications (notifications.ts): unread counts and message notifications;
  * - the status items (statusItems.ts), Invites (invites.ts) and Send Selection (sendSelection.ts).
  *
@@ -18,7 +18,7 @@
 import * as vscode from 'vscode';
 import type { ChatEntry, ConnectionView, ConversationView, PanelView, PendingView, WebviewToHost } from '../shared/webviewMessages';
 import * as path from 'node:path';
-import { keepDraftsIn, PANEL_VIEW_TYPE } from './chatPanel';
+import { CHAT_VIEW_ID, keepDraftsIn, PANEL_VIEW_TYPE } from './chatPanel';
 import { ChatView } from './chatView';
 import { Command } from './commands';
 import { Invites } from './invites';
@@ -56,7 +56,8 @@ export interface ChatRoomApi {
   session(): SessionSnapshot | undefined;
   /** Every conversation this window holds, as the list shows them. */
   conversations(): ConversationView[];
-  panel(): { open: boolean; visible: boolean; ready: boolean; title: string } | undefined;
+  /** The chat surface in sight (else any): where it is, and its title and badge (the view's badge; a tab shows the count in its title). */
+  panel(): { open: boolean; visible: boolean; ready: boolean; title: string; place: 'view' | 'tab'; badge: number } | undefined;
   /** Asks the webview what it shows right now (messages, members, connection line, draft). */
   probePanel(): Promise<PanelView | undefined>;
   /** Delivers a message as if the webview had posted it (e.g. `{ type: 'send', text }`). */
@@ -107,6 +108,10 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
     view.open({ focus: true });
     return true;
   });
+  command(Command.openInEditor, () => {
+    view.openInEditor();
+    return true;
+  });
   command(Command.sendSelection, () => sendSelection(sessions));
   command(Command.copyInvite, () => invites.copyInvite());
   command(Command.showServerLog, () => {
@@ -119,6 +124,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
     deserializeWebviewPanel: async (panel) => view.restore(panel),
   };
   own(vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, panelSerializer));
+  own(vscode.window.registerWebviewViewProvider(CHAT_VIEW_ID, view));
   own(vscode.window.registerUriHandler(uriHandler));
 
   // A server this installation runs may be up already (started by another window, or before a reload).
@@ -154,7 +160,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
     conversations: () => view.conversationList().conversations,
     panel: () => {
       const panel = view.panel;
-      return panel ? { open: true, visible: panel.visible, ready: panel.isReady, title: panel.title } : undefined;
+      return panel ? { open: true, visible: panel.visible, ready: panel.isReady, title: panel.title, place: panel.place, badge: panel.badge } : undefined;
     },
     probePanel: () => view.probe(),
     postFromPanel: (message) => view.handleMessage(message),

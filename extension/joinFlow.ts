@@ -148,7 +148,7 @@ export async function runJoinFlow(context: JoinFlowContext, givenArgs: JoinRoomA
     if (!interactive) return { joined: false, reason: outcome.message, code: outcome.code };
     if (outcome.code === 'name_taken' || outcome.code === 'bad_name' || outcome.code === 'name_reserved') {
       const why =
-        outcome.code === 'name_taken' ? `"${name}" is already in this room. Pick another name.` : outcome.code === 'name_reserved' ? `"${name}" is kept by someone else on this server. Pick another name.` : `The server refused "${name}": ${outcome.message}`;
+        outcome.code === 'name_taken' ? `"${name}" is already in this room. Pick another name.` : outcome.code === 'name_reserved' ? `"${name}" is already taken on this server. Pick another name.` : `The server refused "${name}": ${outcome.message}`;
       const asked = await askName(name, why);
       if (asked === undefined) return { joined: false, reason: 'cancelled', code: outcome.code };
       name = asked;

@@ -23,6 +23,8 @@ import { type ActionOutcome, type ConnectionKind, countsAsUnread, type RoomSessi
 const CONVERSATIONS_REFRESH_MS = 20_000;
 /** How long leaving waits for the server to take a `part`, as v1 waits for its `bye` to go out. */
 const LEAVE_WAIT_MS = 1_000;
+/** How long the read marker waits, so a burst of messages moves it once. */
+const READ_MARKER_DELAY_MS = 750;
 /** Characters of the replied-to message a reply quotes. */
 const QUOTE_CHARS = 140;
 
@@ -225,6 +227,8 @@ export class V2Conversation extends Disposable implements RoomSession {
   lastRead = 0;
   unread = 0;
   mentionCount = 0;
+  /** The seq up to which the counts account for messages: the server's summary, or the last one counted here. */
+  private countedUpTo = 0;
   private readonly typingUntil = new Map<string, { name: string; timer: ReturnType<typeof setTimeout> }>();
 
   private readonly appendEmitter = this.register(new vscode.EventEmitter<{ entries: ChatEntry[]; live: boolean }>());
@@ -252,6 +256,7 @@ export class V2Conversation extends Disposable implements RoomSession {
     this.roomName = room;
     if (room.startsWith('dm:')) this.roomKind = 'dm';
     this.register(toDisposable(() => this.typingUntil.forEach(({ timer }) => clearTimeout(timer))));
+    this.register(toDisposable(() => clearTimeout(this.readMarkerTimer)));
   }
 
   get key(): string {
@@ -395,17 +400,35 @@ export class V2Conversation extends Disposable implements RoomSession {
     this.server.client.typing(this.roomName);
   }
 
-  /** Moves the read marker to the newest message: seen. */
+  /**
+   * The person has seen the conversation: the counts go to zero at once, and
+   * the server's read marker follows within a second, once for a burst. It
+   * moves only past messages of others (the server never counts one's own as
+   * unread), so that a `read` per message does not eat the connection's rate
+   * budget, which the `say`s need.
+   */
   markRead(): void {
-    const latest = this.lastSeq;
     const hadCounts = this.unread > 0 || this.mentionCount > 0;
     this.unread = 0;
     this.mentionCount = 0;
     if (hadCounts) this.countsEmitter.fire();
-    if (latest > this.lastRead && this.isConnected) {
-      this.lastRead = latest;
-      void this.server.client.read(this.roomName, latest);
-    }
+    if (this.unreadSinceMark || hadCounts) this.scheduleReadMarker();
+    this.unreadSinceMark = false;
+  }
+
+  private unreadSinceMark = false;
+  private readMarkerTimer: ReturnType<typeof setTimeout> | undefined;
+
+  private scheduleReadMarker(): void {
+    if (this.readMarkerTimer !== undefined) return;
+    this.readMarkerTimer = setTimeout(() => {
+      this.readMarkerTimer = undefined;
+      const latest = this.lastSeq;
+      if (latest > this.lastRead && this.isConnected) {
+        this.lastRead = latest;
+        void this.server.client.read(this.roomName, latest);
+      }
+    }, READ_MARKER_DELAY_MS);
   }
 
   /** Older history, a page before the oldest message held; the entries come back oldest first (and are kept). */
@@ -421,8 +444,7 @@ export class V2Conversation extends Disposable implements RoomSession {
     for (const event of page.frame.events) {
       if (event.seq >= oldest) continue;
       const entry = this.entryFor(event);
-      if (entry) fresh.push(entry);
-      else if (event.type === 'message') continue;
+      if (entry && !(entry.kind === 'message' && entry.deleted)) fresh.push(entry);
     }
     for (const entry of fresh) if (entry.kind === 'message') this.messagesBySeq.set(entry.seq, entry);
     this.entryList.unshift(...fresh);
@@ -450,8 +472,10 @@ export class V2Conversation extends Disposable implements RoomSession {
     if (summary.participants) this.participants = summary.participants;
     this.topicText = summary.topic;
     this.lastRead = summary.lastRead;
+    // The server's counts are the truth up to its seq; what arrives after it is counted on top.
     if (summary.unread !== undefined) this.unread = summary.unread;
     if (summary.mentions !== undefined) this.mentionCount = summary.mentions;
+    if (summary.seq !== undefined && summary.unread !== undefined) this.countedUpTo = Math.max(this.countedUpTo, summary.seq);
     this.countsEmitter.fire();
   }
 
@@ -477,9 +501,13 @@ export class V2Conversation extends Disposable implements RoomSession {
     switch (event.type) {
       case 'message': {
         const entry = this.messageEntry(event);
+        // A message deleted before we saw it (a replay) is not shown at all.
+        if (entry.deleted) return;
         // Counted before it is shown, so a chat in view can mark it read at once.
-        if (live && countsAsUnread(entry)) {
+        if (live && countsAsUnread(entry) && event.seq > this.countedUpTo) {
+          this.countedUpTo = event.seq;
           this.unread += 1;
+          this.unreadSinceMark = true;
           if (entry.mentionsMe) this.mentionCount += 1;
           this.countsEmitter.fire();
         }
@@ -565,13 +593,19 @@ export class V2Conversation extends Disposable implements RoomSession {
     this.appendEmitter.fire({ entries: [entry], live });
   }
 
+  /** A message shown changed; a deleted one leaves the list (the webview removes it too). */
   private change(target: number, update: (entry: MessageEntry) => MessageEntry): void {
     const entry = this.messagesBySeq.get(target);
     if (!entry) return;
     const changed = update(entry);
-    this.messagesBySeq.set(target, changed);
     const index = this.entryList.indexOf(entry);
-    if (index !== -1) this.entryList[index] = changed;
+    if (changed.deleted) {
+      this.messagesBySeq.delete(target);
+      if (index !== -1) this.entryList.splice(index, 1);
+    } else {
+      this.messagesBySeq.set(target, changed);
+      if (index !== -1) this.entryList[index] = changed;
+    }
     this.updateEmitter.fire({ entries: [changed] });
   }
 

@@ -417,6 +417,18 @@ export interface PanelView {
   pendingTexts: string[];
   newMessagesMarkerVisible: boolean;
   draft: string;
+  /** The conversation list as shown: title, counts, and which one is shown. */
+  conversations: { title: string; unread: number; mentions: number; active: boolean; topic: string }[];
+  /** Labels of the welcome's buttons, when the welcome shows instead of a conversation. */
+  welcomeActions: string[];
+  /** "alice is typing…", or empty. */
+  typingText: string;
+  /** Each message's extras, by seq: the quote it answers, "(edited)", and its reactions as "emoji count". */
+  extras: { seq: number; replyQuote: string; edited: boolean; reactions: string[] }[];
+  /** The line above the message box when answering or editing, else empty. */
+  composeBanner: string;
+  /** Texts of the search results shown. */
+  searchHits: string[];
 }
 
 export interface ProbeResultMessage {

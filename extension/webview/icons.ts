@@ -14,6 +14,13 @@ export const ICONS = {
   newMessages: 'codicon-arrow-down',
   members: 'codicon-person',
   notSent: 'codicon-error',
+  addRoom: 'codicon-add',
+  close: 'codicon-close',
+  invite: 'codicon-link',
+  reply: 'codicon-reply',
+  react: 'codicon-smiley',
+  edit: 'codicon-edit',
+  delete: 'codicon-trash',
 } as const;
 
 export type IconName = keyof typeof ICONS;

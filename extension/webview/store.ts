@@ -7,6 +7,7 @@
  * direct messages) once the protocol brings them; today the key is the room.
  */
 import type { ChatEntry, MessageEntry, PendingView, PresenceEntry, StatusView } from '../../shared/webviewMessages';
+import { initialV2State, reduceV2, type V2Event, type V2State } from './v2State';
 
 /** One line of a folded run of arrivals and departures. */
 export interface PresenceLine {
@@ -67,6 +68,8 @@ export interface PanelState {
   composer: ComposerState;
   /** Others wrote below what is on screen. */
   newMessagesMarker: boolean;
+  /** What protocol 2 brings: conversations, replies, edits, typing, search (v2State.ts). */
+  v2: V2State;
 }
 
 export type Action =
@@ -82,7 +85,8 @@ export type Action =
   | { type: 'sendSettled'; text: string; accepted: boolean; reason?: string }
   | { type: 'notice'; text: string; problem: boolean }
   | { type: 'focusInput' }
-  | { type: 'newMessagesMarker'; visible: boolean };
+  | { type: 'newMessagesMarker'; visible: boolean }
+  | { type: 'v2'; event: V2Event };
 
 /** Rows kept in a folded run of arrivals and departures; the summary still counts them all. */
 export const PRESENCE_ROWS_KEPT = 50;
@@ -98,6 +102,7 @@ export function initialState(draft: string): PanelState {
     maxTextBytes: 4096,
     composer: { draft, notice: '', problem: false, sending: false, typedSinceLoad: false, focusRequest: 0 },
     newMessagesMarker: false,
+    v2: initialV2State(),
   };
 }
 
@@ -159,6 +164,8 @@ export function reduce(state: PanelState, action: Action): PanelState {
       return { ...state, composer: { ...state.composer, focusRequest: state.composer.focusRequest + 1 } };
     case 'newMessagesMarker':
       return state.newMessagesMarker === action.visible ? state : { ...state, newMessagesMarker: action.visible };
+    case 'v2':
+      return reduceV2(state, action.event);
   }
 }
 

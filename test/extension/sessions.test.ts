@@ -102,6 +102,27 @@ describe('Chat Room sessions', function () {
     assert.equal(api.session()?.room, 'first');
   });
 
+  it('moves its read marker sparingly while the chat is in view: not for its own messages, and once for a burst of others\' (a read per message ate the rate budget of the says)', async () => {
+    const proxy = await TcpProxy.start(() => server.port);
+    proxy.recordClientBytes = true;
+    cleanups.push(() => proxy.close());
+    const talker = await TestClient.join(server.port, 'talker', { room: 'marks' });
+    cleanups.push(() => talker.close());
+    assert.equal((await join(proxy.port, 'reader', 'marks')).joined, true);
+    await vscode.commands.executeCommand('chatRoom.openPanel');
+    await waitFor('the chat in view', () => api.panel()?.visible);
+    const readFrames = () => Buffer.concat(proxy.bytesFromClients).toString('utf8').split('\n').filter((line) => line.includes('"type":"read"')).length;
+    const before = readFrames();
+    for (let index = 0; index < 4; index++) await sendFromPanel(api, `mine ${index}`);
+    await pause(1_500);
+    assert.equal(readFrames() - before, 0, 'no read marker for our own messages');
+    for (let index = 0; index < 6; index++) talker.send({ type: 'say', id: `t-${index}`, text: `theirs ${index}` });
+    await waitFor('their messages', () => messageTexts(api).includes('theirs 5'));
+    await pause(2_500);
+    const reads = readFrames() - before;
+    assert.ok(reads >= 1 && reads <= 2, `one or two read markers for a burst of six messages, not ${reads}`);
+  });
+
   describe('with chatRoom.protocol set to 1 (as against a server from before protocol 2)', () => {
     before(() => vscode.workspace.getConfiguration('chatRoom').update('protocol', '1', vscode.ConfigurationTarget.Global));
     after(() => vscode.workspace.getConfiguration('chatRoom').update('protocol', undefined, vscode.ConfigurationTarget.Global));

@@ -3,6 +3,7 @@ import type { MessageEntry, PendingView, WebviewToHost } from '../../../shared/w
 import { COPIED_LABEL, COPY_LABEL, isWebLink, pathReferenceOf, renderMessageBody } from '../markdown';
 import type { Conversation, PresenceLine, TimelineItem } from '../store';
 import { Icon } from './Icon';
+import { MessageExtras, ReplyQuote } from './MessageExtras';
 
 interface Props {
   conversation: Conversation;
@@ -130,7 +131,9 @@ function Message({ entry, isPending, extraClass = '' }: { entry: MessageEntry; i
           </span>
         )}
       </div>
+      <ReplyQuote entry={entry} />
       <MessageBody text={entry.text} />
+      <MessageExtras entry={entry} isPending={isPending} />
     </li>
   );
 }
