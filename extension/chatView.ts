@@ -55,6 +55,8 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
     this.register(sessions.onDidFailToSend((failure) => this.post({ type: 'sendFailed', id: failure.id, text: failure.text, reason: failure.reason })));
     this.register(
       sessions.onDidChangeConversations(() => {
+        // The conversation in sight is read, whatever counts the server last gave for it.
+        if (this.visible) sessions.session?.markRead();
         this.post({ type: 'conversations', ...this.conversationList() });
         this.updateTitle();
       }),
@@ -88,11 +90,18 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
   }
 
   /**
-   * Shows the chat: the editor tab if the person opened one, else the view
+   * Shows the chat: the editor tab if the person opened one (or chose
+   * chatRoom.openIn = editor), else the view
    * (VS Code draws it if it has not yet). With `focus`, the keyboard lands in
    * its message box.
    */
   open({ focus = false }: { focus?: boolean } = {}): void {
+    if (!this.tabSurface && readSettings().openIn === 'editor') {
+      const tab = this.adopt(ChatPanel.create(this.extensionUri, this, this.title()), 'tab');
+      tab.reveal();
+      if (focus) tab.focusInput();
+      return;
+    }
     const surface = this.tabSurface ?? this.viewSurface;
     if (surface) {
       surface.reveal();

@@ -25,6 +25,8 @@ export interface Settings {
   historyLength: number;
   /** `auto`: protocol 2 when the server speaks it; `1`: always protocol 1, one room at a time. */
   protocol: 'auto' | '1';
+  /** Where the chat opens: the view in the Panel, or an editor tab. */
+  openIn: 'panel' | 'editor';
   /** Send Selection sends at once instead of putting the snippet in the message box. */
   sendSelectionDirectly: boolean;
 }
@@ -43,6 +45,7 @@ export function readSettings(): Settings {
     notifications: notifications === 'all' || notifications === 'off' ? notifications : 'mentions',
     historyLength: clampInteger(config.get<number>('historyLength', 500), 20, 10_000, 500),
     protocol: config.get<string>('protocol', 'auto') === '1' ? '1' : 'auto',
+    openIn: config.get<string>('openIn', 'panel') === 'editor' ? 'editor' : 'panel',
     sendSelectionDirectly: config.get<boolean>('sendSelectionDirectly', false),
   };
 }

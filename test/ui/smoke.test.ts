@@ -7,13 +7,13 @@ import type { Browser } from 'playwright-core';
 import {
   closeChromium,
   dialogText,
+  findFrameWith,
   frameText,
   launchChromium,
   paletteEntries,
   runCommand,
   saveScreenshot,
   startPerson,
-  waitForWebviewContent,
   type Person,
 } from './harness';
 
@@ -49,7 +49,7 @@ describe('UI pipeline (code-server + Chromium + packaged extension)', function (
     await runCommand(page, 'Chat Room: Open Chat Panel');
     const error = await dialogText(page, 1_500);
     assert.equal(error, undefined, `the command reported: ${error}`);
-    const frame = await waitForWebviewContent(page);
+    const frame = await findFrameWith(page, '#welcome');
     const shown = await frameText(frame);
     assert.ok(shown.length > 0, 'the chat panel shows no text');
     // In the Panel, under its own view container (not an editor tab).
