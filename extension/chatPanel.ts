@@ -34,6 +34,8 @@ export interface PanelSource {
   snapshot(): SnapshotMessage;
   /** A message from the webview that is not part of the panel's own plumbing. */
   handleMessage(message: WebviewToHost, panel: ChatPanel): void;
+  /** The webview has drawn itself from the snapshot (and its kept draft). */
+  onReady?(panel: ChatPanel): void;
 }
 
 /**
@@ -214,6 +216,7 @@ export class ChatPanel extends Disposable {
       this.post(this.source.snapshot());
       const draft = draftStore?.draft();
       if (draft !== undefined) this.post({ type: 'restoreDraft', text: draft });
+      this.source.onReady?.(this);
       if (this.focusWhenReady) {
         this.focusWhenReady = false;
         this.post({ type: 'focusInput' });

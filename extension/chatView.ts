@@ -139,6 +139,23 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
     void this.sessions.rejoinRememberedRoom();
   }
 
+  /** Puts text (Send Selection's snippet) into the message box, and shows the chat with the focus there. */
+  compose(text: string): void {
+    this.open({ focus: true });
+    const surface = this.tabSurface ?? this.viewSurface;
+    if (surface?.isReady) surface.post({ type: 'compose', text });
+    else this.pendingCompose = this.pendingCompose ? `${this.pendingCompose}\n${text}` : text;
+  }
+
+  /** A snippet for a message box not drawn yet; it goes in once the webview is ready. */
+  private pendingCompose: string | undefined;
+
+  onReady(panel: ChatPanel): void {
+    if (this.pendingCompose === undefined) return;
+    panel.post({ type: 'compose', text: this.pendingCompose });
+    this.pendingCompose = undefined;
+  }
+
   /** The unread count changed: the title (and the view's badge) show it. */
   showUnread(): void {
     this.updateTitle();

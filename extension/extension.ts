@@ -112,7 +112,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
     view.openInEditor();
     return true;
   });
-  command(Command.sendSelection, () => sendSelection(sessions));
+  command(Command.sendSelection, () => sendSelection(sessions, view));
   command(Command.copyInvite, () => invites.copyInvite());
   command(Command.showServerLog, () => {
     serverLog.show(true);

@@ -1,20 +1,30 @@
 /**
  * Send Selection to Chat: the editor selection (or the cursor's line) as a
  * fenced code block with its language, under a `path:line` reference that
- * opens on the other side.
+ * opens on the other side. It goes into the message box, for a comment to
+ * be added (or, with chatRoom.sendSelectionDirectly, straight to the room).
  */
 import * as vscode from 'vscode';
 import { Command } from './commands';
 import type { SessionManager } from './sessions';
+import { readSettings } from './settings';
 
-export function sendSelection(sessions: SessionManager): boolean {
+/** Where a snippet goes when it is not sent at once: the chat's message box. */
+export interface Composer {
+  compose(text: string): void;
+}
+
+export function sendSelection(sessions: SessionManager, composer: Composer): boolean {
   const editor = vscode.window.activeTextEditor;
   if (!editor) {
     void vscode.window.showInformationMessage('Open a file and select some code to send.');
     return false;
   }
   const text = selectionAsMessage(editor);
-  return text === undefined ? false : sendFromEditor(sessions, text);
+  if (text === undefined) return false;
+  if (readSettings().sendSelectionDirectly || !sessions.session) return sendFromEditor(sessions, text);
+  composer.compose(text);
+  return true;
 }
 
 /** The message for the selection, or undefined when there is nothing to send. */

@@ -219,7 +219,27 @@ describe('Chat Room commands', function () {
       assert.match((await api.probePanel())!.connectionText, /Connected to .* as sara/);
     });
 
-    it('sends the editor selection as a fenced code block with path:line', async () => {
+    it('puts the editor selection in the message box as a fenced code block with path:line, to add a comment to', async () => {
+      const raw = await TestClient.join(server.port, 'reader', { room: 'snippet' });
+      cleanups.push(() => raw.close());
+      assert.equal((await join(server.port, 'writer', 'snippet')).joined, true);
+      const folder = vscode.workspace.workspaceFolders![0];
+      const file = path.join(folder.uri.fsPath, 'chat-snippet-sample.ts');
+      fs.writeFileSync(file, 'let x = 1;\nlet y = 2;\n');
+      cleanups.push(() => fs.rmSync(file, { force: true }));
+      const editor = await vscode.window.showTextDocument(vscode.Uri.file(file));
+      editor.selection = new vscode.Selection(1, 0, 1, 10);
+      assert.equal(await vscode.commands.executeCommand('chatRoom.sendSelection'), true);
+      const snippet = 'chat-snippet-sample.ts:2\n```typescript\nlet y = 2;\n```';
+      await waitFor('the snippet in the message box', async () => (await api.probePanel())?.draft === snippet);
+      await pause(500);
+      assert.equal(raw.frames().filter((frame) => frame.type === 'message').length, 0, 'nothing was sent');
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+    });
+
+    it('sends the editor selection at once as a fenced code block with path:line, with chatRoom.sendSelectionDirectly', async () => {
+      await vscode.workspace.getConfiguration('chatRoom').update('sendSelectionDirectly', true, vscode.ConfigurationTarget.Global);
+      cleanups.push(() => vscode.workspace.getConfiguration('chatRoom').update('sendSelectionDirectly', undefined, vscode.ConfigurationTarget.Global));
       const raw = await TestClient.join(server.port, 'reader', { room: 'code' });
       cleanups.push(() => raw.close());
       assert.equal((await join(server.port, 'writer', 'code')).joined, true);
