@@ -166,6 +166,7 @@ export class ChatPanel extends Disposable {
   }
 
   set title(title: string) {
+    if (title === this.shownTitle) return;
     this.shownTitle = title;
     this.host.setTitle(title);
   }
@@ -180,6 +181,7 @@ export class ChatPanel extends Disposable {
   }
 
   set badge(count: number) {
+    if (count === this.shownBadge) return;
     this.shownBadge = count;
     this.host.setBadge(count);
   }

@@ -62,6 +62,7 @@ export class ChatSession extends Disposable implements RoomSession {
   /** v1 keeps no read marker on the server: live messages of others are counted here until seen. */
   unread = 0;
   mentionCount = 0;
+  inSight = false;
 
   constructor(
     readonly params: SessionParams,
@@ -228,7 +229,7 @@ export class ChatSession extends Disposable implements RoomSession {
     this.entryList.push(entry);
     if (this.entryList.length > this.historyLimit) this.entryList.splice(0, this.entryList.length - this.historyLimit);
     const live = event.seq > this.historyUpTo;
-    if (live && countsAsUnread(entry)) {
+    if (live && countsAsUnread(entry) && !this.inSight) {
       this.unread += 1;
       if (entry.kind === 'message' && this.mentionsMe(entry.text)) this.mentionCount += 1;
       this.countsEmitter.fire();

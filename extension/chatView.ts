@@ -45,7 +45,6 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
       sessions.onDidAppend(({ session, entries }) => {
         if (session !== sessions.session) return;
         this.post({ type: 'append', entries });
-        if (this.visible) session.markRead();
       }),
     );
     this.register(sessions.onDidUpdate(({ session, entries }) => session === sessions.session && this.post({ type: 'update', entries })));
@@ -56,7 +55,7 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
     this.register(
       sessions.onDidChangeConversations(() => {
         // The conversation in sight is read, whatever counts the server last gave for it.
-        if (this.visible) sessions.session?.markRead();
+        this.updateInSight();
         this.post({ type: 'conversations', ...this.conversationList() });
         this.updateTitle();
       }),
@@ -360,13 +359,13 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
           if (this.tabSurface === panel) this.tabSurface = undefined;
         }),
         panel.onDidChangeVisibility((visible) => {
-          if (visible) this.sessions.session?.markRead();
+          this.updateInSight();
           this.visibilityEmitter.fire(visible);
         }),
       ),
     );
     if (panel.visible) {
-      this.sessions.session?.markRead();
+      this.updateInSight();
       this.visibilityEmitter.fire(true);
     }
     return panel;
@@ -375,8 +374,18 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
   /** Redraws from a fresh snapshot (after joining, leaving or switching). */
   private redraw(): void {
     for (const surface of this.surfaces) if (surface.isReady) surface.post(this.snapshot());
-    if (this.visible) this.sessions.session?.markRead();
+    this.updateInSight();
     this.updateTitle();
+  }
+
+  /** Only the conversation shown, in a chat in sight, is read as messages come; seeing it reads what came before. */
+  private updateInSight(): void {
+    const shown = this.visible ? this.sessions.session : undefined;
+    for (const conversation of this.sessions.conversations) conversation.inSight = conversation === shown;
+    if (shown) {
+      shown.inSight = true;
+      shown.markRead();
+    }
   }
 
   /** Every conversation, as the list in the chat shows them. */

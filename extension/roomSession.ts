@@ -58,6 +58,12 @@ export interface RoomSession extends IDisposable {
   say(text: string, replyTo?: number): string;
   /** The person has seen the conversation: the counts go to zero (v2: the server's read marker moves too). */
   markRead(): void;
+  /**
+   * Whether the person has this conversation in front of them (shown, in a
+   * chat in sight): then what arrives is read as it comes, without counting
+   * it up and down again for every message.
+   */
+  inSight: boolean;
   reconnectNow(): void;
   mentionsMe(text: string): boolean;
   isMine(name: string): boolean;

@@ -227,6 +227,7 @@ export class V2Conversation extends Disposable implements RoomSession {
   lastRead = 0;
   unread = 0;
   mentionCount = 0;
+  inSight = false;
   /** The seq up to which the counts account for messages: the server's summary, or the last one counted here. */
   private countedUpTo = 0;
   private readonly typingUntil = new Map<string, { name: string; timer: ReturnType<typeof setTimeout> }>();
@@ -506,10 +507,14 @@ export class V2Conversation extends Disposable implements RoomSession {
         // Counted before it is shown, so a chat in view can mark it read at once.
         if (live && countsAsUnread(entry) && event.seq > this.countedUpTo) {
           this.countedUpTo = event.seq;
-          this.unread += 1;
           this.unreadSinceMark = true;
-          if (entry.mentionsMe) this.mentionCount += 1;
-          this.countsEmitter.fire();
+          if (this.inSight) {
+            this.scheduleReadMarker();
+          } else {
+            this.unread += 1;
+            if (entry.mentionsMe) this.mentionCount += 1;
+            this.countsEmitter.fire();
+          }
         }
         this.push(entry, live);
         this.stopTyping(event.from);
