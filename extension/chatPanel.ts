@@ -1,7 +1,8 @@
 /**
- * The chat panel's host side: owns one webview panel, gives it a strict CSP
- * page (the script draws the panel itself: extension/webview/), and relays
- * typed messages both ways (shared/webviewMessages.ts).
+ * A chat surface's host side: owns one webview (the view in the Panel, or an
+ * editor tab), gives it a strict CSP page (the script draws the chat itself:
+ * extension/webview/), and relays typed messages both ways
+ * (shared/webviewMessages.ts), checking at run time what the webview posts.
  */
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
@@ -11,6 +12,8 @@ import { RequestTracker } from '../shared/requestReply';
 import { asWebviewMessage, type HostToWebview, type PanelView, type ProbeResultMessage, type SnapshotMessage, type WebviewToHost } from '../shared/webviewMessages';
 
 export const PANEL_VIEW_TYPE = 'chatRoom.panel';
+/** The chat's view, in its own view container in the Panel (package.json). */
+export const CHAT_VIEW_ID = 'chatRoom.view';
 const PROBE_TIMEOUT_MS = 5_000;
 
 /**
@@ -31,10 +34,71 @@ export interface PanelSource {
   snapshot(): SnapshotMessage;
   /** A message from the webview that is not part of the panel's own plumbing. */
   handleMessage(message: WebviewToHost, panel: ChatPanel): void;
+  /** The webview has drawn itself from the snapshot (and its kept draft). */
+  onReady?(panel: ChatPanel): void;
+}
+
+/**
+ * What a chat surface is drawn in: a webview view (in the Panel, or wherever
+ * the person dragged it) or a webview panel (an editor tab). The surface
+ * itself does not care which.
+ */
+export interface SurfaceHost {
+  readonly webview: vscode.Webview;
+  readonly visible: boolean;
+  readonly onDidChangeVisibility: vscode.Event<void>;
+  readonly onDidDispose: vscode.Event<void>;
+  reveal(): void;
+  setTitle(title: string): void;
+  /** The view's badge (an editor tab shows the count in its title instead). */
+  setBadge(count: number): void;
+  readonly viewColumn: vscode.ViewColumn | undefined;
+  dispose(): void;
+}
+
+/** A webview panel (an editor tab) as a surface host. */
+export function panelHost(panel: vscode.WebviewPanel, extensionUri: vscode.Uri): SurfaceHost {
+  panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'chat.svg');
+  return {
+    webview: panel.webview,
+    get visible() {
+      return panel.visible;
+    },
+    get viewColumn() {
+      return panel.viewColumn;
+    },
+    onDidChangeVisibility: (listener) => panel.onDidChangeViewState(() => listener()),
+    onDidDispose: panel.onDidDispose,
+    reveal: () => panel.reveal(undefined, false),
+    setTitle: (title) => (panel.title = title),
+    setBadge: () => undefined,
+    dispose: () => panel.dispose(),
+  };
+}
+
+/** A webview view (the chat's home in the Panel) as a surface host. */
+export function viewHost(view: vscode.WebviewView): SurfaceHost {
+  return {
+    webview: view.webview,
+    get visible() {
+      return view.visible;
+    },
+    viewColumn: undefined,
+    onDidChangeVisibility: (listener) => view.onDidChangeVisibility(() => listener()),
+    onDidDispose: view.onDidDispose,
+    reveal: () => view.show(false),
+    // The view keeps its name; the conversation goes beside it.
+    setTitle: (title) => (view.description = title),
+    setBadge: (count) => (view.badge = count > 0 ? { value: count, tooltip: `${count} unread` } : undefined),
+    // A view belongs to the workbench; there is nothing of ours to close.
+    dispose: () => undefined,
+  };
 }
 
 export class ChatPanel extends Disposable {
   private ready = false;
+  private shownTitle = '';
+  private shownBadge = 0;
   /** Put the focus in the message box once the webview is ready for it. */
   private focusWhenReady = false;
   /** Text for the message box that waits for the webview to be ready (a snapshot does not carry it). */
@@ -45,7 +109,7 @@ export class ChatPanel extends Disposable {
   readonly onDidDispose = this.disposeEmitter.event;
   readonly onDidChangeVisibility = this.visibilityEmitter.event;
 
-  /** Options every chat panel is created with (and restored panels are given again). */
+  /** Options every chat webview is created with (and restored panels are given again). */
   static webviewOptions(extensionUri: vscode.Uri): vscode.WebviewPanelOptions & vscode.WebviewOptions {
     return {
       enableScripts: true,
@@ -57,52 +121,75 @@ export class ChatPanel extends Disposable {
     };
   }
 
+  /** The chat as an editor tab, beside the editor in use. */
   static create(extensionUri: vscode.Uri, source: PanelSource, title: string): ChatPanel {
     const panel = vscode.window.createWebviewPanel(PANEL_VIEW_TYPE, title, { viewColumn: vscode.ViewColumn.Beside, preserveFocus: false }, ChatPanel.webviewOptions(extensionUri));
-    return new ChatPanel(panel, extensionUri, source);
+    return new ChatPanel(panelHost(panel, extensionUri), extensionUri, source, 'tab');
   }
 
   constructor(
-    readonly panel: vscode.WebviewPanel,
+    readonly host: SurfaceHost,
     private readonly extensionUri: vscode.Uri,
     private readonly source: PanelSource,
+    /** Where it lives: the view (Panel or side bar) or an editor tab. */
+    readonly place: 'view' | 'tab',
   ) {
     super();
-    panel.webview.options = ChatPanel.webviewOptions(extensionUri);
-    panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'chat.svg');
-    panel.webview.html = this.html();
-    this.register(panel.webview.onDidReceiveMessage((raw: unknown) => this.receive(raw)));
+    host.webview.options = { enableScripts: true, localResourceRoots: ChatPanel.webviewOptions(extensionUri).localResourceRoots };
+    host.webview.html = this.html();
+    this.register(host.webview.onDidReceiveMessage((raw: unknown) => this.receive(raw)));
     this.register(
-      panel.onDidChangeViewState(() => {
+      host.onDidChangeVisibility(() => {
         // A hidden webview without retained context is torn down; it says `ready` again when shown.
-        if (!panel.visible) this.ready = false;
-        this.visibilityEmitter.fire(panel.visible);
+        if (!host.visible) this.ready = false;
+        this.visibilityEmitter.fire(host.visible);
       }),
     );
     this.register(
-      panel.onDidDispose(() => {
+      host.onDidDispose(() => {
         this.disposeEmitter.fire();
         this.dispose();
       }),
     );
     this.register(toDisposable(() => this.probes.cancelAll()));
-    this.register(toDisposable(() => panel.dispose()));
+    this.register(toDisposable(() => host.dispose()));
   }
 
   get visible(): boolean {
-    return this.panel.visible;
+    return this.host.visible;
   }
 
   get isReady(): boolean {
     return this.ready;
   }
 
+  get title(): string {
+    return this.shownTitle;
+  }
+
   set title(title: string) {
-    this.panel.title = title;
+    if (title === this.shownTitle) return;
+    this.shownTitle = title;
+    this.host.setTitle(title);
+  }
+
+  /** The editor column a tab stands in (a view has none). */
+  get viewColumn(): vscode.ViewColumn | undefined {
+    return this.host.viewColumn;
+  }
+
+  get badge(): number {
+    return this.shownBadge;
+  }
+
+  set badge(count: number) {
+    if (count === this.shownBadge) return;
+    this.shownBadge = count;
+    this.host.setBadge(count);
   }
 
   reveal(): void {
-    this.panel.reveal(undefined, false);
+    this.host.reveal();
   }
 
   /** Puts the keyboard focus in the message box (now, or as soon as the webview has drawn itself). */
@@ -120,7 +207,7 @@ export class ChatPanel extends Disposable {
   /** Posts to the webview once it has said `ready`; earlier messages are covered by the snapshot. */
   post(message: HostToWebview): void {
     if (!this.ready || this.isDisposed) return;
-    void this.panel.webview.postMessage(message);
+    void this.host.webview.postMessage(message);
   }
 
   /** Asks the webview what it shows. Resolves with an empty view if it does not answer in time. */
@@ -139,6 +226,7 @@ export class ChatPanel extends Disposable {
       this.post(this.source.snapshot());
       const draft = draftStore?.draft();
       if (draft !== undefined) this.post({ type: 'restoreDraft', text: draft });
+      this.source.onReady?.(this);
       if (this.focusWhenReady) {
         this.focusWhenReady = false;
         this.post({ type: 'focusInput' });
@@ -158,10 +246,11 @@ export class ChatPanel extends Disposable {
   }
 
   private html(): string {
-    const webview = this.panel.webview;
+    const webview = this.host.webview;
     const nonce = randomBytes(18).toString('base64');
     const script = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview.js'));
     const style = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'chat.css'));
+    const conversationsStyle = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'conversations.css'));
     const icons = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'codicons.css'));
     const csp = [
       "default-src 'none'",
@@ -181,6 +270,7 @@ export class ChatPanel extends Disposable {
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <link rel="stylesheet" href="${icons}">
 <link rel="stylesheet" href="${style}">
+<link rel="stylesheet" href="${conversationsStyle}">
 <title>Chat Room</title>
 </head>
 <body>
@@ -205,5 +295,11 @@ function emptyView(): PanelView {
     pendingTexts: [],
     newMessagesMarkerVisible: false,
     draft: '',
+    conversations: [],
+    welcomeActions: [],
+    typingText: '',
+    extras: [],
+    composeBanner: '',
+    searchHits: [],
   };
 }

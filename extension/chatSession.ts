@@ -5,13 +5,14 @@
  */
 import * as vscode from 'vscode';
 import { Disposable } from '../shared/disposable';
-import { nameKey } from '../shared/names';
+import { nameKey, roomKey } from '../shared/names';
 import type { RoomEvent, WelcomeFrame } from '../shared/protocol';
-import type { ChatEntry, ConnectionView, PendingView, StatusView } from '../shared/webviewMessages';
+import type { ChatEntry, ConnectionView, MessageEntry, PendingView, StatusView } from '../shared/webviewMessages';
 import { formatAddress, type ServerAddress } from './address';
 import { mentions } from '../shared/mentions';
 import { ChatClient, type ClientState, type FirstOutcome, type SendFailure } from './client/chatClient';
 import type { OutboxEntry, OutboxStorage } from './client/outbox';
+import { type ConnectionKind, countsAsUnread, type RoomSession } from './roomSession';
 
 /** What one session connects with: the server, the seat (name and room) and its credentials. */
 export interface SessionParams {
@@ -26,7 +27,13 @@ export interface SessionParams {
   alternates?: ServerAddress[];
 }
 
-export class ChatSession extends Disposable {
+/** A v1 room: a connection of its own, one room, plain messages. */
+export class ChatSession extends Disposable implements RoomSession {
+  readonly protocol = 1;
+  readonly kind = 'room';
+  readonly topic = '';
+  readonly owner = undefined;
+  readonly hasOlder = false;
   readonly client: ChatClient;
   private readonly entryList: ChatEntry[] = [];
   private memberList: string[] = [];
@@ -48,6 +55,16 @@ export class ChatSession extends Disposable {
   readonly onStatus = this.statusEmitter.event;
   readonly onOutbox = this.outboxEmitter.event;
   readonly onSendFailure = this.failureEmitter.event;
+  private readonly neverEmitter = this.register(new vscode.EventEmitter<never>());
+  /** v1 has no edits, reactions or typing: these never fire. */
+  readonly onUpdate: vscode.Event<{ entries: MessageEntry[] }> = this.neverEmitter.event;
+  readonly onTyping: vscode.Event<string[]> = this.neverEmitter.event;
+  private readonly countsEmitter = this.register(new vscode.EventEmitter<void>());
+  readonly onCounts = this.countsEmitter.event;
+  /** v1 keeps no read marker on the server: live messages of others are counted here until seen. */
+  unread = 0;
+  mentionCount = 0;
+  inSight = false;
 
   constructor(
     readonly params: SessionParams,
@@ -67,6 +84,26 @@ export class ChatSession extends Disposable {
 
   get address(): string {
     return formatAddress(this.params);
+  }
+
+  get key(): string {
+    return `${this.address}|${roomKey(this.params.room)}`;
+  }
+
+  get title(): string {
+    return this.params.room;
+  }
+
+  get connectionKind(): ConnectionKind {
+    return this.client.state.kind;
+  }
+
+  get lastSeq(): number {
+    return this.client.lastSeq;
+  }
+
+  reconnectNow(): void {
+    this.client.reconnectNow();
   }
 
   get room(): string {
@@ -111,6 +148,13 @@ export class ChatSession extends Disposable {
 
   say(text: string): string {
     return this.client.say(text);
+  }
+
+  markRead(): void {
+    if (this.unread === 0 && this.mentionCount === 0) return;
+    this.unread = 0;
+    this.mentionCount = 0;
+    this.countsEmitter.fire();
   }
 
   /** Leaves on purpose (the others see "left", not "lost connection"); resolves once the bye is out, within a second. */
@@ -186,7 +230,13 @@ export class ChatSession extends Disposable {
     }
     this.entryList.push(entry);
     if (this.entryList.length > this.historyLimit) this.entryList.splice(0, this.entryList.length - this.historyLimit);
-    this.appendEmitter.fire({ entries: [entry], live: event.seq > this.historyUpTo });
+    const live = event.seq > this.historyUpTo;
+    if (live && countsAsUnread(entry) && !this.inSight) {
+      this.unread += 1;
+      if (entry.kind === 'message' && this.mentionsMe(entry.text)) this.mentionCount += 1;
+      this.countsEmitter.fire();
+    }
+    this.appendEmitter.fire({ entries: [entry], live });
   }
 
   private toEntry(event: RoomEvent): ChatEntry {

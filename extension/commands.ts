@@ -5,6 +5,7 @@ export const Command = {
   join: 'chatRoom.join',
   leave: 'chatRoom.leave',
   openPanel: 'chatRoom.openPanel',
+  openInEditor: 'chatRoom.openInEditor',
   sendSelection: 'chatRoom.sendSelection',
   copyInvite: 'chatRoom.copyInvite',
   showServerLog: 'chatRoom.showServerLog',

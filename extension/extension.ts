@@ -3,7 +3,7 @@
  * every command in one place. The features are
  * - ServerCommands (serverCommands.ts) over the ServerController: the server this installation runs;
  * - SessionManager (sessions.ts): the room this window is in, Join and Leave;
- * - ChatView (chatView.ts): the panel, and what its buttons and links do;
+ * - ChatView (chatView.ts): the chat's view and editor tab, and what their buttons and links do;
  * - RoomNotifications (notifications.ts): unread counts and message notifications;
  * - the status items (statusItems.ts), Invites (invites.ts) and Send Selection (sendSelection.ts).
  *
@@ -16,9 +16,9 @@
  * to observe what happened (server state, room state, what the panel shows).
  */
 import * as vscode from 'vscode';
-import type { ChatEntry, ConnectionView, PanelView, PendingView, WebviewToHost } from '../shared/webviewMessages';
+import type { ChatEntry, ConnectionView, ConversationView, PanelView, PendingView, WebviewToHost } from '../shared/webviewMessages';
 import * as path from 'node:path';
-import { keepDraftsIn, PANEL_VIEW_TYPE } from './chatPanel';
+import { CHAT_VIEW_ID, keepDraftsIn, PANEL_VIEW_TYPE } from './chatPanel';
 import { ChatView } from './chatView';
 import { Command } from './commands';
 import { Invites } from './invites';
@@ -52,9 +52,12 @@ export interface ChatRoomApi {
   serverState(): ServerState;
   /** The server's home: its data, log, lease and the record windows attach with. */
   serverDataDir(): string;
-  /** The joined room, or undefined when not in one. */
+  /** The conversation shown, or undefined when not in one. */
   session(): SessionSnapshot | undefined;
-  panel(): { open: boolean; visible: boolean; ready: boolean; title: string } | undefined;
+  /** Every conversation this window holds, as the list shows them. */
+  conversations(): ConversationView[];
+  /** The chat surface in sight (else any): where it is, and its title and badge (the view's badge; a tab shows the count in its title). */
+  panel(): { open: boolean; visible: boolean; ready: boolean; title: string; place: 'view' | 'tab'; badge: number } | undefined;
   /** Asks the webview what it shows right now (messages, members, connection line, draft). */
   probePanel(): Promise<PanelView | undefined>;
   /** Delivers a message as if the webview had posted it (e.g. `{ type: 'send', text }`). */
@@ -91,7 +94,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
   const serverCommands = own(new ServerCommands(server, sessions, stored, log, serverLog));
   const view = own(new ChatView(context.extensionUri, sessions, serverCommands));
   const notifications = own(new RoomNotifications(sessions, view));
-  own(notifications.onDidChange((count) => view.showUnread(count)));
+  own(notifications.onDidChange(() => view.showUnread()));
   own(new ServerStatusItem(server, sessions));
   own(new RoomStatusItem(sessions, notifications));
   const invites = new Invites(context.extension.id, server, sessions);
@@ -103,6 +106,10 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
   command(Command.leave, () => sessions.leave());
   command(Command.openPanel, () => {
     view.open({ focus: true });
+    return true;
+  });
+  command(Command.openInEditor, () => {
+    view.openInEditor();
     return true;
   });
   command(Command.sendSelection, () => sendSelection(sessions, view));
@@ -117,6 +124,7 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
     deserializeWebviewPanel: async (panel) => view.restore(panel),
   };
   own(vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, panelSerializer));
+  own(vscode.window.registerWebviewViewProvider(CHAT_VIEW_ID, view));
   own(vscode.window.registerUriHandler(uriHandler));
 
   // A server this installation runs may be up already (started by another window, or before a reload).
@@ -146,12 +154,13 @@ export function activate(context: vscode.ExtensionContext): ChatRoomApi {
         connection: status.connection,
         entries: [...session.entries],
         pending: [...session.pending],
-        lastSeq: session.client.lastSeq,
+        lastSeq: session.lastSeq,
       };
     },
+    conversations: () => view.conversationList().conversations,
     panel: () => {
       const panel = view.panel;
-      return panel ? { open: true, visible: panel.visible, ready: panel.isReady, title: panel.panel.title } : undefined;
+      return panel ? { open: true, visible: panel.visible, ready: panel.isReady, title: panel.title, place: panel.place, badge: panel.badge } : undefined;
     },
     probePanel: () => view.probe(),
     postFromPanel: (message) => view.handleMessage(message),

@@ -12,7 +12,7 @@ import { nameProblem, roomProblem } from '../shared/names';
 import { DEFAULT_PORT, DEFAULT_ROOM } from '../shared/protocol';
 import { formatAddress, formatAddressList, parseAddressList } from './address';
 import type { SessionParams } from './chatSession';
-import type { FirstOutcome } from './client/chatClient';
+import type { JoinOutcome } from './sessions';
 import type { StoredState } from './storedState';
 import { fingerprintMismatchMessage, fingerprintsMatch, normalizeFingerprint, probeServerFingerprint } from './certificatePin';
 import { Command } from './commands';
@@ -41,7 +41,7 @@ export type JoinRoomResult =
 export interface JoinFlowContext {
   stored: StoredState;
   /** Connects and reports how the first attempt went; on success the panel opens. */
-  connect(params: SessionParams): Promise<FirstOutcome>;
+  connect(params: SessionParams): Promise<JoinOutcome>;
 }
 
 export async function runJoinFlow(context: JoinFlowContext, givenArgs: JoinRoomArgs = {}): Promise<JoinRoomResult> {
@@ -125,7 +125,7 @@ export async function runJoinFlow(context: JoinFlowContext, givenArgs: JoinRoomA
       await context.stored.rememberLastJoin({ host: address.host, port: address.port, name, room });
       // Pinned only once the server let us in with it, so a mistyped address does not keep a pin.
       if (fingerprint) await context.stored.pinFingerprint(address.host, address.port, fingerprint);
-      return { joined: true, name: outcome.welcome.you, room: outcome.welcome.room, address: formatAddressList(addresses) };
+      return { joined: true, name: outcome.you, room: outcome.room, address: formatAddressList(addresses) };
     }
     if (outcome.kind === 'unreachable' && !probedForTls) {
       const refused = await probeForTls();
@@ -148,8 +148,10 @@ export async function runJoinFlow(context: JoinFlowContext, givenArgs: JoinRoomA
       return { joined: false, reason: outcome.message, code: outcome.code };
     }
     if (!interactive) return { joined: false, reason: outcome.message, code: outcome.code };
-    if (outcome.code === 'name_taken' || outcome.code === 'bad_name') {
-      const asked = await askName(name, outcome.code === 'name_taken' ? `"${name}" is already in this room. Pick another name.` : `The server refused "${name}": ${outcome.message}`);
+    if (outcome.code === 'name_taken' || outcome.code === 'bad_name' || outcome.code === 'name_reserved') {
+      const why =
+        outcome.code === 'name_taken' ? `"${name}" is already in this room. Pick another name.` : outcome.code === 'name_reserved' ? `"${name}" is already taken on this server. Pick another name.` : `The server refused "${name}": ${outcome.message}`;
+      const asked = await askName(name, why);
       if (asked === undefined) return { joined: false, reason: 'cancelled', code: outcome.code };
       name = asked;
       continue;

@@ -18,8 +18,12 @@ export async function openLink(href: string): Promise<void> {
   await vscode.env.openExternal(vscode.Uri.parse(url.toString(), true));
 }
 
-/** Opens a workspace-relative `path` at `line`, if some workspace folder has that file. */
-export async function openWorkspacePath(relative: string, line: number): Promise<boolean> {
+/**
+ * Opens a workspace-relative `path` at `line`, if some workspace folder has
+ * that file, in an editor group other than `chatColumn` (the chat's tab), so
+ * the file never covers the chat.
+ */
+export async function openWorkspacePath(relative: string, line: number, chatColumn?: vscode.ViewColumn): Promise<boolean> {
   const parts = relative.replace(/\\/g, '/').split('/').filter(Boolean);
   // Only files inside the workspace: no absolute paths, no climbing out with `..`.
   if (parts.length === 0 || parts.includes('..') || relative.startsWith('/') || /^[A-Za-z]:/.test(relative)) return false;
@@ -32,7 +36,7 @@ export async function openWorkspacePath(relative: string, line: number): Promise
         const stat = await vscode.workspace.fs.stat(uri);
         if (stat.type & vscode.FileType.File) {
           const position = new vscode.Position(Math.max(0, line - 1), 0);
-          await vscode.window.showTextDocument(uri, { selection: new vscode.Range(position, position), preview: true, viewColumn: vscode.ViewColumn.One });
+          await vscode.window.showTextDocument(uri, { selection: new vscode.Range(position, position), preview: true, viewColumn: columnBeside(chatColumn) });
           return true;
         }
       } catch {
@@ -42,4 +46,9 @@ export async function openWorkspacePath(relative: string, line: number): Promise
   }
   void vscode.window.showInformationMessage(`${relative} is not in this workspace.`);
   return false;
+}
+
+/** The first editor group, unless the chat stands there: then the one beside it. */
+function columnBeside(chatColumn: vscode.ViewColumn | undefined): vscode.ViewColumn {
+  return chatColumn === vscode.ViewColumn.One ? vscode.ViewColumn.Two : vscode.ViewColumn.One;
 }

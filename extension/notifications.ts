@@ -1,6 +1,6 @@
 /**
- * What a person hears of the room while the chat is out of sight: the unread
- * count (in the panel's title and the status bar), and notifications for
+ * What a person hears of the rooms while the chat is out of sight: the unread
+ * count (in the view's badge, the tab's title and the status bar), and notifications for
  * messages (chatRoom.notifications: mentions by default). One notification is
  * on screen at a time: until it is answered or the panel is seen, and for a
  * few seconds after, more messages only add to the unread count, so nobody in
@@ -23,52 +23,47 @@ export interface ChatVisibility {
 }
 
 /**
- * Counts the messages others wrote while the chat was out of sight (seeing it
- * resets the count), notifies of them, and says when a message was not sent.
+ * Notifies of messages others wrote while the chat was out of sight, says
+ * when a message was not sent, and passes on the unread count over every
+ * conversation (each conversation counts its own; seeing it resets it).
  */
 export class RoomNotifications extends Disposable {
-  private count = 0;
   private readonly notifier = new MessageNotifier();
   private readonly changeEmitter = this.register(new vscode.EventEmitter<number>());
+  private lastCount = 0;
   readonly onDidChange = this.changeEmitter.event;
 
   constructor(
-    sessions: SessionManager,
+    private readonly sessions: SessionManager,
     private readonly chat: ChatVisibility,
   ) {
     super();
-    this.register(sessions.onDidChangeSession(() => this.reset()));
     this.register(
       sessions.onDidAppend(({ session, entries, live }) => {
-        if (!live) return;
-        for (const entry of entries) if (entry.kind === 'message' && !entry.mine) this.onLiveMessage(entry.from, entry.text, session.mentionsMe(entry.text));
+        if (!live || this.chat.visible) return;
+        for (const entry of entries) if (entry.kind === 'message' && !entry.mine) this.notifier.notify(entry.from, entry.text, session.mentionsMe(entry.text));
       }),
     );
+    this.register(sessions.onDidChangeConversations(() => this.countChanged()));
+    this.register(sessions.onDidChangeSession(() => this.countChanged()));
     this.register(sessions.onDidFailToSend((failure) => void vscode.window.showWarningMessage(`A message was not sent: ${inertNotificationText(failure.reason, 300)}`)));
     this.register(
       chat.onDidChangeVisibility((visible) => {
-        if (!visible) return;
-        this.notifier.seen();
-        this.reset();
+        if (visible) this.notifier.seen();
       }),
     );
   }
 
+  /** Unread messages over every conversation of this window. */
   get unread(): number {
-    return this.count;
+    return this.sessions.totalUnread;
   }
 
-  private onLiveMessage(from: string, text: string, mentioned: boolean): void {
-    if (this.chat.visible) return;
-    this.count += 1;
-    this.changeEmitter.fire(this.count);
-    this.notifier.notify(from, text, mentioned);
-  }
-
-  private reset(): void {
-    if (this.count === 0) return;
-    this.count = 0;
-    this.changeEmitter.fire(0);
+  private countChanged(): void {
+    const count = this.unread;
+    if (count === this.lastCount) return;
+    this.lastCount = count;
+    this.changeEmitter.fire(count);
   }
 }
 

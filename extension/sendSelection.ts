@@ -1,17 +1,20 @@
 /**
  * Send Selection to Chat: the editor selection (or the cursor's line) as a
  * fenced code block with its language, under a `path:line` reference that
- * opens on the other side. It goes into the message box, so the person can
- * say something about it, or (with `chatRoom.sendSelectionDirectly`) straight
- * to the room.
+ * opens on the other side. It goes into the message box, for a comment to
+ * be added (or, with chatRoom.sendSelectionDirectly, straight to the room).
  */
 import * as vscode from 'vscode';
-import type { ChatView } from './chatView';
 import { Command } from './commands';
 import type { SessionManager } from './sessions';
 import { readSettings } from './settings';
 
-export function sendSelection(sessions: SessionManager, view: ChatView): boolean {
+/** Where a snippet goes when it is not sent at once: the chat's message box. */
+export interface Composer {
+  compose(text: string): void;
+}
+
+export function sendSelection(sessions: SessionManager, composer: Composer): boolean {
   const editor = vscode.window.activeTextEditor;
   if (!editor) {
     void vscode.window.showInformationMessage('Open a file and select some code to send.');
@@ -19,12 +22,8 @@ export function sendSelection(sessions: SessionManager, view: ChatView): boolean
   }
   const text = selectionAsMessage(editor);
   if (text === undefined) return false;
-  if (readSettings().sendSelectionDirectly) return sendFromEditor(sessions, text);
-  if (!sessions.session) {
-    askToJoin();
-    return false;
-  }
-  view.addToDraft(text);
+  if (readSettings().sendSelectionDirectly || !sessions.session) return sendFromEditor(sessions, text);
+  composer.compose(text);
   return true;
 }
 

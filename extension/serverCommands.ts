@@ -101,7 +101,7 @@ export class ServerCommands extends Disposable {
         const ownCredentials: JoinRoomArgs = { ...(token ? { token } : {}), ...(running.fingerprint ? { fingerprint: running.fingerprint } : {}) };
         if (this.sessionIsOnOurServer()) {
           // Already in a room there (a restart): back in at once, and nobody in the room is offered "Join".
-          this.sessions.session?.client.reconnectNow();
+          this.sessions.session?.reconnectNow();
           if (interactive) void vscode.window.setStatusBarMessage(`$(radio-tower) Chat server back on ${formatAddress(running)}`, 5_000);
         } else if (join ?? settings.joinOnStart) {
           await this.sessions.joinFlow(interactive ? { address: joinAddress, ...ownCredentials } : { address: joinAddress, name: readSettings().defaultName || 'host', ...ownCredentials });

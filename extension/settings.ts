@@ -23,7 +23,11 @@ export interface Settings {
   notifications: NotificationMode;
   /** How many messages and announcements the panel keeps. */
   historyLength: number;
-  /** Send Selection sends at once, instead of putting the snippet in the message box. */
+  /** `auto`: protocol 2 when the server speaks it; `1`: always protocol 1, one room at a time. */
+  protocol: 'auto' | '1';
+  /** Where the chat opens: the view in the Panel, or an editor tab. */
+  openIn: 'panel' | 'editor';
+  /** Send Selection sends at once instead of putting the snippet in the message box. */
   sendSelectionDirectly: boolean;
 }
 
@@ -40,7 +44,9 @@ export function readSettings(): Settings {
     defaultName: config.get<string>('defaultName', '').trim(),
     notifications: notifications === 'all' || notifications === 'off' ? notifications : 'mentions',
     historyLength: clampInteger(config.get<number>('historyLength', 500), 20, 10_000, 500),
-    sendSelectionDirectly: config.get<boolean>('sendSelectionDirectly', false) === true,
+    protocol: config.get<string>('protocol', 'auto') === '1' ? '1' : 'auto',
+    openIn: config.get<string>('openIn', 'panel') === 'editor' ? 'editor' : 'panel',
+    sendSelectionDirectly: config.get<boolean>('sendSelectionDirectly', false),
   };
 }
 

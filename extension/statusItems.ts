@@ -79,7 +79,7 @@ export class RoomStatusItem extends Disposable {
       item.hide();
       return;
     }
-    const connection = session.client.state.kind;
+    const connection = session.connectionKind;
     const icon = connection === 'connected' ? '$(comment-discussion)' : connection === 'closed' ? '$(debug-disconnect)' : '$(sync~spin)';
     const unread = this.notifications.unread > 0 ? ` · ${this.notifications.unread} unread` : '';
     item.text = `${icon} ${session.room}${unread}`;

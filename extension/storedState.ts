@@ -5,8 +5,9 @@
  * - global state (the installation): the client id, the outboxes, the last
  *   join (Join Room's defaults) and the pinned certificates;
  * - workspace state (this window): the room it is in, and the message-box draft;
- * - Secret Storage: the token of each server joined, and the token of the
- *   server this installation runs.
+ * - Secret Storage: the token of each server joined, the identity key of
+ *   each name on each v2 server, and the token of the server this
+ *   installation runs.
  *
  * It imports only `vscode`'s types, so the chat client, which runs in plain
  * Node too, keeps its outbox through {@link storedOutboxes} on any
@@ -16,6 +17,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type * as vscode from 'vscode';
 import { formatAddress } from './address';
 import type { OutboxEntry, OutboxStorage } from './client/outbox';
+import { nameKey } from '../shared/names';
 
 const CLIENT_ID_KEY = 'chatRoom.clientId';
 const OUTBOXES_KEY = 'chatRoom.outbox.v1';
@@ -30,6 +32,8 @@ const CURRENT_ROOM_KEY = 'chatRoom.currentRoom';
 const DRAFT_KEY = 'chatRoom.draft';
 const SERVER_TOKEN_KEY = 'chatRoom.serverToken';
 const ROOM_TOKEN_KEY_PREFIX = 'chatRoom.token:';
+/** A name's identity key on a v2 server (Secret Storage): the only proof that the name is ours there. */
+const IDENTITY_KEY_PREFIX = 'chatRoom.identityKey:';
 
 /** Drafts longer than this are not kept (a pasted log is not worth a storage write per keystroke). */
 const MAX_KEPT_DRAFT_CHARS = 64 * 1024;
@@ -146,6 +150,15 @@ export class StoredState {
     return { ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}) };
   }
 
+  /** The key that keeps `name` ours on the v2 server at this address, if it was given one. */
+  identityKey(host: string, port: number, name: string): Thenable<string | undefined> {
+    return this.secrets.get(identityKeyKey(host, port, name));
+  }
+
+  storeIdentityKey(host: string, port: number, name: string, key: string): Thenable<void> {
+    return this.secrets.store(identityKeyKey(host, port, name), key);
+  }
+
   /** The token of the server this installation runs, if one was made. */
   serverToken(): Thenable<string | undefined> {
     return this.secrets.get(SERVER_TOKEN_KEY);
@@ -160,6 +173,10 @@ export class StoredState {
     }
     return token;
   }
+}
+
+function identityKeyKey(host: string, port: number, name: string): string {
+  return `${IDENTITY_KEY_PREFIX}${formatAddress({ host, port })}/${nameKey(name)}`;
 }
 
 function roomTokenKey(host: string, port: number): string {

@@ -29,6 +29,34 @@ export interface MessageEntry {
   id?: string;
   /** Written by the person using this panel. */
   mine: boolean;
+  /** It mentions the person using this panel (`@name` at a word boundary). */
+  mentionsMe?: boolean;
+  /** The seq of the message it answers, with that message's author and the start of its text when at hand. */
+  replyTo?: number;
+  replyToFrom?: string;
+  replyToText?: string;
+  /** Changed by its author since it was written. */
+  edited?: boolean;
+  /** Deleted by its author: the text is gone. */
+  deleted?: boolean;
+  reactions?: ReactionView[];
+}
+
+/** One emoji on a message: how many reacted, some of their names, and whether we are among them. */
+export interface ReactionView {
+  emoji: string;
+  count: number;
+  names: string[];
+  mine: boolean;
+}
+
+/** A change of the room's topic, shown as a quiet line. */
+export interface TopicEntry {
+  kind: 'topic';
+  seq: number;
+  by: string;
+  topic: string;
+  ts: number;
 }
 
 /** A join or leave announcement, shown as a quiet system line. */
@@ -40,7 +68,7 @@ export interface PresenceEntry {
   reason?: LeaveReason;
 }
 
-export type ChatEntry = MessageEntry | PresenceEntry;
+export type ChatEntry = MessageEntry | PresenceEntry | TopicEntry;
 
 /** Where the connection stands, as the panel shows it. */
 export type ConnectionView =
@@ -57,6 +85,8 @@ export interface PendingView {
   text: string;
   /** When the person pressed Enter (epoch ms). */
   createdAt: number;
+  /** The seq of the message it answers. */
+  replyTo?: number;
 }
 
 /**
@@ -91,6 +121,83 @@ export interface SnapshotMessage {
   historyLimit: number;
   /** The longest message text in UTF-8 bytes, for the composer's counter. */
   maxTextBytes: number;
+  /** Every conversation of this window, and which one is shown. */
+  conversations: ConversationView[];
+  activeKey: string;
+  /** What the shown conversation can do: protocol 2 brings replies, edits, reactions, paging and search. */
+  features: Features;
+  /** Whether older history can be asked for. */
+  hasOlder: boolean;
+  /** The read marker of the shown conversation when it was opened: the "new since you were last here" line goes above the first message after it. */
+  lastRead: number;
+  typing: string[];
+  /** Room names to complete after `#`. */
+  roomNames: string[];
+}
+
+/** One conversation in the list. */
+export interface ConversationView {
+  key: string;
+  title: string;
+  kind: 'room' | 'dm';
+  topic: string;
+  unread: number;
+  mentions: number;
+  /** Its connection is up and the room has let us in. */
+  connected: boolean;
+}
+
+export interface Features {
+  v2: boolean;
+  /** The person owns the room: topic and kick. */
+  owner: boolean;
+}
+
+/** The conversation list changed (a join, a leave, new counts). */
+export interface ConversationsMessage {
+  type: 'conversations';
+  conversations: ConversationView[];
+  activeKey: string;
+  roomNames: string[];
+}
+
+/** Messages already shown changed (edited, deleted, reacted to): replace them by seq. */
+export interface UpdateMessage {
+  type: 'update';
+  entries: MessageEntry[];
+}
+
+/** Older history, oldest first, to go above what is shown. */
+export interface PrependMessage {
+  type: 'prepend';
+  entries: ChatEntry[];
+  more: boolean;
+}
+
+export interface TypingMessage {
+  type: 'typing';
+  names: string[];
+}
+
+/** The answer to a search: hits newest first, each one to jump to. */
+export interface SearchResultsMessage {
+  type: 'searchResults';
+  query: string;
+  hits: MessageEntry[];
+  error?: string;
+}
+
+/** Scroll to a message (it is loaded now) and show it. */
+export interface RevealMessage {
+  type: 'reveal';
+  seq: number;
+}
+
+/** A line beside the message box: what a command did, or why it could not. */
+export interface NoticeMessage {
+  type: 'notice';
+  text: string;
+  problem: boolean;
 }
 
 /** New room events, oldest first. */
@@ -161,6 +268,13 @@ export interface AddToDraftMessage {
 
 export type HostToWebview =
   | SnapshotMessage
+  | ConversationsMessage
+  | UpdateMessage
+  | PrependMessage
+  | TypingMessage
+  | SearchResultsMessage
+  | RevealMessage
+  | NoticeMessage
   | AppendMessage
   | StatusMessage
   | OutboxMessage
@@ -182,6 +296,67 @@ export interface SendMessage {
   type: 'send';
   text: string;
   requestId: number;
+  /** The seq of the message this answers. */
+  replyTo?: number;
+}
+
+/** Show another conversation; leave one. */
+export interface SwitchConversationMessage {
+  type: 'switchConversation';
+  key: string;
+}
+export interface LeaveConversationMessage {
+  type: 'leaveConversation';
+  key: string;
+}
+
+/** `/join room`, or a room picked from the list. */
+export interface JoinRoomMessage {
+  type: 'joinRoom';
+  room: string;
+}
+
+/** A direct message with someone (a member's name clicked, or `/dm name`). */
+export interface OpenDmMessage {
+  type: 'openDm';
+  name: string;
+}
+
+/** The empty state's and the list's buttons. */
+export interface SimpleActionMessage {
+  type: 'browseRooms' | 'pasteInvite' | 'startNewServer' | 'loadOlder' | 'typing';
+}
+
+export interface EditMessage {
+  type: 'edit';
+  seq: number;
+  text: string;
+}
+export interface DeleteMessage {
+  type: 'delete';
+  seq: number;
+}
+export interface ReactMessage {
+  type: 'react';
+  seq: number;
+  emoji: string;
+  add: boolean;
+}
+export interface SearchMessage {
+  type: 'search';
+  text: string;
+}
+export interface JumpToMessage {
+  type: 'jumpTo';
+  seq: number;
+}
+export interface SetTopicMessage {
+  type: 'setTopic';
+  text: string;
+}
+export interface KickMessage {
+  type: 'kick';
+  name: string;
 }
 
 /** The message box changed; the host keeps the text so it survives a reload. */
@@ -246,6 +421,18 @@ export interface PanelView {
   pendingTexts: string[];
   newMessagesMarkerVisible: boolean;
   draft: string;
+  /** The conversation list as shown: title, counts, and which one is shown. */
+  conversations: { title: string; unread: number; mentions: number; active: boolean; topic: string }[];
+  /** Labels of the welcome's buttons, when the welcome shows instead of a conversation. */
+  welcomeActions: string[];
+  /** "alice is typing…", or empty. */
+  typingText: string;
+  /** Each message's extras, by seq: the quote it answers, "(edited)", and its reactions as "emoji count". */
+  extras: { seq: number; replyQuote: string; edited: boolean; reactions: string[] }[];
+  /** The line above the message box when answering or editing, else empty. */
+  composeBanner: string;
+  /** Texts of the search results shown. */
+  searchHits: string[];
 }
 
 export interface ProbeResultMessage {
@@ -255,6 +442,18 @@ export interface ProbeResultMessage {
 }
 
 export type WebviewToHost =
+  | SwitchConversationMessage
+  | LeaveConversationMessage
+  | JoinRoomMessage
+  | OpenDmMessage
+  | SimpleActionMessage
+  | EditMessage
+  | DeleteMessage
+  | ReactMessage
+  | SearchMessage
+  | JumpToMessage
+  | SetTopicMessage
+  | KickMessage
   | ReadyMessage
   | SendMessage
   | DraftMessage
@@ -279,7 +478,27 @@ const WEBVIEW_MESSAGE_TYPES: ReadonlySet<string> = new Set<WebviewToHost['type']
   'join',
   'startServer',
   'probeResult',
+  'switchConversation',
+  'leaveConversation',
+  'joinRoom',
+  'openDm',
+  'browseRooms',
+  'pasteInvite',
+  'startNewServer',
+  'loadOlder',
+  'typing',
+  'edit',
+  'delete',
+  'react',
+  'search',
+  'jumpTo',
+  'setTopic',
+  'kick',
 ]);
+
+const isSeq = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) > 0;
+const MAX_FIELD_CHARS = 64 * 1024;
+const isText = (value: unknown): boolean => typeof value === 'string' && value.length <= MAX_FIELD_CHARS;
 
 /**
  * Narrows whatever the webview posted to a message the host knows, checking
@@ -291,9 +510,28 @@ export function asWebviewMessage(value: unknown): WebviewToHost | undefined {
   const record = value as Record<string, unknown>;
   const type = record.type;
   if (typeof type !== 'string' || !WEBVIEW_MESSAGE_TYPES.has(type)) return undefined;
+  const ok = (valid: boolean) => (valid ? (record as unknown as WebviewToHost) : undefined);
   switch (type as WebviewToHost['type']) {
     case 'send':
-      return typeof record.text === 'string' && Number.isSafeInteger(record.requestId) ? (record as unknown as WebviewToHost) : undefined;
+      return ok(typeof record.text === 'string' && Number.isSafeInteger(record.requestId) && (record.replyTo === undefined || isSeq(record.replyTo)));
+    case 'switchConversation':
+    case 'leaveConversation':
+      return ok(isText(record.key));
+    case 'joinRoom':
+      return ok(isText(record.room));
+    case 'openDm':
+    case 'kick':
+      return ok(isText(record.name));
+    case 'edit':
+      return ok(isSeq(record.seq) && typeof record.text === 'string');
+    case 'delete':
+    case 'jumpTo':
+      return ok(isSeq(record.seq));
+    case 'react':
+      return ok(isSeq(record.seq) && isText(record.emoji) && typeof record.add === 'boolean');
+    case 'search':
+    case 'setTopic':
+      return ok(isText(record.text));
     case 'draft':
     case 'copy':
     case 'insertCode':

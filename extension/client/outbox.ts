@@ -15,6 +15,8 @@ export interface OutboxEntry {
   text: string;
   /** When it was written (epoch ms). */
   createdAt: number;
+  /** The seq of the message it answers (protocol v2). */
+  replyTo?: number;
 }
 
 /** Where outboxes are kept, each under its own key (extension/storedState.ts gives the real one). */

@@ -63,8 +63,8 @@ export class HostChannel {
   }
 
   /** Asks the host to take a message; undefined when it did not answer in time. */
-  send(text: string): Promise<SendResultMessage | undefined> {
-    return this.sends.request((requestId) => this.post({ type: 'send', text, requestId }), SEND_ANSWER_TIMEOUT_MS);
+  send(text: string, replyTo?: number): Promise<SendResultMessage | undefined> {
+    return this.sends.request((requestId) => this.post({ type: 'send', text, requestId, ...(replyTo !== undefined ? { replyTo } : {}) }), SEND_ANSWER_TIMEOUT_MS);
   }
 
   /** The host's answer to a send. */

@@ -18,6 +18,13 @@ export const ICONS = {
   earlier: 'codicon-fold-up',
   showMore: 'codicon-chevron-down',
   showLess: 'codicon-chevron-up',
+  addRoom: 'codicon-add',
+  close: 'codicon-close',
+  invite: 'codicon-link',
+  reply: 'codicon-reply',
+  react: 'codicon-smiley',
+  edit: 'codicon-edit',
+  delete: 'codicon-trash',
 } as const;
 
 export type IconName = keyof typeof ICONS;

@@ -27,5 +27,24 @@ export function describePanel(document: Document): PanelView {
     pendingTexts: all('#messages li.pending-only .body').map((body) => body.dataset.text ?? ''),
     newMessagesMarkerVisible: !(query('#new-messages')?.hidden ?? true),
     draft: (query('#input') as HTMLTextAreaElement | null)?.value ?? '',
+    conversations: all('#conversation-list li').map((item) => ({
+      title: item.dataset.title ?? '',
+      unread: Number(item.querySelector('.unread-count')?.textContent ?? 0),
+      mentions: Number((item.querySelector('.mention-count')?.textContent ?? '@0').slice(1)),
+      active: item.classList.contains('active'),
+      topic: item.querySelector<HTMLElement>('.conversation-name')?.title ?? '',
+    })),
+    welcomeActions: all('#welcome button').map((button) => button.textContent ?? ''),
+    typingText: query('#typing')?.textContent ?? '',
+    extras: all('#messages li.message[data-seq]')
+      .filter((item) => item.dataset.seq !== '0')
+      .map((item) => ({
+        seq: Number(item.dataset.seq),
+        replyQuote: item.querySelector('.reply-quote')?.textContent ?? '',
+        edited: item.querySelector('.edited') !== null,
+        reactions: [...item.querySelectorAll('.reaction')].map((chip) => `${chip.querySelector('.reaction-emoji')?.textContent ?? ''} ${chip.querySelector('.reaction-count')?.textContent ?? ''}`),
+      })),
+    composeBanner: query('#compose-banner')?.textContent ?? '',
+    searchHits: all('#search-results .search-hit .hit-text').map((hit) => hit.textContent ?? ''),
   };
 }

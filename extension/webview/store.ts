@@ -7,6 +7,7 @@
  * direct messages) once the protocol brings them; today the key is the room.
  */
 import type { ChatEntry, MessageEntry, PendingView, PresenceEntry, StatusView } from '../../shared/webviewMessages';
+import { initialV2State, reduceV2, type V2Event, type V2State } from './v2State';
 
 /** One line of a folded run of arrivals and departures. */
 export interface PresenceLine {
@@ -24,7 +25,9 @@ export type TimelineItem =
   /** The server shut down: never folded into the quiet arrivals and departures. `names` are those it took out of the room. */
   | { kind: 'shutdown'; key: string; ts: number; names: string[] }
   /** This panel lost its connection at `since`, for `reason`; `endedAt` once it was back. */
-  | { kind: 'outage'; key: string; since: number; reason: string; endedAt?: number };
+  | { kind: 'outage'; key: string; since: number; reason: string; endedAt?: number }
+  /** A change of the room's topic. */
+  | { kind: 'topic'; key: string; text: string; ts: number };
 
 /** What the list should do about scrolling after the latest change to its entries. */
 export interface AppendNote {
@@ -71,6 +74,8 @@ export interface PanelState {
   composer: ComposerState;
   /** Others wrote below what is on screen. */
   newMessagesMarker: boolean;
+  /** What protocol 2 brings: conversations, replies, edits, typing, search (v2State.ts). */
+  v2: V2State;
 }
 
 export type Action =
@@ -89,7 +94,8 @@ export type Action =
   | { type: 'focusInput' }
   /** Send Selection's snippet: it joins what is in the box, with the focus, for the person to comment on. */
   | { type: 'addToDraft'; text: string }
-  | { type: 'newMessagesMarker'; visible: boolean };
+  | { type: 'newMessagesMarker'; visible: boolean }
+  | { type: 'v2'; event: V2Event };
 
 /** Rows kept in a folded run of arrivals and departures; the summary still counts them all. */
 export const PRESENCE_ROWS_KEPT = 50;
@@ -105,6 +111,7 @@ export function initialState(draft: string): PanelState {
     maxTextBytes: 4096,
     composer: { draft, notice: '', problem: false, sending: false, typedSinceLoad: false, focusRequest: 0 },
     newMessagesMarker: false,
+    v2: initialV2State(),
   };
 }
 
@@ -173,6 +180,8 @@ export function reduce(state: PanelState, action: Action): PanelState {
       return { ...state, composer: { ...state.composer, focusRequest: state.composer.focusRequest + 1 } };
     case 'newMessagesMarker':
       return state.newMessagesMarker === action.visible ? state : { ...state, newMessagesMarker: action.visible };
+    case 'v2':
+      return reduceV2(state, action.event);
   }
 }
 
@@ -199,6 +208,8 @@ function appendEntries(conversation: Conversation, entries: ChatEntry[], history
       items.push({ kind: 'message', key: `m${entry.seq}`, entry });
       if (entry.mine) mineWrote = true;
       else othersWrote = true;
+    } else if (entry.kind === 'topic') {
+      items.push({ kind: 'topic', key: `t${entry.seq}`, text: entry.topic ? `${entry.by} set the topic: ${entry.topic}` : `${entry.by} cleared the topic`, ts: entry.ts });
     } else {
       addPresence(items, entry);
     }

@@ -18,6 +18,8 @@ function join(port: number, name: string, room: string): Thenable<JoinResult> {
   return vscode.commands.executeCommand<JoinResult>('chatRoom.join', { address: `127.0.0.1:${port}`, name, room });
 }
 
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 describe('Chat Room commands', function () {
   this.timeout(60_000);
   let api: ChatRoomApi;
@@ -297,19 +299,46 @@ describe('Chat Room commands', function () {
       assert.equal(await vscode.env.clipboard.readText(), link);
     });
 
-    it('counts unread messages while the panel is hidden', async () => {
+    it('lives in the Panel: a file opened does not cover it; hidden, its badge counts unread messages, and seeing it clears them', async () => {
+      // Earlier tests may have left a chat tab open (a restored one); this one is about the view.
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      await waitFor('no chat tab', () => api.panel()?.place !== 'tab');
       const raw = await TestClient.join(server.port, 'chatty', { room: 'unread' });
       cleanups.push(() => raw.close());
       assert.equal((await join(server.port, 'quiet', 'unread')).joined, true);
-      await waitFor('the panel', () => api.panel()?.visible);
-      // Another editor opened in the panel's own group hides the panel.
+      await waitFor('the chat in view', () => api.panel()?.visible);
+      assert.equal(api.panel()!.place, 'view', 'the chat is the view in the Panel, not an editor tab');
       await vscode.commands.executeCommand('workbench.action.files.newUntitledFile');
-      await waitFor('the panel to be hidden', () => api.panel()?.visible === false, 5_000);
+      await pause(500);
+      assert.equal(api.panel()!.visible, true, 'an editor opened does not cover the chat');
+      await vscode.commands.executeCommand('workbench.action.closePanel');
+      await waitFor('the chat to be hidden', () => api.panel()?.visible === false, 5_000);
       raw.send({ type: 'say', id: 'u1', text: 'are you there @quiet?' });
       await waitFor('an unread count', () => api.unread() === 1);
-      assert.match(api.panel()!.title, /\(1\)/);
+      assert.equal(api.panel()!.badge, 1, "the view's badge shows it");
       await vscode.commands.executeCommand('chatRoom.openPanel');
       await waitFor('the count to clear', () => api.unread() === 0);
+      assert.equal(api.panel()!.badge, 0);
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+    });
+
+    it('opens the same chat as an editor tab, and a path opened from it goes beside it, never over it', async () => {
+      assert.equal((await join(server.port, 'tabby', 'tabbed')).joined, true);
+      await sendFromPanel(api, 'see chat-link-sample.ts:2');
+      assert.equal(await vscode.commands.executeCommand('chatRoom.openInEditor'), true);
+      await waitFor('the tab to be ready', () => api.panel()?.place === 'tab' && api.panel()?.ready, 20_000);
+      assert.match(api.panel()!.title, /tabbed/);
+      await waitFor('the same conversation in the tab', async () => (await api.probePanel())?.messages.some((message) => message.text === 'see chat-link-sample.ts:2'));
+      const folder = vscode.workspace.workspaceFolders![0];
+      const file = path.join(folder.uri.fsPath, 'chat-link-sample.ts');
+      fs.writeFileSync(file, 'one\ntwo\nthree\n');
+      cleanups.push(() => fs.rmSync(file, { force: true }));
+      const chatTab = vscode.window.tabGroups.all.flatMap((group) => group.tabs).find((tab) => tab.input instanceof vscode.TabInputWebview);
+      assert.ok(chatTab, 'the chat tab is open');
+      api.postFromPanel({ type: 'openPath', path: 'chat-link-sample.ts', line: 2 });
+      await waitFor('the file to open', () => vscode.window.activeTextEditor?.document.uri.fsPath === file);
+      assert.notEqual(vscode.window.activeTextEditor!.viewColumn, chatTab.group.viewColumn, 'the file opened in another group');
+      assert.equal(chatTab.group.activeTab?.input instanceof vscode.TabInputWebview, true, 'the chat is still the tab in sight in its group');
       await vscode.commands.executeCommand('workbench.action.closeAllEditors');
     });
   });

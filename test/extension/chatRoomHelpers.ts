@@ -46,13 +46,15 @@ export function countOf<T>(items: T[], item: T): number {
 
 /**
  * Registers, in the calling `describe`, what every feature suite does after
- * each test: leave the room if one is joined, then run the test's cleanups,
+ * each test: leave every conversation the window holds, then run the test's cleanups,
  * newest first. Returns the list the tests push their cleanups onto.
  */
 export function leaveAndCleanUpAfterEach(): (() => unknown)[] {
   const cleanups: (() => unknown)[] = [];
   afterEach(async () => {
-    if ((await chatRoomApi()).session()) await vscode.commands.executeCommand('chatRoom.leave');
+    // A window may hold several conversations (protocol 2): every one is left, so none outlives its test's server.
+    const api = await chatRoomApi();
+    for (let left = 0; left < 20 && api.session(); left++) await vscode.commands.executeCommand('chatRoom.leave');
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
   return cleanups;

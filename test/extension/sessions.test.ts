@@ -84,14 +84,79 @@ describe('Chat Room sessions', function () {
     assert.deepEqual(presence(watcher).filter((line) => line.startsWith('erin ')), ['erin joined'], 'the room saw nothing');
   });
 
-  it('leaves the old room on purpose when switching: the others there see "left", not "lost connection"', async () => {
+  it('keeps the first room when joining a second (protocol 2): one connection holds both, and the first room sees nobody leave', async () => {
     const watcher = await TestClient.join(server.port, 'watcher', { room: 'first' });
     cleanups.push(() => watcher.close());
     assert.equal((await join(server.port, 'sam', 'first')).joined, true);
+    await watcher.nextFrame((frame) => frame.type === 'joined' && frame.name === 'sam');
     assert.equal((await join(server.port, 'sam', 'second')).joined, true);
     assert.equal(api.session()?.room, 'second');
-    const left = await watcher.nextFrame<LeftEvent>((frame) => frame.type === 'left' && frame.name === 'sam', 5_000);
-    assert.equal(left.reason, 'quit');
+    await pause(1_000);
+    assert.deepEqual(presence(watcher).filter((line) => line.startsWith('sam ')), ['sam joined'], 'sam is still in the first room');
+    assert.deepEqual(api.conversations().map((conversation) => conversation.title).sort(), ['first', 'second']);
+    // What the first room says while the second is shown counts as unread there, and shows once switched back.
+    watcher.send({ type: 'say', id: 'w-1', text: 'while you were in second' });
+    await waitFor('an unread message in first', () => api.conversations().find((conversation) => conversation.title === 'first')?.unread === 1);
+    api.postFromPanel({ type: 'switchConversation', key: api.conversations().find((conversation) => conversation.title === 'first')!.key });
+    await waitFor('first shown again', async () => (await api.probePanel())?.messages.some((message) => message.text === 'while you were in second'));
+    assert.equal(api.session()?.room, 'first');
+  });
+
+  it('moves its read marker sparingly while the chat is in view: not for its own messages, and once for a burst of others\' (a read per message ate the rate budget of the says)', async () => {
+    const proxy = await TcpProxy.start(() => server.port);
+    proxy.recordClientBytes = true;
+    cleanups.push(() => proxy.close());
+    const talker = await TestClient.join(server.port, 'talker', { room: 'marks' });
+    cleanups.push(() => talker.close());
+    assert.equal((await join(proxy.port, 'reader', 'marks')).joined, true);
+    await vscode.commands.executeCommand('chatRoom.openPanel');
+    await waitFor('the chat in view', () => api.panel()?.visible);
+    const readFrames = () => Buffer.concat(proxy.bytesFromClients).toString('utf8').split('\n').filter((line) => line.includes('"type":"read"')).length;
+    const before = readFrames();
+    for (let index = 0; index < 4; index++) await sendFromPanel(api, `mine ${index}`);
+    await pause(1_500);
+    assert.equal(readFrames() - before, 0, 'no read marker for our own messages');
+    for (let index = 0; index < 6; index++) talker.send({ type: 'say', id: `t-${index}`, text: `theirs ${index}` });
+    await waitFor('their messages', () => messageTexts(api).includes('theirs 5'));
+    await pause(2_500);
+    const reads = readFrames() - before;
+    assert.ok(reads >= 1 && reads <= 2, `one or two read markers for a burst of six messages, not ${reads}`);
+  });
+
+  describe('with chatRoom.protocol set to 1 (as against a server from before protocol 2)', () => {
+    before(() => vscode.workspace.getConfiguration('chatRoom').update('protocol', '1', vscode.ConfigurationTarget.Global));
+    after(() => vscode.workspace.getConfiguration('chatRoom').update('protocol', undefined, vscode.ConfigurationTarget.Global));
+
+    it('leaves the old room on purpose when switching: the others there see "left", not "lost connection"', async () => {
+      const watcher = await TestClient.join(server.port, 'watcher', { room: 'first' });
+      cleanups.push(() => watcher.close());
+      assert.equal((await join(server.port, 'sam', 'first')).joined, true);
+      assert.equal((await join(server.port, 'sam', 'second')).joined, true);
+      assert.equal(api.session()?.room, 'second');
+      const left = await watcher.nextFrame<LeftEvent>((frame) => frame.type === 'left' && frame.name === 'sam', 5_000);
+      assert.equal(left.reason, 'quit');
+      assert.deepEqual(api.conversations().map((conversation) => conversation.title), ['second'], 'one room at a time on protocol 1');
+    });
+
+    it('refuses, clearly and once, a name someone else took while it was away, instead of retrying forever', async () => {
+      const proxy = await TcpProxy.start(() => server.port);
+      cleanups.push(() => proxy.close());
+      assert.equal((await join(proxy.port, 'ida', 'taken-while-away')).joined, true);
+      proxy.refusing = true;
+      proxy.cutAll();
+      await waitFor('the drop to be noticed', () => api.session()?.connection.kind === 'reconnecting');
+      const usurper = await TestClient.join(server.port, 'ida', { room: 'taken-while-away' });
+      cleanups.push(() => usurper.close());
+      const accepted = proxy.accepted;
+      proxy.refusing = false;
+      const closed = await waitFor('the session to stop trying', () => (api.session()?.connection.kind === 'disconnected' ? api.session()!.connection : undefined), 15_000);
+      assert.match(closed.kind === 'disconnected' ? closed.reason : '', /already|taken|ida/i);
+      await pause(3_000);
+      assert.equal(proxy.accepted - accepted, 1, 'one attempt, then no more');
+      assert.equal(usurper.closed, false, 'whoever holds the name keeps it');
+      const view = (await api.probePanel())!;
+      assert.ok(view.actions.includes('Join Room'), `the panel offers to join again: ${JSON.stringify(view.actions)}`);
+    });
   });
 
   it('changes nothing when joining the room it is in, under the name it has', async () => {
@@ -147,24 +212,21 @@ describe('Chat Room sessions', function () {
     assert.equal(api.session(), undefined, 'still out of the room');
   });
 
-  it('refuses, clearly and once, a name someone else took while it was away, instead of retrying forever', async () => {
+  it('keeps its name while away (protocol 2): nobody can take it, and it is back in its rooms once the server is reachable', async () => {
     const proxy = await TcpProxy.start(() => server.port);
     cleanups.push(() => proxy.close());
-    assert.equal((await join(proxy.port, 'ida', 'taken-while-away')).joined, true);
+    assert.equal((await join(proxy.port, 'ida', 'kept-while-away')).joined, true);
     proxy.refusing = true;
     proxy.cutAll();
     await waitFor('the drop to be noticed', () => api.session()?.connection.kind === 'reconnecting');
-    const usurper = await TestClient.join(server.port, 'ida', { room: 'taken-while-away' });
+    const usurper = await TestClient.connect(server.port);
     cleanups.push(() => usurper.close());
-    const accepted = proxy.accepted;
+    usurper.send({ type: 'hello', name: 'ida', room: 'kept-while-away' });
+    const refusal = await usurper.nextFrame((frame) => frame.type === 'error');
+    assert.equal(refusal.type === 'error' ? refusal.code : '', 'name_taken', 'the name is kept by its identity');
     proxy.refusing = false;
-    const closed = await waitFor('the session to stop trying', () => (api.session()?.connection.kind === 'disconnected' ? api.session()!.connection : undefined), 15_000);
-    assert.match(closed.kind === 'disconnected' ? closed.reason : '', /already|taken|ida/i);
-    await pause(3_000);
-    assert.equal(proxy.accepted - accepted, 1, 'one attempt, then no more');
-    assert.equal(usurper.closed, false, 'whoever holds the name keeps it');
-    const view = (await api.probePanel())!;
-    assert.ok(view.actions.includes('Join Room'), `the panel offers to join again: ${JSON.stringify(view.actions)}`);
+    await waitFor('back in the room', () => api.session()?.connection.kind === 'connected', 15_000);
+    await sendFromPanel(api, 'still ida');
   });
 
   it('takes its seat back with the secret from its welcome after a drop the server has not noticed: nobody sees it leave', async () => {

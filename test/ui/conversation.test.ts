@@ -66,7 +66,7 @@ describe('Chat Room: a conversation between two people', function () {
   });
 
   it('bob joins, is refused a taken name, picks another, and both see each other', async () => {
-    await joinThroughPrompts(bob.page, `127.0.0.1:${serverPort}`, 'Alice', 'lobby', [{ name: 'bob', expect: 'already in this room' }]);
+    await joinThroughPrompts(bob.page, `127.0.0.1:${serverPort}`, 'Alice', 'lobby', [{ name: 'bob', expect: 'already taken on this server' }]);
     await eventually('bob connected', async () => /Connected to .* as bob/.test(await panelText(bob.page)));
     await eventually('alice sees bob join', async () => (await panelText(alice.page)).includes('bob joined'));
     await eventually('bob sees both members', async () => {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import type { ChatEntry, SnapshotMessage } from '../../shared/webviewMessages';
 import { artifactsDir, closeChromium, launchChromium } from './harness';
-import { IN_LOBBY, PanelPage } from './panelPage';
+import { IN_LOBBY, ONE_ROOM_OF_PROTOCOL_1, PanelPage } from './panelPage';
 
 const MESSAGES = 10_000;
 const RUNS = Number(process.env.FIRST_PAINT_RUNS ?? 7);
@@ -49,7 +49,7 @@ describe('Benchmark: first paint of a conversation with 10,000 messages, in a re
 
   it(`records the time from snapshot to first paint over ${RUNS} fresh panels`, async () => {
     const entries = history();
-    const snapshot: SnapshotMessage = { type: 'snapshot', status: IN_LOBBY, entries, pending: [], historyLimit: MESSAGES, maxTextBytes: 4096 };
+    const snapshot: SnapshotMessage = { type: 'snapshot', status: IN_LOBBY, entries, pending: [], historyLimit: MESSAGES, maxTextBytes: 4096, ...ONE_ROOM_OF_PROTOCOL_1 };
     const newestId = entries.at(-1)!.kind === 'message' ? (entries.at(-1) as { id: string }).id : '';
     const timings: number[] = [];
     /** From the snapshot's arrival in the page, copied and decoded, to the paint: the panel's own share. */

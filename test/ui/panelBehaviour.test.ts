@@ -84,6 +84,8 @@ describe('Chat Room: panel behaviour in a high-contrast theme', function () {
     hana = await startPerson(browser, 'hana', {
       settings: {
         'workbench.colorTheme': 'Default High Contrast',
+        // These behaviours are the editor tab's (hidden behind another editor, and so on).
+        'chatRoom.openIn': 'editor',
         // settings.json is edited by inserting text; the editor must not add brackets or quotes of its own.
         'editor.autoClosingBrackets': 'never',
         'editor.autoClosingQuotes': 'never',
@@ -143,7 +145,8 @@ describe('Chat Room: panel behaviour in a high-contrast theme', function () {
     const frame = await chatFrame(hana.page);
     await frame.locator('#room-title').click();
     const visited: string[] = [];
-    for (let step = 0; step < 12; step++) {
+    // The conversation list and each message's actions are stops too.
+    for (let step = 0; step < 30; step++) {
       await hana.page.keyboard.press('Tab');
       const focused = await focusedControl(frame);
       visited.push(focused);

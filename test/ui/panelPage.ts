@@ -7,8 +7,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import type { ChatEntry, HostToWebview, StatusView, WebviewToHost } from '../../shared/webviewMessages';
+import type { ChatEntry, HostToWebview, SnapshotMessage, StatusView, WebviewToHost } from '../../shared/webviewMessages';
 import { repoRoot } from '../support/codeServerHost';
+
+/** The conversation fields of a snapshot for one room over protocol 1: no list, no replies, edits or paging. */
+export const ONE_ROOM_OF_PROTOCOL_1 = { conversations: [], activeKey: 'lobby', features: { v2: false, owner: false }, hasOlder: false, lastRead: 0, typing: [], roomNames: [] } satisfies Partial<SnapshotMessage>;
 
 export const IN_LOBBY: StatusView = { connection: { kind: 'connected', address: '127.0.0.1:33000' }, me: 'bob', room: 'lobby', members: ['alice', 'bob', 'carol'], memberCount: 3, inRoom: true };
 
@@ -53,7 +56,7 @@ export class PanelPage {
   }
 
   async snapshot(entries: ChatEntry[], status: StatusView = IN_LOBBY, historyLimit = 10_000): Promise<void> {
-    await this.post({ type: 'snapshot', status, entries, pending: [], historyLimit, maxTextBytes: 4096 });
+    await this.post({ type: 'snapshot', status, entries, pending: [], historyLimit, maxTextBytes: 4096, ...ONE_ROOM_OF_PROTOCOL_1 });
   }
 
   /** Everything the webview posted to the host so far. */

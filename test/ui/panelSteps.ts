@@ -127,6 +127,11 @@ export async function reloadWorkbench(person: Person): Promise<void> {
   await runCommand(person.page, 'Developer: Reload Window');
   await reloaded;
   await person.page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
-  await eventually('the chat tab back after the reload', async () => (await chatTab(person.page).count()) === 1, 30_000);
+  // Back as it was: a restored tab, or the view in the Panel.
+  await eventually(
+    'the chat back after the reload',
+    async () => (await chatTab(person.page).count()) === 1 || (await person.page.locator('.part.panel .composite.title').innerText().catch(() => '')).toUpperCase().includes('CHAT ROOM'),
+    30_000,
+  );
   await chatFrame(person.page, 45_000);
 }

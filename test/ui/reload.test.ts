@@ -43,7 +43,8 @@ describe('Chat Room: the panel across hiding and a window reload', function () {
   before(async () => {
     server = await ServerProcess.start();
     browser = await launchChromium();
-    rita = await startPerson(browser, 'rita', { settings: { 'workbench.colorTheme': 'Default Dark Modern' } });
+    // A restored editor tab is what these reloads are about.
+    rita = await startPerson(browser, 'rita', { settings: { 'workbench.colorTheme': 'Default Dark Modern', 'chatRoom.openIn': 'editor' } });
   });
 
   afterEach(async function () {

@@ -7,13 +7,13 @@ import type { Browser } from 'playwright-core';
 import {
   closeChromium,
   dialogText,
+  findFrameWith,
   frameText,
   launchChromium,
   paletteEntries,
   runCommand,
   saveScreenshot,
   startPerson,
-  waitForWebviewContent,
   type Person,
 } from './harness';
 
@@ -44,14 +44,21 @@ describe('UI pipeline (code-server + Chromium + packaged extension)', function (
     assert.ok(entries.some((label) => label.startsWith('Chat Room: Join Room')), `palette: ${entries.join(' | ')}`);
   });
 
-  it('opens the chat panel as a webview and saves a screenshot', async () => {
+  it('opens the chat as a view in the Panel, welcoming a new user (no "Disconnected"), and saves a screenshot', async () => {
     const page = alice!.page;
     await runCommand(page, 'Chat Room: Open Chat Panel');
     const error = await dialogText(page, 1_500);
     assert.equal(error, undefined, `the command reported: ${error}`);
-    const frame = await waitForWebviewContent(page);
+    const frame = await findFrameWith(page, '#welcome');
     const shown = await frameText(frame);
     assert.ok(shown.length > 0, 'the chat panel shows no text');
+    // In the Panel, under its own view container (not an editor tab).
+    assert.equal(await page.locator('.part.panel .pane-header', { hasText: 'Chat Room' }).count() + (await page.locator('.part.panel .composite.title', { hasText: 'Chat Room' }).count()) > 0, true, 'the chat is in the Panel');
+    assert.equal(await page.locator('.part.editor .tab', { hasText: 'Chat' }).count(), 0, 'no editor tab');
+    const welcome = await frame.locator('#welcome button').allInnerTexts();
+    assert.deepEqual(welcome.map((label) => label.trim()), ['Start a Server', 'Join a Room', 'Paste an Invite']);
+    assert.equal(await frame.locator('#connection').count(), 0, 'no connection line, so no "Disconnected"');
+    assert.ok(!/disconnected/i.test(shown), shown);
     const screenshot = await saveScreenshot(page, 'smoke-chat-panel');
     assert.ok(existsSync(screenshot) && statSync(screenshot).size > 10_000, `screenshot ${screenshot} is missing or empty`);
   });

@@ -83,7 +83,8 @@ describe('Chat Room: what a person types, clicks and reads', function () {
   before(async () => {
     server = await ServerProcess.start();
     browser = await launchChromium();
-    wanda = await startPerson(browser, 'wanda', { settings: { 'workbench.colorTheme': 'Default Dark Modern' } });
+    // Hidden behind an editor and brought back: the editor tab's behaviours.
+    wanda = await startPerson(browser, 'wanda', { settings: { 'workbench.colorTheme': 'Default Dark Modern', 'chatRoom.openIn': 'editor' } });
     chatty = await TestClient.join(server.port, 'chatty', { room: 'words' });
     rawClients.push(chatty);
   });

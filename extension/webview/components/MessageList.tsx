@@ -5,6 +5,7 @@ import type { Conversation, PresenceLine, TimelineItem } from '../store';
 import { clock, dateAndTime, layoutTimeline, type Row } from '../timeline';
 import { Icon } from './Icon';
 import { MessageBody } from './MessageBody';
+import { MessageExtras, ReplyQuote } from './MessageExtras';
 
 interface Props {
   conversation: Conversation;
@@ -192,6 +193,12 @@ function Item({ item }: { item: Exclude<TimelineItem, { kind: 'message' }> }) {
       );
     case 'presence':
       return <PresenceRun lines={item.lines} count={item.count} />;
+    case 'topic':
+      return (
+        <li class="system topic">
+          <span class="system-text">{item.text}</span> <Time ts={item.ts} />
+        </li>
+      );
     case 'notice':
       return (
         <li class="system failed">
@@ -235,7 +242,9 @@ function Message({ entry, isPending, continued = false, mentionsMe = false, extr
           {sendState}
         </div>
       )}
+      <ReplyQuote entry={entry} />
       <MessageBody text={entry.text} />
+      <MessageExtras entry={entry} isPending={isPending} />
     </li>
   );
 }

@@ -1,0 +1,677 @@
+/**
+ * The extension's side of wire protocol v2: one connection to a chat server
+ * carrying many conversations (rooms and direct messages), kept alive across
+ * drops. It sits beside the v1 state machine (chatClient.ts) over the same
+ * {@link LineTransport}, {@link Outbox} and backoff schedule.
+ *
+ * What it promises, as the v1 client does and more:
+ * - every change it sends (say, edit, delete, react, read, topic, kick, part)
+ *   carries an id and is kept until the server answers it; after a reconnect
+ *   it goes again with the same id, which the server applies once. Messages
+ *   wait in each room's outbox, kept in a store, so they survive a reload too;
+ * - after a drop it says hello again with the name's key, joins every room it
+ *   was in with the last seq it saw there (the server replays what was
+ *   missed), and drops any event at or below that seq, so nothing shows twice;
+ * - requests (history, search, room and member lists, conversations, DMs)
+ *   are answered by id, or fail once the connection they went out on is gone;
+ * - a refused hello (a name kept by someone else, a wrong token) is final.
+ *
+ * Which protocol: before its hello, the client asks a question only a v2
+ * server knows (a `conversations` request). A v2 server answers `not_joined`
+ * ("say hello first"); a server from before v2 answers `bad_frame` (an unknown
+ * frame). Both keep the connection open, and no hello has been said, so the
+ * old server's room hears nothing: the client closes and reports `v1only`,
+ * and the session speaks v1 instead. (Sent straight away, a v2 hello is
+ * taken by an old server as a v1 hello for the lobby: it ignores the
+ * `protocol` field, so the person would walk into the lobby and out again.)
+ *
+ * It does not import `vscode`: the socket tests drive it from plain Node.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Disposable, type IDisposable, toDisposable } from '../../shared/disposable';
+import { encodeFrame, parseServerFrameV2 } from '../../shared/framing';
+import { roomKey } from '../../shared/names';
+import { MAX_SERVER_FRAME_BYTES } from '../../shared/protocol';
+import {
+  type AckV2Frame,
+  type ClientFrameV2,
+  type ConversationListFrame,
+  type DmOpenedFrame,
+  type ErrorCodeV2,
+  type ErrorV2Frame,
+  FATAL_ERRORS_V2,
+  type HistoryPageFrame,
+  IDENTITY_KEY_MAX_CHARS,
+  IDENTITY_KEY_MIN_CHARS,
+  type MemberListFrame,
+  type PartedFrame,
+  PROTOCOL_V2,
+  type ReadMarkerFrame,
+  type RoomEventV2,
+  type RoomListFrame,
+  type RoomStateFrame,
+  type SearchResultsFrame,
+  type ServerFrameV2,
+  TYPING_MIN_INTERVAL_MS,
+  type TypingEvent,
+  type WelcomeV2Frame,
+} from '../../shared/protocolV2';
+import { checkServerFrameV2 } from '../../shared/serverFramesV2';
+import { Emitter } from '../emitter';
+import type { RefusalCode } from './chatClient';
+import { Outbox, type OutboxEntry, type OutboxStorage, outboxKey } from './outbox';
+import { DEFAULT_BACKOFF, looksLikeRestart, reconnectDelay } from './reconnectPolicy';
+import { LineTransport, type TransportEnd } from './transport';
+
+export interface ChatClientV2Options {
+  host: string;
+  port: number;
+  name: string;
+  clientId: string;
+  token?: string;
+  fingerprint?: string;
+  /** The name's identity key on this server; without one the client makes one (and reports it through `onKey`). */
+  key?: string;
+  outboxes: OutboxStorage;
+  connectTimeoutMs?: number;
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  maxLoopbackBackoffMs?: number;
+  /** How long a request may wait for its answer. */
+  requestTimeoutMs?: number;
+}
+
+export type ClientStateV2 =
+  | { kind: 'connecting' }
+  | { kind: 'connected'; welcome: WelcomeV2Frame }
+  | { kind: 'reconnecting'; retryAt: number; attempt: number; reason: string }
+  | { kind: 'closed'; reason: string; code?: RefusalCode | ErrorCodeV2 };
+
+export type FirstOutcomeV2 =
+  | { kind: 'welcome'; welcome: WelcomeV2Frame }
+  | { kind: 'refused'; code: RefusalCode | ErrorCodeV2; message: string }
+  | { kind: 'unreachable'; reason: string }
+  /** The server predates protocol v2: speak v1 to it. */
+  | { kind: 'v1only' };
+
+/** How a join ended: the room's state, or the server's refusal. */
+export type JoinOutcome = { ok: true; state: RoomStateFrame } | { ok: false; code: ErrorCodeV2 | 'disconnected'; message: string };
+
+/** The answer to a request or a change: the frame, or why there is none. */
+export type Answer<T> = { ok: true; frame: T } | { ok: false; code: ErrorCodeV2 | 'disconnected' | 'timeout'; message: string };
+
+/** A change the server has not answered yet; sent again, with its id, after a reconnect. */
+type PendingChange = { frame: ClientFrameV2 & { id: string; room: string }; settle(answer: Answer<AckV2Frame>): void };
+
+interface PendingRequest {
+  settle(answer: Answer<ServerFrameV2>): void;
+  timer: IDisposable;
+}
+
+/** One room this client is in (or on its way into). */
+interface RoomTrack {
+  /** As the person named it, until the server's canonical spelling arrives. */
+  room: string;
+  lastSeq: number;
+  /** The join on the current connection has been answered with `roomState`. */
+  joined: boolean;
+  joinId: string | undefined;
+  outbox: Outbox;
+  waiters: ((outcome: JoinOutcome) => void)[];
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 15_000;
+/** Answers that end the first attempt for good: a person has to act. */
+const HELLO_REFUSALS: ReadonlySet<string> = new Set(['name_reserved', 'name_taken', 'bad_name', 'unauthorized', 'locked_out', 'rate_limited', 'bad_frame', 'name_released']);
+/** A message refused for these reasons will never be taken; it leaves the outbox. */
+const PERMANENT_SAY_ERRORS: ReadonlySet<string> = new Set(['too_long', 'bad_frame', 'not_found', 'forbidden', 'not_joined']);
+const RETRY_AFTER_MS = 2_000;
+const PROBE_ID = 'protocol-probe';
+
+/** A fresh identity key: 32 random bytes, as the server would make (protocol.md, "Identity"). */
+export function newIdentityKey(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** Whether a string can be a key this client sends. */
+export function plausibleKey(key: unknown): key is string {
+  return typeof key === 'string' && key.length >= IDENTITY_KEY_MIN_CHARS && key.length <= IDENTITY_KEY_MAX_CHARS;
+}
+
+export class ChatClientV2 extends Disposable {
+  private readonly stateEmitter = this.register(new Emitter<ClientStateV2>());
+  private readonly roomStateEmitter = this.register(new Emitter<RoomStateFrame>());
+  private readonly eventEmitter = this.register(new Emitter<RoomEventV2>());
+  private readonly typingEmitter = this.register(new Emitter<TypingEvent>());
+  private readonly readMarkerEmitter = this.register(new Emitter<ReadMarkerFrame>());
+  private readonly partedEmitter = this.register(new Emitter<PartedFrame>());
+  private readonly outboxEmitter = this.register(new Emitter<{ room: string; entries: readonly OutboxEntry[] }>());
+  private readonly failureEmitter = this.register(new Emitter<{ room: string; id: string; text: string; code: string; reason: string }>());
+  private readonly errorEmitter = this.register(new Emitter<ErrorV2Frame>());
+  private readonly keyEmitter = this.register(new Emitter<string>());
+  private readonly frameEmitter = this.register(new Emitter<ServerFrameV2>());
+
+  readonly onState = this.stateEmitter.event;
+  /** A room let us in (again, after a reconnect too): its state before its replay. */
+  readonly onRoomState = this.roomStateEmitter.event;
+  /** Room events not seen before, each room's oldest first. */
+  readonly onEvent = this.eventEmitter.event;
+  readonly onTyping = this.typingEmitter.event;
+  /** Our read marker moved in another window of ours. */
+  readonly onReadMarker = this.readMarkerEmitter.event;
+  /** We are out of a room we did not part here (kicked, or parted in another window). */
+  readonly onParted = this.partedEmitter.event;
+  readonly onOutbox = this.outboxEmitter.event;
+  /** A message the server will never take. */
+  readonly onSendFailure = this.failureEmitter.event;
+  readonly onServerError = this.errorEmitter.event;
+  /** The key to keep for this name on this server (one this client made, or the server's). */
+  readonly onKey = this.keyEmitter.event;
+  readonly onFrame = this.frameEmitter.event;
+
+  private currentState: ClientStateV2 = { kind: 'connecting' };
+  private transport: LineTransport | undefined;
+  private retryTimer: IDisposable | undefined;
+  private attempt = 0;
+  private welcomed = false;
+  /** This connection has said hello (after the probe's answer). */
+  private helloSent = false;
+  private everWelcomed = false;
+  private key: string;
+  private readonly rooms = new Map<string, RoomTrack>();
+  private readonly changes = new Map<string, PendingChange>();
+  private readonly requests = new Map<string, PendingRequest>();
+  private readonly retryTimers = new Map<string, IDisposable>();
+  private readonly lastTypingAt = new Map<string, number>();
+  private firstOutcomeResolve: ((outcome: FirstOutcomeV2) => void) | undefined;
+  private readonly firstOutcomePromise: Promise<FirstOutcomeV2>;
+
+  constructor(private readonly options: ChatClientV2Options) {
+    super();
+    this.key = plausibleKey(options.key) ? options.key : newIdentityKey();
+    this.firstOutcomePromise = new Promise((resolve) => (this.firstOutcomeResolve = resolve));
+    this.register(toDisposable(() => this.dropTransport('The client was closed.')));
+    this.register(toDisposable(() => this.retryTimer?.dispose()));
+    this.register(toDisposable(() => this.retryTimers.forEach((timer) => timer.dispose())));
+    this.register(toDisposable(() => this.rooms.forEach((track) => track.outbox.dispose())));
+    this.register(toDisposable(() => this.settleFirstOutcome({ kind: 'unreachable', reason: 'The client was closed.' })));
+  }
+
+  get state(): ClientStateV2 {
+    return this.currentState;
+  }
+
+  get address(): string {
+    return `${this.options.host}:${this.options.port}`;
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** The identity key this client says hello with. */
+  get identityKey(): string {
+    return this.key;
+  }
+
+  /** The rooms this client is in or joining, by the spelling the server gave (or the one asked for). */
+  get roomNames(): string[] {
+    return [...this.rooms.values()].map((track) => track.room);
+  }
+
+  lastSeq(room: string): number {
+    return this.rooms.get(roomKey(room))?.lastSeq ?? 0;
+  }
+
+  pending(room: string): readonly OutboxEntry[] {
+    return this.rooms.get(roomKey(room))?.outbox.entries ?? [];
+  }
+
+  isJoined(room: string): boolean {
+    return this.rooms.get(roomKey(room))?.joined === true;
+  }
+
+  firstOutcome(): Promise<FirstOutcomeV2> {
+    return this.firstOutcomePromise;
+  }
+
+  connect(): void {
+    if (this.isDisposed || this.currentState.kind === 'closed') return;
+    this.retryTimer?.dispose();
+    this.retryTimer = undefined;
+    this.dropTransport('Reconnecting.');
+    this.setState({ kind: 'connecting' });
+    const transport = new LineTransport({
+      host: this.options.host,
+      port: this.options.port,
+      ...(this.options.fingerprint !== undefined ? { fingerprint: this.options.fingerprint } : {}),
+      maxLineBytes: MAX_SERVER_FRAME_BYTES,
+      answerTimeoutMs: this.options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+    });
+    this.transport = transport;
+    transport.onOpen(() => this.write({ type: 'conversations', id: PROBE_ID }));
+    transport.onLine((bytes) => this.receive(bytes, transport));
+    transport.onEnd((end) => this.onTransportEnd(end, transport));
+  }
+
+  reconnectNow(): void {
+    if (this.currentState.kind === 'reconnecting') {
+      this.attempt = 0;
+      this.connect();
+    }
+  }
+
+  /**
+   * Joins a room (or a DM of ours), or shows it again when we are in it.
+   * Resolves with its state, or the refusal; a room refused stays out of the
+   * rooms this client rejoins.
+   */
+  join(room: string): Promise<JoinOutcome> {
+    const key = roomKey(room);
+    let track = this.rooms.get(key);
+    if (!track) {
+      track = { room, lastSeq: 0, joined: false, joinId: undefined, outbox: this.openOutbox(room), waiters: [] };
+      this.rooms.set(key, track);
+    }
+    const outcome = new Promise<JoinOutcome>((resolve) => track.waiters.push(resolve));
+    if (this.welcomed) this.sendJoin(track);
+    return outcome;
+  }
+
+  /** Leaves a room on purpose, as a person (the room hears `left`, and it leaves our conversations). */
+  async part(room: string): Promise<Answer<AckV2Frame>> {
+    const key = roomKey(room);
+    const track = this.rooms.get(key);
+    this.rooms.delete(key);
+    track?.outbox.dispose();
+    for (const waiter of track?.waiters.splice(0) ?? []) waiter({ ok: false, code: 'not_joined', message: `You left ${room}.` });
+    return this.change({ type: 'part', id: randomUUID(), room: track?.room ?? room });
+  }
+
+  /** Queues a message for a room; it goes now if we are in the room, else once we are. Returns its id. */
+  say(room: string, text: string, replyTo?: number): string {
+    const track = this.rooms.get(roomKey(room));
+    if (!track) throw new Error(`Not in ${room}.`);
+    const id = randomUUID();
+    track.outbox.add({ id, text, createdAt: Date.now(), ...(replyTo !== undefined ? { replyTo } : {}) });
+    if (track.joined && this.welcomed) this.writeSay(track, track.outbox.entries[track.outbox.entries.length - 1]);
+    return id;
+  }
+
+  edit(room: string, target: number, text: string): Promise<Answer<AckV2Frame>> {
+    return this.change({ type: 'edit', id: randomUUID(), room: this.canonical(room), target, text });
+  }
+
+  delete(room: string, target: number): Promise<Answer<AckV2Frame>> {
+    return this.change({ type: 'delete', id: randomUUID(), room: this.canonical(room), target });
+  }
+
+  react(room: string, target: number, emoji: string, add: boolean): Promise<Answer<AckV2Frame>> {
+    return this.change({ type: 'react', id: randomUUID(), room: this.canonical(room), target, emoji, add });
+  }
+
+  read(room: string, seq: number): Promise<Answer<AckV2Frame>> {
+    return this.change({ type: 'read', id: randomUUID(), room: this.canonical(room), seq });
+  }
+
+  setTopic(room: string, text: string): Promise<Answer<AckV2Frame>> {
+    return this.change({ type: 'topic', id: randomUUID(), room: this.canonical(room), text });
+  }
+
+  kick(room: string, name: string): Promise<Answer<AckV2Frame>> {
+    return this.change({ type: 'kick', id: randomUUID(), room: this.canonical(room), name });
+  }
+
+  /** Tells the room we are typing; at most once per TYPING_MIN_INTERVAL_MS a room (the server drops the rest anyway). */
+  typing(room: string): void {
+    const key = roomKey(room);
+    const now = Date.now();
+    if (!this.rooms.get(key)?.joined || now - (this.lastTypingAt.get(key) ?? 0) < TYPING_MIN_INTERVAL_MS) return;
+    this.lastTypingAt.set(key, now);
+    this.write({ type: 'typing', room: this.canonical(room) });
+  }
+
+  history(room: string, before: number, limit?: number): Promise<Answer<HistoryPageFrame>> {
+    return this.request<HistoryPageFrame>({ type: 'history', id: randomUUID(), room: this.canonical(room), before, ...(limit !== undefined ? { limit } : {}) }, 'historyPage');
+  }
+
+  search(room: string, text: string, before?: number): Promise<Answer<SearchResultsFrame>> {
+    return this.request<SearchResultsFrame>({ type: 'search', id: randomUUID(), room: this.canonical(room), text, ...(before !== undefined ? { before } : {}) }, 'searchResults');
+  }
+
+  listRooms(after?: string): Promise<Answer<RoomListFrame>> {
+    return this.request<RoomListFrame>({ type: 'listRooms', id: randomUUID(), ...(after !== undefined ? { after } : {}) }, 'roomList');
+  }
+
+  listMembers(room: string, after?: string): Promise<Answer<MemberListFrame>> {
+    return this.request<MemberListFrame>({ type: 'listMembers', id: randomUUID(), room: this.canonical(room), ...(after !== undefined ? { after } : {}) }, 'memberList');
+  }
+
+  conversations(after?: string): Promise<Answer<ConversationListFrame>> {
+    return this.request<ConversationListFrame>({ type: 'conversations', id: randomUUID(), ...(after !== undefined ? { after } : {}) }, 'conversationList');
+  }
+
+  openDm(names: string[]): Promise<Answer<DmOpenedFrame>> {
+    return this.request<DmOpenedFrame>({ type: 'openDm', id: randomUUID(), with: names }, 'dmOpened');
+  }
+
+  /**
+   * Leaves on purpose: says bye (every room hears `left` with `quit`; they
+   * stay among our conversations), closes, and never reconnects.
+   */
+  leave(): Promise<void> {
+    const transport = this.transport;
+    const bye = transport !== undefined && this.welcomed ? encodeFrame({ type: 'bye' }) : undefined;
+    this.transport = undefined;
+    this.welcomed = false;
+    this.retryTimer?.dispose();
+    this.failOpenRequests('You left.');
+    this.setState({ kind: 'closed', reason: 'You left.' });
+    this.settleFirstOutcome({ kind: 'unreachable', reason: 'You left.' });
+    return transport ? transport.end(bye, 1_000) : Promise.resolve();
+  }
+
+  private canonical(room: string): string {
+    return this.rooms.get(roomKey(room))?.room ?? room;
+  }
+
+  private openOutbox(room: string): Outbox {
+    const outbox = new Outbox(this.options.outboxes, outboxKey({ host: this.options.host, port: this.options.port, room, name: this.options.name }));
+    outbox.onChange((entries) => this.outboxEmitter.fire({ room: this.canonical(room), entries }));
+    return outbox;
+  }
+
+  private change(frame: PendingChange['frame']): Promise<Answer<AckV2Frame>> {
+    return new Promise((resolve) => {
+      this.changes.set(frame.id, { frame, settle: resolve });
+      if (this.welcomed && (frame.type === 'part' || this.rooms.get(roomKey(frame.room))?.joined)) this.write(frame);
+    });
+  }
+
+  private request<T extends ServerFrameV2>(frame: ClientFrameV2 & { id: string }, answerType: T['type']): Promise<Answer<T>> {
+    if (!this.welcomed) return Promise.resolve({ ok: false, code: 'disconnected', message: 'Not connected to the server just now.' });
+    return new Promise((resolve) => {
+      const handle = setTimeout(() => {
+        this.requests.delete(frame.id);
+        resolve({ ok: false, code: 'timeout', message: 'The server did not answer in time.' });
+      }, this.options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
+      this.requests.set(frame.id, {
+        timer: toDisposable(() => clearTimeout(handle)),
+        settle: (answer) => {
+          if (answer.ok && answer.frame.type !== answerType) {
+            resolve({ ok: false, code: 'bad_frame', message: `The server answered with ${answer.frame.type}.` });
+            return;
+          }
+          resolve(answer as Answer<T>);
+        },
+      });
+      this.write(frame);
+    });
+  }
+
+  private sayHello(): void {
+    this.helloSent = true;
+    const hello: ClientFrameV2 = { type: 'hello', protocol: PROTOCOL_V2, name: this.options.name, clientId: this.options.clientId, key: this.key };
+    if (this.options.token) hello.token = this.options.token;
+    this.write(hello);
+  }
+
+  private receive(bytes: Buffer, transport: LineTransport): void {
+    if (this.transport !== transport) return;
+    const parsed = parseServerFrameV2(bytes);
+    if (!parsed.ok) return;
+    // A frame whose fields are not what the protocol says is skipped: a hostile server gets no further than that.
+    const frame = checkServerFrameV2(parsed.frame);
+    if (!frame) return;
+    this.frameEmitter.fire(frame);
+    this.handleFrame(frame, transport);
+  }
+
+  private handleFrame(frame: ServerFrameV2, transport: LineTransport): void {
+    if (!this.helloSent) {
+      // The probe's answer: "say hello first" (with the probe's id) is a v2 server; a server from
+      // before v2 calls the frame unknown (bad_frame, without an id). Anything else is not a chat server we know.
+      if (frame.type === 'error' && frame.code === 'not_joined' && frame.id === PROBE_ID) this.sayHello();
+      else if (frame.type === 'error' && frame.id !== PROBE_ID && frame.code !== 'bad_frame') this.onError(frame, transport);
+      else if (frame.type !== 'ping') this.fallBackToV1();
+      return;
+    }
+    switch (frame.type) {
+      case 'welcome':
+        return this.onWelcome(frame, transport);
+      case 'roomState':
+        return this.onRoomStateFrame(frame);
+      case 'message':
+      case 'edited':
+      case 'deleted':
+      case 'reactions':
+      case 'topic':
+      case 'owner':
+      case 'joined':
+      case 'left': {
+        const track = this.rooms.get(roomKey(frame.room));
+        if (!track || frame.seq <= track.lastSeq) return;
+        track.lastSeq = frame.seq;
+        this.eventEmitter.fire(frame);
+        return;
+      }
+      case 'typing':
+        this.typingEmitter.fire(frame);
+        return;
+      case 'readMarker':
+        this.readMarkerEmitter.fire(frame);
+        return;
+      case 'parted': {
+        const track = this.rooms.get(roomKey(frame.room));
+        this.rooms.delete(roomKey(frame.room));
+        track?.outbox.dispose();
+        this.partedEmitter.fire(frame);
+        return;
+      }
+      case 'ack':
+        return this.onAck(frame);
+      case 'error':
+        return this.onError(frame, transport);
+      case 'ping':
+        this.write({ type: 'pong' });
+        return;
+      case 'pong':
+        return;
+      default:
+        // Answers to requests.
+        if ('id' in frame && typeof frame.id === 'string') this.settleRequest(frame.id, { ok: true, frame });
+    }
+  }
+
+  private onWelcome(welcome: WelcomeV2Frame, transport: LineTransport): void {
+    if (welcome.protocol !== PROTOCOL_V2) {
+      // A server that ignored the probe's meaning and took us in under v1 anyway: not ours to speak to as v2.
+      this.fallBackToV1();
+      return;
+    }
+    this.welcomed = true;
+    this.everWelcomed = true;
+    this.attempt = 0;
+    transport.stopAnswerTimer();
+    if (plausibleKey(welcome.key) && welcome.key !== this.key) this.key = welcome.key;
+    this.keyEmitter.fire(this.key);
+    this.setState({ kind: 'connected', welcome });
+    this.settleFirstOutcome({ kind: 'welcome', welcome });
+    for (const track of this.rooms.values()) this.sendJoin(track);
+    // Parts go at once; other changes wait for their room's join.
+    for (const change of this.changes.values()) if (change.frame.type === 'part') this.write(change.frame);
+  }
+
+  private sendJoin(track: RoomTrack): void {
+    track.joined = false;
+    track.joinId = randomUUID();
+    this.write({ type: 'join', id: track.joinId, room: track.room, ...(track.lastSeq > 0 ? { lastSeq: track.lastSeq } : {}) });
+  }
+
+  private onRoomStateFrame(state: RoomStateFrame): void {
+    const track = [...this.rooms.values()].find((candidate) => candidate.joinId === state.id);
+    if (!track) return;
+    this.rooms.delete(roomKey(track.room));
+    track.room = state.room;
+    this.rooms.set(roomKey(state.room), track);
+    track.joined = true;
+    // A server that lost its history (started with --memory) counts from 0 again.
+    if (state.seq < track.lastSeq) track.lastSeq = state.seq;
+    this.roomStateEmitter.fire(state);
+    for (const waiter of track.waiters.splice(0)) waiter({ ok: true, state });
+    for (const entry of track.outbox.entries) this.writeSay(track, entry);
+    for (const change of this.changes.values()) if (change.frame.type !== 'part' && roomKey(change.frame.room) === roomKey(state.room)) this.write(change.frame);
+  }
+
+  private writeSay(track: RoomTrack, entry: OutboxEntry): void {
+    this.write({ type: 'say', id: entry.id, room: track.room, text: entry.text, ...(entry.replyTo !== undefined ? { replyTo: entry.replyTo } : {}) });
+  }
+
+  private onAck(ack: AckV2Frame): void {
+    for (const track of this.rooms.values()) {
+      if (track.joinId === ack.id) return;
+      if (track.outbox.find(ack.id)) {
+        this.takeOut(track, ack.id);
+        return;
+      }
+    }
+    const change = this.changes.get(ack.id);
+    if (change) {
+      this.changes.delete(ack.id);
+      change.settle({ ok: true, frame: ack });
+    }
+  }
+
+  private onError(error: ErrorV2Frame, transport: LineTransport): void {
+    this.errorEmitter.fire(error);
+    const id = error.id;
+    if (id !== undefined) {
+      const track = [...this.rooms.values()].find((candidate) => candidate.joinId === id);
+      if (track) {
+        // A room refused: it leaves the rooms this client rejoins, but its outbox stays stored.
+        this.rooms.delete(roomKey(track.room));
+        track.outbox.dispose();
+        for (const waiter of track.waiters.splice(0)) waiter({ ok: false, code: error.code, message: error.message });
+        return;
+      }
+      for (const room of this.rooms.values()) {
+        const entry = room.outbox.find(id);
+        if (entry) return this.onSayError(room, entry, error);
+      }
+      const change = this.changes.get(id);
+      if (change) {
+        if (error.code === 'rate_limited' || error.code === 'storage_failed') return this.retryLater(id, () => this.write(change.frame));
+        this.changes.delete(id);
+        change.settle({ ok: false, code: error.code, message: error.message });
+        return;
+      }
+      if (this.requests.has(id)) return this.settleRequest(id, { ok: false, code: error.code, message: error.message });
+    }
+    if (!this.welcomed && HELLO_REFUSALS.has(error.code)) {
+      this.refuse(error.code, error.message);
+      return;
+    }
+    if (FATAL_ERRORS_V2.has(error.code) && this.welcomed && (error.code === 'name_released' || error.code === 'name_reserved')) {
+      this.refuse(error.code, error.message);
+      return;
+    }
+    if (FATAL_ERRORS_V2.has(error.code) || !this.welcomed) transport.setCloseReason(error.message);
+  }
+
+  private onSayError(track: RoomTrack, entry: OutboxEntry, error: ErrorV2Frame): void {
+    if (PERMANENT_SAY_ERRORS.has(error.code)) {
+      this.takeOut(track, entry.id);
+      this.failureEmitter.fire({ room: track.room, id: entry.id, text: entry.text, code: error.code, reason: error.message });
+      return;
+    }
+    this.retryLater(entry.id, () => {
+      if (track.joined && track.outbox.find(entry.id)) this.writeSay(track, entry);
+    });
+  }
+
+  private retryLater(id: string, resend: () => void): void {
+    this.retryTimers.get(id)?.dispose();
+    const handle = setTimeout(() => {
+      this.retryTimers.delete(id);
+      if (this.welcomed) resend();
+    }, RETRY_AFTER_MS);
+    this.retryTimers.set(id, toDisposable(() => clearTimeout(handle)));
+  }
+
+  private takeOut(track: RoomTrack, id: string): void {
+    track.outbox.remove(id);
+    this.retryTimers.get(id)?.dispose();
+    this.retryTimers.delete(id);
+  }
+
+  private settleRequest(id: string, answer: Answer<ServerFrameV2>): void {
+    const request = this.requests.get(id);
+    if (!request) return;
+    this.requests.delete(id);
+    request.timer.dispose();
+    request.settle(answer);
+  }
+
+  private failOpenRequests(reason: string): void {
+    for (const id of [...this.requests.keys()]) this.settleRequest(id, { ok: false, code: 'disconnected', message: reason });
+  }
+
+  private fallBackToV1(): void {
+    this.dropTransport('The server speaks protocol 1 only.');
+    this.setState({ kind: 'closed', reason: 'The server speaks protocol 1 only.', code: 'unsupported' });
+    this.settleFirstOutcome({ kind: 'v1only' });
+  }
+
+  private refuse(code: RefusalCode | ErrorCodeV2, message: string): void {
+    this.dropTransport(message);
+    for (const track of this.rooms.values()) for (const waiter of track.waiters.splice(0)) waiter({ ok: false, code: code === 'fingerprint_mismatch' ? 'unauthorized' : code, message });
+    this.setState({ kind: 'closed', reason: message, code });
+    this.settleFirstOutcome({ kind: 'refused', code, message });
+  }
+
+  private onTransportEnd(end: TransportEnd, transport: LineTransport): void {
+    if (this.transport !== transport) return;
+    if (end.kind === 'pinMismatch') {
+      this.refuse('fingerprint_mismatch', end.reason);
+      return;
+    }
+    this.dropTransport(end.reason);
+    if (this.isDisposed || this.currentState.kind === 'closed') return;
+    if (!this.everWelcomed) this.settleFirstOutcome({ kind: 'unreachable', reason: end.reason });
+    const policy = {
+      initialMs: this.options.initialBackoffMs ?? DEFAULT_BACKOFF.initialMs,
+      maxMs: this.options.maxBackoffMs ?? DEFAULT_BACKOFF.maxMs,
+      maxLoopbackMs: this.options.maxLoopbackBackoffMs ?? DEFAULT_BACKOFF.maxLoopbackMs,
+    };
+    const delay = reconnectDelay(policy, this.attempt, looksLikeRestart(this.options.host, end.errorCode), Math.random());
+    this.attempt += 1;
+    this.setState({ kind: 'reconnecting', retryAt: Date.now() + delay, attempt: this.attempt, reason: end.reason });
+    const handle = setTimeout(() => this.connect(), delay);
+    this.retryTimer = toDisposable(() => clearTimeout(handle));
+  }
+
+  private write(frame: ClientFrameV2): void {
+    this.transport?.write(encodeFrame(frame));
+  }
+
+  private dropTransport(reason: string): void {
+    this.transport?.dispose();
+    this.transport = undefined;
+    this.welcomed = false;
+    this.helloSent = false;
+    for (const track of this.rooms.values()) track.joined = false;
+    this.failOpenRequests(reason);
+  }
+
+  private setState(state: ClientStateV2): void {
+    this.currentState = state;
+    this.stateEmitter.fire(state);
+  }
+
+  private settleFirstOutcome(outcome: FirstOutcomeV2): void {
+    const resolve = this.firstOutcomeResolve;
+    this.firstOutcomeResolve = undefined;
+    resolve?.(outcome);
+  }
+}
