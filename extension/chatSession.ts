@@ -61,6 +61,8 @@ export class ChatSession extends Disposable implements RoomSession {
   readonly onTyping: vscode.Event<string[]> = this.neverEmitter.event;
   private readonly countsEmitter = this.register(new vscode.EventEmitter<void>());
   readonly onCounts = this.countsEmitter.event;
+  private readonly resetEmitter = this.register(new vscode.EventEmitter<void>());
+  readonly onReset = this.resetEmitter.event;
   /** v1 keeps no read marker on the server: live messages of others are counted here until seen. */
   unread = 0;
   mentionCount = 0;
@@ -212,6 +214,12 @@ export class ChatSession extends Disposable implements RoomSession {
     const count = welcome.memberCount;
     this.memberTotal = typeof count === 'number' && Number.isSafeInteger(count) && count >= welcome.members.length ? count : welcome.members.length;
     this.membersAsOf = welcome.seq;
+    if (welcome.reset === true) {
+      // The room's history was replaced: what is shown goes, and the newest events that follow are its history.
+      this.entryList.length = 0;
+      this.historyUpTo = welcome.seq;
+      this.resetEmitter.fire();
+    }
     if (this.historyUpTo === Number.POSITIVE_INFINITY) this.historyUpTo = welcome.seq;
     this.log.info(`Welcomed to ${welcome.room} as ${welcome.you}; ${this.memberTotal} member(s), room at seq ${welcome.seq}`);
   }

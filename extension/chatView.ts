@@ -53,6 +53,7 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
     this.register(sessions.onDidChangeStatus((session) => session === sessions.session && this.post({ type: 'status', status: this.statusFor(session) })));
     this.register(sessions.onDidChangeOutbox(({ session, pending }) => session === sessions.session && this.post({ type: 'outbox', pending })));
     this.register(sessions.onDidType(({ session, names }) => session === sessions.session && this.post({ type: 'typing', names })));
+    this.register(sessions.onDidReset((session) => session === sessions.session && this.redraw()));
     this.register(sessions.onDidFailToSend((failure) => this.post({ type: 'sendFailed', id: failure.id, text: failure.text, reason: failure.reason })));
     this.register(
       sessions.onDidChangeConversations(() => {

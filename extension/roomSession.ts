@@ -54,6 +54,8 @@ export interface RoomSession extends IDisposable {
   readonly onSendFailure: vscode.Event<SendFailure>;
   /** Who is typing just now (v2). */
   readonly onTyping: vscode.Event<string[]>;
+  /** The room's history was replaced (a cluster's store lost or rewound it): what was shown is void, and `entries` start again. */
+  readonly onReset: vscode.Event<void>;
   status(): StatusView;
   say(text: string, replyTo?: number): string;
   /** The person has seen the conversation: the counts go to zero (v2: the server's read marker moves too). */

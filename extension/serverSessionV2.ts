@@ -245,6 +245,8 @@ export class V2Conversation extends Disposable implements RoomSession {
   readonly onOutbox = this.outboxEmitter.event;
   readonly onSendFailure = this.failureEmitter.event;
   readonly onTyping = this.typingEmitter.event;
+  private readonly resetEmitter = this.register(new vscode.EventEmitter<void>());
+  readonly onReset = this.resetEmitter.event;
   /** Unread or mention counts changed. */
   readonly onCounts = this.countsEmitter.event;
 
@@ -490,10 +492,19 @@ export class V2Conversation extends Disposable implements RoomSession {
     this.memberTotal = Math.max(state.memberCount, state.members.length);
     this.membersAsOf = state.seq;
     this.lastRead = Math.max(this.lastRead, state.lastRead);
+    if (state.reset !== undefined) {
+      // The room's history was replaced: what is shown goes, and the newest events that follow are its history.
+      this.entryList.length = 0;
+      this.messagesBySeq.clear();
+      this.historyUpTo = Number.POSITIVE_INFINITY;
+      this.countedUpTo = 0;
+      this.lastRead = state.lastRead;
+    }
     if (this.historyUpTo === Number.POSITIVE_INFINITY) {
       this.historyUpTo = state.seq;
       this.olderAvailable = state.firstSeq < state.seq;
     }
+    if (state.reset !== undefined) this.resetEmitter.fire();
     this.statusEmitter.fire(this.status());
   }
 

@@ -69,6 +69,9 @@ export class SessionManager extends Disposable {
   /** The server refused a message for good. */
   readonly onDidFailToSend = this.failureEmitter.event;
   readonly onDidType = this.typingEmitter.event;
+  private readonly resetEmitter = this.register(new vscode.EventEmitter<RoomSession>());
+  /** A conversation's history was replaced (cluster mode): whatever shows it draws it again. */
+  readonly onDidReset = this.resetEmitter.event;
   /** Conversations came or went, or their unread counts changed. */
   readonly onDidChangeConversations = this.listEmitter.event;
 
@@ -361,6 +364,7 @@ export class SessionManager extends Disposable {
       session.onOutbox((pending) => this.outboxEmitter.fire({ session, pending })),
       session.onSendFailure((failure) => this.failureEmitter.fire(failure)),
       session.onTyping((names) => this.typingEmitter.fire({ session, names })),
+      session.onReset(() => this.resetEmitter.fire(session)),
       session.onCounts(() => this.listEmitter.fire()),
     ];
     this.conversationListeners.set(session.key, combinedDisposable(...listeners));

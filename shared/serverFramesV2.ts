@@ -53,7 +53,8 @@ const summaries = (fields: Record<string, Check>): Check => (value) => Array.isA
 const FIELDS: Record<string, Record<string, Check>> = {
   ...EVENT_FIELDS,
   welcome: { protocol: int, you: str, key: optional(str), keyExpiresAt: optional(int) },
-  roomState: { id: str, room: str, kind: str, participants: optional(strings), topic: str, owner: optional(str), members: strings, memberCount: int, seq: int, firstSeq: int, lastRead: int },
+  // Without an id (and with reset) when the server shows a room afresh by itself (cluster mode).
+  roomState: { id: optional(str), reset: optional(str), epoch: optional(str), room: str, kind: str, participants: optional(strings), topic: str, owner: optional(str), members: strings, memberCount: int, seq: int, firstSeq: int, lastRead: int },
   typing: { room: str, name: str },
   readMarker: { room: str, seq: int },
   parted: { room: str, reason: str, by: optional(str) },

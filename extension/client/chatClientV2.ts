@@ -116,6 +116,8 @@ interface RoomTrack {
   /** The join on the current connection has been answered with `roomState`. */
   joined: boolean;
   joinId: string | undefined;
+  /** Which history of the room lastSeq belongs to (cluster mode); sent back with the join so a replaced history is noticed. */
+  epoch?: string;
   outbox: Outbox;
   waiters: ((outcome: JoinOutcome) => void)[];
 }
@@ -506,19 +508,26 @@ export class ChatClientV2 extends Disposable {
   private sendJoin(track: RoomTrack): void {
     track.joined = false;
     track.joinId = randomUUID();
-    this.write({ type: 'join', id: track.joinId, room: track.room, ...(track.lastSeq > 0 ? { lastSeq: track.lastSeq } : {}) });
+    this.write({ type: 'join', id: track.joinId, room: track.room, ...(track.lastSeq > 0 ? { lastSeq: track.lastSeq, ...(track.epoch !== undefined ? { epoch: track.epoch } : {}) } : {}) });
   }
 
   private onRoomStateFrame(state: RoomStateFrame): void {
-    const track = [...this.rooms.values()].find((candidate) => candidate.joinId === state.id);
+    // Without an id it is the server showing a room we are in afresh (reset), not an answer to our join.
+    const answersJoin = state.id !== undefined;
+    const track = answersJoin ? [...this.rooms.values()].find((candidate) => candidate.joinId === state.id) : state.reset !== undefined ? this.rooms.get(roomKey(state.room)) : undefined;
     if (!track) return;
     this.rooms.delete(roomKey(track.room));
     track.room = state.room;
     this.rooms.set(roomKey(state.room), track);
     track.joined = true;
-    // A server that lost its history (started with --memory) counts from 0 again.
-    if (state.seq < track.lastSeq) track.lastSeq = state.seq;
+    track.epoch = state.epoch;
+    // A history that was replaced (a cluster's store lost or rewound it) starts again: the events that
+    // follow are the room's newest, whatever their seqs. A server that lost its history (started with
+    // --memory) counts from its seq again.
+    if (state.reset !== undefined) track.lastSeq = 0;
+    else if (state.seq < track.lastSeq) track.lastSeq = state.seq;
     this.roomStateEmitter.fire(state);
+    if (!answersJoin) return;
     for (const waiter of track.waiters.splice(0)) waiter({ ok: true, state });
     for (const entry of track.outbox.entries) this.writeSay(track, entry);
     for (const change of this.changes.values()) if (change.frame.type !== 'part' && roomKey(change.frame.room) === roomKey(state.room)) this.write(change.frame);

@@ -1,41 +1,31 @@
 /**
- * Slash commands typed in the message box: `/join room`, `/leave`, `/dm
- * name`, `/me action`, `/topic text`, `/search text`, `/kick name`. Each
- * becomes one message to the host, but `/me`, which becomes the text to
- * send; anything else starting with `/` is sent as it is.
+ * What the slash commands typed in the message box do (their names and
+ * arguments are defined once, in shared/slashCommands.ts, which the
+ * completion list reads too). Each becomes one message to the host, but
+ * `/me`, which becomes the text to send; a name we do not know is sent as
+ * text, as it was typed.
  */
+import { parseSlashCommand, type SlashCommandName } from '../../shared/slashCommands';
 import type { Features, WebviewToHost } from '../../shared/webviewMessages';
 
 export type SlashOutcome = { message: WebviewToHost } | { text: string } | { problem: string } | undefined;
 
-export const SLASH_COMMANDS = ['/join', '/leave', '/dm', '/me', '/topic', '/search', '/kick'] as const;
+const needsV2 = (what: string): SlashOutcome => ({ problem: `${what} needs a server that speaks protocol 2.` });
+
+/** One handler per command: a command added to the shared list without one here does not compile. */
+const HANDLERS: Record<SlashCommandName, (argument: string, features: Features, me: string | undefined) => SlashOutcome> = {
+  join: (room) => (room ? { message: { type: 'joinRoom', room: room.replace(/^#/, '') } } : { problem: 'Say which room: /join room' }),
+  leave: () => ({ message: { type: 'leaveConversation', key: '' } }),
+  dm: (name, features) => (!features.v2 ? needsV2('A direct message') : name ? { message: { type: 'openDm', name: name.replace(/^@/, '') } } : { problem: 'Say with whom: /dm name' }),
+  me: (action, _features, me) => (action ? { text: `_${me ?? 'I'} ${action}_` } : { problem: 'Say what you do: /me waves' }),
+  topic: (text, features) => (!features.v2 ? needsV2('A topic') : { message: { type: 'setTopic', text } }),
+  search: (text, features) =>
+    !features.v2 ? needsV2('Search') : text.length >= 2 ? { message: { type: 'search', text } } : { problem: 'Search for at least two characters: /search text' },
+  kick: (name, features) => (!features.v2 ? needsV2('Removing someone') : name ? { message: { type: 'kick', name: name.replace(/^@/, '') } } : { problem: 'Say whom: /kick name' }),
+};
 
 export function slashCommand(text: string, features: Features, me: string | undefined): SlashOutcome {
-  const match = /^\/([a-z]+)(?:\s+([\s\S]*))?$/.exec(text.trim());
-  if (!match) return undefined;
-  const [, name, rest = ''] = match;
-  const argument = rest.trim();
-  const needsV2 = (what: string): SlashOutcome => ({ problem: `${what} needs a server that speaks protocol 2.` });
-  switch (name) {
-    case 'join':
-      return argument ? { message: { type: 'joinRoom', room: argument.replace(/^#/, '') } } : { problem: 'Say which room: /join room' };
-    case 'leave':
-      return { message: { type: 'leaveConversation', key: '' } };
-    case 'dm':
-      if (!features.v2) return needsV2('A direct message');
-      return argument ? { message: { type: 'openDm', name: argument.replace(/^@/, '') } } : { problem: 'Say with whom: /dm name' };
-    case 'me':
-      return argument ? { text: `_${me ?? 'I'} ${argument}_` } : { problem: 'Say what you do: /me waves' };
-    case 'topic':
-      if (!features.v2) return needsV2('A topic');
-      return { message: { type: 'setTopic', text: argument } };
-    case 'search':
-      if (!features.v2) return needsV2('Search');
-      return argument.length >= 2 ? { message: { type: 'search', text: argument } } : { problem: 'Search for at least two characters: /search text' };
-    case 'kick':
-      if (!features.v2) return needsV2('Removing someone');
-      return argument ? { message: { type: 'kick', name: argument.replace(/^@/, '') } } : { problem: 'Say whom: /kick name' };
-    default:
-      return undefined;
-  }
+  const typed = parseSlashCommand(text.trim());
+  if (!typed?.command) return undefined;
+  return HANDLERS[typed.command.name](typed.argument.trim(), features, me);
 }

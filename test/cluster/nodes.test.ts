@@ -6,6 +6,8 @@
  */
 import { strict as assert } from 'node:assert';
 import { ChatClient } from '../../extension/client/chatClient';
+import { ChatClientV2 } from '../../extension/client/chatClientV2';
+import type { RoomEventV2, RoomStateFrame } from '../../shared/protocolV2';
 import { CLASSIC_GREETING } from '../../server/classicConnection';
 import type { RoomEvent } from '../../shared/protocol';
 import { Haproxy } from '../support/haproxy';
@@ -349,6 +351,34 @@ describe('cluster: three servers sharing rooms through Redis', function () {
     }, 5_000);
     const members = (await (await v2(2, 'cy')).join(ROOM)).members as string[];
     assert.deepEqual([...members].sort(), ['ada', 'bob', 'cy']);
+  });
+
+  it("resets the extension's v2 client when Redis comes back empty: it takes the new epoch's events, though their seqs start again", async () => {
+    await start();
+    const chat = new ChatClientV2({ host: '127.0.0.1', port: nodes[0].port, name: 'eve', clientId: 'install-eve', outboxes: memoryOutboxes(), initialBackoffMs: 100 });
+    const events: RoomEventV2[] = [];
+    const states: RoomStateFrame[] = [];
+    chat.onEvent((event) => events.push(event));
+    chat.onRoomState((state) => states.push(state));
+    try {
+      chat.connect();
+      assert.equal((await chat.firstOutcome()).kind, 'welcome');
+      assert.equal((await chat.join(ROOM)).ok, true);
+      const talker = await v2(1, 'talker');
+      await talker.join(ROOM);
+      for (let i = 0; i < 5; i++) await talker.say(ROOM, `old ${i}`);
+      await waitFor('the old messages', () => events.filter((event) => event.type === 'message').length === 5);
+      await redis.stop();
+      await redis.restart({ empty: true });
+      await waitFor('the reset', () => states.some((state) => state.reset === 'epoch'), 10_000);
+      await talker.seen((frame) => frame.type === 'roomState' && frame.reset === 'epoch', 10_000);
+      await talker.say(ROOM, 'in the new epoch');
+      await waitFor('the first message of the new epoch', () => events.some((event) => event.type === 'message' && event.text === 'in the new epoch'), 5_000).catch(() =>
+        assert.fail(`the client dropped it; it last saw seq ${chat.lastSeq(ROOM)}: ${JSON.stringify(events.slice(-3))}`),
+      );
+    } finally {
+      chat.dispose();
+    }
   });
 
   it('refuses new messages with storage_failed while Redis is down, keeps the connections, and recovers by itself', async () => {

@@ -279,8 +279,9 @@ describe('Chat Room commands', function () {
       const editor = await sampleEditor('chat-insert-sample.ts', 'first\nsecond\n');
       editor.selection = new vscode.Selection(1, 0, 1, 6);
       assert.equal((await join(server.port, 'inserter', 'insert')).joined, true);
-      await vscode.commands.executeCommand('chatRoom.openPanel');
-      await waitFor('the panel to be ready with the focus', () => api.panel()?.ready && vscode.window.activeTextEditor === undefined).catch((error: Error) =>
+      // As an editor tab the chat takes the editor's place: no text editor is active while it has the focus.
+      await vscode.commands.executeCommand('chatRoom.openInEditor');
+      await waitFor('the chat tab to be ready with the focus', () => api.panel()?.place === 'tab' && api.panel()?.ready && vscode.window.activeTextEditor === undefined).catch((error: Error) =>
         assert.fail(`${error.message}: ${JSON.stringify([api.panel(), vscode.window.activeTextEditor?.document.uri.toString()])}`),
       );
       api.postFromPanel({ type: 'insertCode', text: 'const inserted = true;\n' });
