@@ -10,6 +10,7 @@ import { Disposable, toDisposable } from '../shared/disposable';
 import type { StoredState } from './storedState';
 import { RequestTracker } from '../shared/requestReply';
 import { asWebviewMessage, type HostToWebview, type PanelView, type ProbeResultMessage, type SnapshotMessage, type WebviewToHost } from '../shared/webviewMessages';
+import { PANEL_STYLESHEETS } from '../shared/panelStylesheets';
 
 export const PANEL_VIEW_TYPE = 'chatRoom.panel';
 /** The chat's view, in its own view container in the Panel (package.json). */
@@ -249,9 +250,7 @@ export class ChatPanel extends Disposable {
     const webview = this.host.webview;
     const nonce = randomBytes(18).toString('base64');
     const script = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview.js'));
-    const style = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'chat.css'));
-    const conversationsStyle = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'conversations.css'));
-    const icons = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'codicons.css'));
+    const stylesheets = PANEL_STYLESHEETS.map((parts) => `<link rel="stylesheet" href="${webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, ...parts))}">`).join('\n');
     const csp = [
       "default-src 'none'",
       `style-src ${webview.cspSource}`,
@@ -268,9 +267,7 @@ export class ChatPanel extends Disposable {
 <meta charset="UTF-8">
 <meta http-equiv="Content-Security-Policy" content="${csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${icons}">
-<link rel="stylesheet" href="${style}">
-<link rel="stylesheet" href="${conversationsStyle}">
+${stylesheets}
 <title>Chat Room</title>
 </head>
 <body>

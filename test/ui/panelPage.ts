@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import type { ChatEntry, HostToWebview, SnapshotMessage, StatusView, WebviewToHost } from '../../shared/webviewMessages';
+import { PANEL_STYLESHEETS } from '../../shared/panelStylesheets';
 import { repoRoot } from '../support/codeServerHost';
 
 /** The conversation fields of a snapshot for one room over protocol 1: no list, no replies, edits or paging. */
@@ -25,7 +26,10 @@ export class PanelPage {
   static async open(browser: Browser, kept?: unknown, viewport = { width: 900, height: 700 }): Promise<PanelPage> {
     const page = await browser.newPage({ viewport });
     const root = repoRoot();
-    const css = readFileSync(join(root, 'media', 'chat.css'), 'utf8');
+    // The real panel's stylesheets but the icon font, which a page of its own cannot reach by the same path.
+    const css = PANEL_STYLESHEETS.filter((parts) => parts[0] === 'media')
+      .map((parts) => readFileSync(join(root, ...parts), 'utf8'))
+      .join('\n');
     await page.setContent(`<!DOCTYPE html><html lang="en"><head><meta charset="UTF-8"><style>${css}</style></head><body><div id="root"></div></body></html>`);
     await page.evaluate(`(() => {
       window.__posted = [];
