@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
-import { createClient, ErrorReply, type RedisClientType } from 'redis';
+import { createClient, ErrorReply, type RedisClientType } from '@redis/client';
 import { Disposable, toDisposable, type IDisposable } from '../../shared/disposable';
 
 export type RedisClient = RedisClientType;
