@@ -118,5 +118,7 @@ describe('Chat Room: code between the editor and the chat', function () {
     const order = await frame.locator('#messages > li').evaluateAll((items) => items.map((item) => (item.id === 'unread-divider' ? 'divider' : (item.querySelector('.body')?.getAttribute('data-text') ?? ''))));
     assert.deepEqual(order.slice(order.indexOf('divider')), ['divider', 'written while dana was away', 'and another']);
     await saveScreenshot(dana.page, 'unread-divider-dark');
+    const badge = dana.page.locator('.part.panel .composite-bar .action-item', { hasText: /chat room/i }).locator('.badge');
+    await eventually('no badge once she sees them', async () => (await badge.count()) === 0 || !(await badge.first().isVisible()) || (await badge.first().innerText()).trim() === '', 10_000);
   });
 });

@@ -156,6 +156,7 @@ describe('Chat Room: conversations, replies, edits, reactions and slash commands
     await saveScreenshot(alice.page, 'v2-conversations-badge');
     await (await chatFrame(alice.page)).locator('#conversation-list li[data-title="lobby"] .conversation-name').click();
     await eventually('the lobby read', async () => (await (await chatFrame(alice.page)).locator('#conversation-list li[data-title="lobby"] .unread-count').count()) === 0 && (await messageTexts(alice.page)).includes('ping @alice are you there?'));
+    await eventually('the badge gone once the lobby is read', async () => (await chatBadge(alice.page)) === '', 10_000);
   });
 
   it('alice deletes a message of hers; it is gone for bob', async () => {
