@@ -90,7 +90,9 @@ export function viewHost(view: vscode.WebviewView): SurfaceHost {
     reveal: () => view.show(false),
     // The view keeps its name; the conversation goes beside it.
     setTitle: (title) => (view.description = title),
-    setBadge: (count) => (view.badge = count > 0 ? { value: count, tooltip: `${count} unread` } : undefined),
+    // A badge of 0 clears it: the workbench keeps the last badge drawn when a view's badge is set to undefined
+    // (its webview view never withdraws the activity), and draws no number for 0.
+    setBadge: (count) => (view.badge = { value: count, tooltip: count > 0 ? `${count} unread` : '' }),
     // A view belongs to the workbench; there is nothing of ours to close.
     dispose: () => undefined,
   };

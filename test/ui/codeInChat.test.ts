@@ -11,7 +11,7 @@ import type { MessageEvent as RoomMessage } from '../../shared/protocol';
 import { ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
 import { closeChromium, launchChromium, runCommand, saveScreenshot, startPerson, type Person } from './harness';
-import { chatFrame, delay, draftInPanel, eventually, hidePanelBehindAnEditor, joinThroughPrompts, panelText, showPanelByTab } from './panelSteps';
+import { chatFrame, delay, draftInPanel, eventually, hideTheChatView, joinThroughPrompts, panelText, showTheChatView } from './panelSteps';
 
 const FILE = 'notes.ts';
 
@@ -108,15 +108,17 @@ describe('Chat Room: code between the editor and the chat', function () {
   });
 
   it('she looks away; back in the chat, a divider marks what came meanwhile', async () => {
-    await hidePanelBehindAnEditor(dana.page);
+    await hideTheChatView(dana.page);
     teammate.send({ type: 'say', id: 'c3', text: 'written while dana was away' });
     teammate.send({ type: 'say', id: 'c4', text: 'and another' });
     await delay(1_000);
-    await showPanelByTab(dana.page);
+    await showTheChatView(dana.page);
     const frame = await chatFrame(dana.page);
     await eventually('the messages', async () => (await frame.locator('li.message').count()) >= 5);
     const order = await frame.locator('#messages > li').evaluateAll((items) => items.map((item) => (item.id === 'unread-divider' ? 'divider' : (item.querySelector('.body')?.getAttribute('data-text') ?? ''))));
     assert.deepEqual(order.slice(order.indexOf('divider')), ['divider', 'written while dana was away', 'and another']);
     await saveScreenshot(dana.page, 'unread-divider-dark');
+    const badge = dana.page.locator('.part.panel .composite-bar .action-item', { hasText: /chat room/i }).locator('.badge');
+    await eventually('no badge once she sees them', async () => (await badge.count()) === 0 || !(await badge.first().isVisible()) || (await badge.first().innerText()).trim() === '', 10_000);
   });
 });

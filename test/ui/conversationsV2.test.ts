@@ -137,7 +137,16 @@ describe('Chat Room: conversations, replies, edits, reactions and slash commands
       return titles.join() === 'lobby,dev*';
     });
     assert.equal(await chatBadge(alice.page), '', 'no badge while nothing is unread');
-    await sendInPanel(bob.page, 'ping @alice');
+    // bob names alice the way the box offers it: "@al", Enter takes "alice" from the list, and the next Enter sends.
+    const bobFrame = await chatFrame(bob.page);
+    const bobInput = bobFrame.locator('#input');
+    await bobInput.click();
+    await bobInput.fill('ping @al');
+    await eventually('alice offered', async () => (await bobFrame.locator('#completions [role="option"]').allInnerTexts()).some((text) => text.startsWith('alice')));
+    await bobInput.press('Enter');
+    await eventually('the name taken', async () => (await bobInput.inputValue()) === 'ping @alice ');
+    await bobInput.pressSequentially('are you there?');
+    await bobInput.press('Enter');
     await eventually('one unread in the lobby, a mention', async () => {
       const lobby = (await chatFrame(alice.page)).locator('#conversation-list li[data-title="lobby"]');
       return (await lobby.locator('.unread-count').innerText()) === '1' && (await lobby.locator('.mention-count').innerText()) === '@1';
@@ -146,7 +155,8 @@ describe('Chat Room: conversations, replies, edits, reactions and slash commands
     await eventually('the badge', async () => (await chatBadge(alice.page)) === '1');
     await saveScreenshot(alice.page, 'v2-conversations-badge');
     await (await chatFrame(alice.page)).locator('#conversation-list li[data-title="lobby"] .conversation-name').click();
-    await eventually('the lobby read', async () => (await (await chatFrame(alice.page)).locator('#conversation-list li[data-title="lobby"] .unread-count').count()) === 0 && (await messageTexts(alice.page)).includes('ping @alice'));
+    await eventually('the lobby read', async () => (await (await chatFrame(alice.page)).locator('#conversation-list li[data-title="lobby"] .unread-count').count()) === 0 && (await messageTexts(alice.page)).includes('ping @alice are you there?'));
+    await eventually('the badge gone once the lobby is read', async () => (await chatBadge(alice.page)) === '', 10_000);
   });
 
   it('alice deletes a message of hers; it is gone for bob', async () => {

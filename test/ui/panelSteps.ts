@@ -103,6 +103,22 @@ export async function hidePanelBehindAnEditor(page: Page): Promise<void> {
   await eventually('the chat panel to be covered', async () => (await chatTab(page).getAttribute('aria-selected')) === 'false', 10_000);
 }
 
+/**
+ * Hides the chat in the Panel the way a person does: puts the Panel away
+ * (View: Hide Panel, Ctrl+J's other half), which takes the chat's view with it.
+ */
+export async function hideTheChatView(page: Page): Promise<void> {
+  await (await chatFrame(page)).locator('#input').click();
+  await runCommand(page, 'View: Hide Panel');
+  await eventually('the Panel hidden', async () => !(await page.locator('.part.panel').isVisible()), 10_000);
+}
+
+/** Shows the chat's view again with Open Chat Panel (what the room's item in the status bar runs). */
+export async function showTheChatView(page: Page): Promise<void> {
+  await runCommand(page, 'Chat Room: Open Chat Panel');
+  await eventually('the chat in the Panel', async () => (await page.locator('.part.panel').isVisible()) && (await page.locator('.part.panel .composite.title').innerText()).toUpperCase().includes('CHAT ROOM'), 10_000);
+}
+
 /** Shows the panel again by clicking its tab. */
 export async function showPanelByTab(page: Page): Promise<void> {
   await chatTab(page).click();
