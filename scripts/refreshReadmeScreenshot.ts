@@ -1,5 +1,6 @@
 // `npm run screenshot:readme`: puts the UI suite's light-theme picture of a
-// conversation (artifacts/ui/conversation-light.png) where the README shows it
+// conversation in the chat's Panel view, a reply, an edit and a reaction
+// (artifacts/ui/v2-reply-edit-reactions-light.png), where the README shows it
 // (docs/chat-panel.png). A test run only writes under artifacts/, so refreshing
 // the README's picture is a choice someone makes, and commits.
 import { copyFileSync, existsSync } from 'node:fs';
@@ -7,7 +8,7 @@ import { join } from 'node:path';
 
 // Bundled to out/scripts/, two folders below the project root.
 const root = join(__dirname, '..', '..');
-const source = join(root, 'artifacts', 'ui', 'conversation-light.png');
+const source = join(root, 'artifacts', 'ui', 'v2-reply-edit-reactions-light.png');
 const target = join(root, 'docs', 'chat-panel.png');
 
 if (!existsSync(source)) {
