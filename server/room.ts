@@ -376,8 +376,8 @@ export class Room {
     return undefined;
   }
 
-  /** Reads one stored record back: held, applied, and its de-duplication key remembered. */
-  private load(record: Record<string, unknown>): void {
+  /** A stored or committed record as an event to hold: its message state built, its de-duplication key remembered. */
+  private holdRecord(record: Record<string, unknown>): { held: EncodedEvent; body: ReturnType<typeof readRecord>['body']; fields: ReturnType<typeof readRecord>['fields'] } {
     const { body, fields, folded } = readRecord(record);
     const held = new EncodedEvent(body);
     if (body.type === 'message') {
@@ -388,6 +388,12 @@ export class Room {
       held.dedupKey = clientKey(fields.clientId, fields.id);
       this.byClientKey.set(held.dedupKey, { seq: body.seq });
     }
+    return { held, body, fields };
+  }
+
+  /** Reads one stored record back: held, applied, and its de-duplication key remembered. */
+  private load(record: Record<string, unknown>): void {
+    const { held, fields } = this.holdRecord(record);
     this.apply(held, fields);
     this.hold(held);
   }
@@ -942,16 +948,7 @@ export class Room {
    * another's, in seq order: held, applied and delivered, as a stored event is.
    */
   receive(record: Record<string, unknown>): EncodedEvent {
-    const { body, fields, folded } = readRecord(record);
-    const held = new EncodedEvent(body);
-    if (body.type === 'message') {
-      held.authorId = fields.authorId;
-      held.state = stateFromFolded(body.text, folded, fields.reactedBy);
-    }
-    if (fields.clientId !== undefined && fields.id !== undefined) {
-      held.dedupKey = clientKey(fields.clientId, fields.id);
-      this.byClientKey.set(held.dedupKey, { seq: body.seq });
-    }
+    const { held, body, fields } = this.holdRecord(record);
     let removing: RoomMember | undefined;
     if (fields.seat !== undefined) {
       if (body.type === 'joined') this.addToEveryone(fields.seat, body.name);
