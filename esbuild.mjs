@@ -25,7 +25,17 @@ const common = { bundle: true, sourcemap: !production, minify: production, logLe
 
 const targets = [
   { ...common, entryPoints: { extension: 'extension/extension.ts' }, outdir: 'dist', platform: 'node', format: 'cjs', external: ['vscode'] },
-  { ...common, entryPoints: { server: 'server/cli.ts' }, outdir: 'dist', platform: 'node', format: 'cjs', banner: { js: '#!/usr/bin/env node' } },
+  {
+    ...common,
+    entryPoints: { server: 'server/cli.ts' },
+    outdir: 'dist',
+    platform: 'node',
+    format: 'cjs',
+    banner: { js: '#!/usr/bin/env node' },
+    plugins: [redisClientBesideServer()],
+  },
+  // Cluster mode's Redis client, loaded by the server only under --redis; the .vsix leaves it out.
+  { ...common, entryPoints: { redisClient: 'server/cluster/redisClientBundle.ts' }, outdir: 'dist', platform: 'node', format: 'cjs' },
   {
     ...common,
     entryPoints: { webview: 'extension/webview/main.tsx' },
@@ -59,6 +69,21 @@ const targets = [
     external: ['vscode'],
   },
 ];
+
+/**
+ * Leaves node-redis out of the server bundle: its one way in,
+ * `require('./redisClientBundle')` in server/cluster/redisConnection.ts, is
+ * pointed at the separate dist/redisClient.js, loaded only in cluster mode.
+ * Other bundles (the tests) take the module in as usual.
+ */
+function redisClientBesideServer() {
+  return {
+    name: 'redis-client-beside-server',
+    setup(build) {
+      build.onResolve({ filter: /^\.\/redisClientBundle$/ }, () => ({ path: './redisClient.js', external: true }));
+    },
+  };
+}
 
 /**
  * Ships only the codicons the webview uses: after each webview build, the

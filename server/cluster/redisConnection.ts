@@ -15,10 +15,35 @@
  */
 import { createHash } from 'node:crypto';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
-import { createClient, ErrorReply, type RedisClientType } from '@redis/client';
+import type { RedisClientType } from '@redis/client';
 import { Disposable, toDisposable, type IDisposable } from '../../shared/disposable';
 
 export type RedisClient = RedisClientType;
+
+type RedisClientModule = typeof import('./redisClientBundle');
+let redisClientModule: RedisClientModule | undefined;
+
+/**
+ * node-redis, loaded on first use rather than at start: the server bundle
+ * reaches it as `./redisClient.js` (its own bundle, see esbuild.mjs), which
+ * the `.vsix` leaves out, so the server the extension starts stays small and
+ * only a server asked for cluster mode needs the file.
+ */
+export function loadRedisClient(): RedisClientModule {
+  if (redisClientModule) return redisClientModule;
+  try {
+    // A require, not an import: an import would load node-redis when the server starts.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    redisClientModule = require('./redisClientBundle') as RedisClientModule;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error;
+    throw new Error(
+      "cluster mode needs the Redis client bundle (redisClient.js) beside the server, which the extension's copy of the server leaves out: run the server from a checkout of the project (npm ci && npm run build, then node dist/server.js --redis URL)",
+      { cause: error },
+    );
+  }
+  return redisClientModule;
+}
 
 export interface RedisConnectionOptions {
   /** Shown by Redis in CLIENT LIST and in our error messages, e.g. "node-a publish". */
@@ -141,7 +166,7 @@ export class RedisConnection extends Disposable {
       reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 10), maxDelay) + Math.floor(Math.random() * 50),
       ...(this.address.tls ? { tls: true as const, ...options.tls } : {}),
     };
-    this.client = createClient({
+    this.client = loadRedisClient().createClient({
       url,
       // Redis takes client names without spaces or special characters.
       name: options.name?.replace(/[^\x21-\x7e]/g, '-'),
@@ -239,7 +264,7 @@ export class RedisConnection extends Disposable {
   /** Maps a failure from node-redis to RedisUnavailableError when it means Redis is not there. */
   translate(error: unknown): unknown {
     if (error instanceof RedisUnavailableError) return error;
-    if (error instanceof ErrorReply) {
+    if (error instanceof loadRedisClient().ErrorReply) {
       return UNAVAILABLE_REPLIES.test(error.message) ? this.unavailable(error.message, error) : error;
     }
     if (error instanceof Error) return this.unavailable(error.message, error);
@@ -285,7 +310,7 @@ export class LuaScript {
       try {
         return await client.evalSha(this.sha1, options);
       } catch (error) {
-        if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return client.eval(this.source, options);
+        if (error instanceof loadRedisClient().ErrorReply && error.message.startsWith('NOSCRIPT')) return client.eval(this.source, options);
         throw error;
       }
     });

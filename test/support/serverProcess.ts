@@ -30,6 +30,8 @@ export interface ServerProcessOptions {
    * shell that execs it, so the PID is still the server's own).
    */
   fileLimit?: number;
+  /** Another build of the server to run instead of `dist/server.js` (e.g. the copy a package carries). */
+  script?: string;
 }
 
 export class ServerProcess {
@@ -64,7 +66,7 @@ export class ServerProcess {
     const ownsDataDir = !noFolder && options.dataDir === undefined;
     const dataDir = noFolder ? undefined : (options.dataDir ?? mkdtempSync(join(tmpdir(), 'chat-room-test-')));
     const storage = options.redis !== undefined ? ['--redis', options.redis] : dataDir ? ['--data', dataDir] : ['--memory'];
-    const args = [...SERVER_NODE_FLAGS, SERVER_SCRIPT, '--port', '0', ...storage, ...(options.redis !== undefined && dataDir ? ['--data', dataDir] : [])];
+    const args = [...SERVER_NODE_FLAGS, options.script ?? SERVER_SCRIPT, '--port', '0', ...storage, ...(options.redis !== undefined && dataDir ? ['--data', dataDir] : [])];
     if (options.classic) args.push('--classic-port', '0');
     args.push(...(options.args ?? []));
     // The IPC channel is how the server says it listens, and on which port (shared/serverIpc.ts).
