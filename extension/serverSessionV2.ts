@@ -62,6 +62,12 @@ export class ServerSessionV2 extends Disposable {
     this.register(this.client.onOutbox(({ room, entries }) => this.conversationFor(room)?.outboxChanged(entries)));
     this.register(this.client.onSendFailure((failure) => this.conversationFor(failure.room)?.sendFailed({ id: failure.id, text: failure.text, code: failure.code as SendFailure['code'], reason: failure.reason })));
     this.register(this.client.onReadMarker(() => void this.refreshConversations()));
+    // A DM someone opened with us: the list (with its counts) is asked for at once, which joins it.
+    this.register(
+      this.client.onConversationAdded((added) => {
+        if (this.conversationFor(added.room) === undefined) void this.refreshConversations();
+      }),
+    );
     this.register(
       this.client.onParted((parted) => {
         const conversation = this.conversationFor(parted.room);

@@ -159,6 +159,7 @@ export class ChatServer extends Disposable implements V2Host {
       this.openedDirectory = folder ? await StoredDirectory.open(folder.path, directoryOptions) : StoredDirectory.inMemory(directoryOptions);
       if (folder) await adoptOlderRoomLogs(folder, this.logger);
     }
+    this.directory.onDmCreated((meta) => this.announceDm(meta));
     const ndjson: Protocol = {
       accept: (socket) => new NdjsonConnection(socket, this),
       refusal: (code, message) => encodeFrame({ type: 'error', code, message }),
@@ -394,6 +395,14 @@ export class ChatServer extends Disposable implements V2Host {
       this.dmsBeingMade.set(key, making);
     }
     return making;
+  }
+
+  /** A DM was made (here or, in a cluster, on another server): its participants' connections here hear of it at once. */
+  private announceDm(meta: RoomMeta): void {
+    const participantIds = meta.participantIds ?? [];
+    const participants = participantIds.map((id) => this.directory.nameOf(id)).filter((name) => name !== undefined);
+    const added = encodeFrame({ type: 'conversationAdded', room: meta.name, kind: 'dm', participants });
+    for (const id of participantIds) for (const session of this.sessionsOf(id)) session.tell(added);
   }
 
   async releaseIdentity(identityId: string, asking?: V2Session): Promise<void> {

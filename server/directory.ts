@@ -95,6 +95,12 @@ export interface Directory {
    * resolves with the DM kept.
    */
   createDm(meta: RoomMeta & { participantIds: string[] }): Promise<RoomMeta>;
+  /**
+   * Called once for each DM made (in a cluster, on every server, whichever
+   * made it), after its participants have it among their conversations: the
+   * server tells their connections at once rather than at their next look.
+   */
+  onDmCreated(listener: (meta: RoomMeta) => void): void;
   /** Cluster mode: called when another server (or this one) changed a room's entry, so a loaded room can take it up. */
   onRoomMetaChanged?(listener: (meta: RoomMeta) => void): void;
   /** Rooms (never DMs) by key, after `after`, at most `limit`. */
@@ -144,6 +150,7 @@ export class StoredDirectory implements Directory {
   private sortedRooms: string[] | undefined;
   private readonly dmByParticipants = new Map<string, string>();
   private readonly claimsInFlight = new Map<string, Promise<void>>();
+  private readonly dmListeners = new Set<(meta: RoomMeta) => void>();
   private operationsOnDisk = 0;
   /**
    * Stores in flight, and the compaction under way. A compaction starts only
@@ -284,7 +291,12 @@ export class StoredDirectory implements Directory {
     await this.store({ op: 'room', ...meta });
     // Every participant has it among their conversations at once, so what is said while they are away counts as unread.
     await Promise.all(meta.participantIds.map((id) => this.subscribe(id, meta.room)));
+    tellListeners(this.dmListeners, meta, this.options.logger, 'new-DM');
     return meta;
+  }
+
+  onDmCreated(listener: (meta: RoomMeta) => void): void {
+    this.dmListeners.add(listener);
   }
 
   listRooms(after: string | undefined, limit: number): RoomMeta[] {
@@ -459,5 +471,16 @@ function isDirectoryOperation(line: Buffer): boolean {
     return typeof value === 'object' && value !== null && typeof (value as { op?: unknown }).op === 'string';
   } catch {
     return false;
+  }
+}
+
+/** Tells each listener of a directory change; one that throws is logged and does not keep the others from hearing. */
+export function tellListeners<T>(listeners: Iterable<(value: T) => void>, value: T, logger: Logger, what: string): void {
+  for (const listener of listeners) {
+    try {
+      listener(value);
+    } catch (error) {
+      logger.error(`directory: a ${what} listener failed: ${String(error)}`);
+    }
   }
 }

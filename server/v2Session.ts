@@ -658,6 +658,11 @@ export class V2Session implements SeatHolder {
     this.connection.deliverLive(bytes);
   }
 
+  /** A frame about this person rather than a room's event (a DM someone opened with them). */
+  tell(bytes: Buffer): void {
+    this.connection.out(bytes);
+  }
+
   /** The room's history was replaced under this connection (cluster mode): it is shown the room afresh, as a join without lastSeq. */
   roomReset(room: Room, reason: RoomResetReason): void {
     if (this.memberships.get(roomKey(room.name))?.room !== room) return;

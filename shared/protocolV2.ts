@@ -579,6 +579,19 @@ export interface SearchResultsFrame {
   next?: number;
 }
 
+/**
+ * Someone opened a DM with you: it is among your conversations now. Sent,
+ * unasked, to every connection of every participant (the opener's too, so
+ * its other windows see it), once, when the DM is made. A client that knows
+ * the room already can ignore it.
+ */
+export interface ConversationAddedFrame {
+  type: 'conversationAdded';
+  room: string;
+  kind: ConversationKind;
+  participants: string[];
+}
+
 export interface DmOpenedFrame {
   type: 'dmOpened';
   id: string;
@@ -615,6 +628,7 @@ export type ServerFrameV2 =
   | HistoryPageFrame
   | SearchResultsFrame
   | DmOpenedFrame
+  | ConversationAddedFrame
   | AckV2Frame
   | ErrorV2Frame
   | PingV2Frame

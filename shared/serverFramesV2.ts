@@ -68,6 +68,7 @@ const FIELDS: Record<string, Record<string, Check>> = {
   historyPage: { id: str, room: str, events, more: bool },
   searchResults: { id: str, room: str, hits: messages, next: optional(int) },
   dmOpened: { id: str, room: str, participants: strings },
+  conversationAdded: { room: str, kind: str, participants: strings },
   ack: { id: str, seq: optional(int) },
   error: { code: str, message: str, id: optional(str), room: optional(str) },
   ping: {},

@@ -37,6 +37,7 @@ import {
   type ClientFrameV2,
   type ConversationListFrame,
   type DmOpenedFrame,
+  type ConversationAddedFrame,
   type ErrorCodeV2,
   type ErrorV2Frame,
   FATAL_ERRORS_V2,
@@ -148,6 +149,7 @@ export class ChatClientV2 extends Disposable {
   private readonly typingEmitter = this.register(new Emitter<TypingEvent>());
   private readonly readMarkerEmitter = this.register(new Emitter<ReadMarkerFrame>());
   private readonly partedEmitter = this.register(new Emitter<PartedFrame>());
+  private readonly conversationAddedEmitter = this.register(new Emitter<ConversationAddedFrame>());
   private readonly outboxEmitter = this.register(new Emitter<{ room: string; entries: readonly OutboxEntry[] }>());
   private readonly failureEmitter = this.register(new Emitter<{ room: string; id: string; text: string; code: string; reason: string }>());
   private readonly errorEmitter = this.register(new Emitter<ErrorV2Frame>());
@@ -164,6 +166,8 @@ export class ChatClientV2 extends Disposable {
   readonly onReadMarker = this.readMarkerEmitter.event;
   /** We are out of a room we did not part here (kicked, or parted in another window). */
   readonly onParted = this.partedEmitter.event;
+  /** Someone opened a DM with us (or we did, in another window). */
+  readonly onConversationAdded = this.conversationAddedEmitter.event;
   readonly onOutbox = this.outboxEmitter.event;
   /** A message the server will never take. */
   readonly onSendFailure = this.failureEmitter.event;
@@ -277,7 +281,9 @@ export class ChatClientV2 extends Disposable {
       this.rooms.set(key, track);
     }
     const outcome = new Promise<JoinOutcome>((resolve) => track.waiters.push(resolve));
-    if (this.welcomed) this.sendJoin(track);
+    // A join already on its way answers this one too: asking twice would have the room replayed twice.
+    const joinUnderWay = track.joinId !== undefined && !track.joined;
+    if (this.welcomed && !joinUnderWay) this.sendJoin(track);
     return outcome;
   }
 
@@ -463,6 +469,9 @@ export class ChatClientV2 extends Disposable {
         return;
       case 'readMarker':
         this.readMarkerEmitter.fire(frame);
+        return;
+      case 'conversationAdded':
+        this.conversationAddedEmitter.fire(frame);
         return;
       case 'parted': {
         const track = this.rooms.get(roomKey(frame.room));

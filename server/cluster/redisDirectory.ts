@@ -33,6 +33,7 @@ import {
   type RoomMeta,
   sameDigest,
   StoredDirectory,
+  tellListeners,
 } from '../directory';
 import type { Logger } from '../log';
 import { seatKeys } from '../seatNames';
@@ -262,6 +263,7 @@ export class RedisDirectory extends Disposable implements Directory {
   private readonly waiters: Waiter[] = [];
   private readonly claimsInFlight = new Map<string, Promise<void>>();
   private readonly roomListeners = new Set<(meta: RoomMeta) => void>();
+  private readonly dmListeners = new Set<(meta: RoomMeta) => void>();
   private readonly now: () => number;
   private following: Promise<void> | undefined;
 
@@ -378,6 +380,8 @@ export class RedisDirectory extends Disposable implements Directory {
 
   /** Applies changes in order; false when one was missed (or is of another epoch), and the copy must be reloaded. */
   private applyChanges(entries: [string, string[]][]): boolean {
+    // Told after the whole batch: a DM's participants are subscribed by changes that follow its entry.
+    const newDms: RoomMeta[] = [];
     for (const [id, fields] of entries) {
       const field: Record<string, string> = {};
       for (let i = 0; i + 1 < fields.length; i += 2) field[fields[i]] = fields[i + 1];
@@ -391,6 +395,10 @@ export class RedisDirectory extends Disposable implements Directory {
         return false;
       }
       const operation = JSON.parse(field.o) as DirectoryOperation;
+      if (operation.op === 'room' && operation.kind === 'dm' && this.copy.roomMeta(operation.room) === undefined) {
+        const { op: _op, ...meta } = operation;
+        newDms.push(meta);
+      }
       this.copy.applyStored(operation);
       this.lastChange = counter;
       this.lastId = id;
@@ -400,17 +408,12 @@ export class RedisDirectory extends Disposable implements Directory {
       }
     }
     this.settleWaiters();
+    for (const meta of newDms) tellListeners(this.dmListeners, meta, this.options.logger, 'new-DM');
     return true;
   }
 
   private roomChanged(meta: RoomMeta): void {
-    for (const listener of this.roomListeners) {
-      try {
-        listener(meta);
-      } catch (error) {
-        this.options.logger.error(`directory: a room listener failed: ${String(error)}`);
-      }
-    }
+    tellListeners(this.roomListeners, meta, this.options.logger, 'room');
   }
 
   /** Resolves once this node's copy has the change `id` (a write's own change), so the writer reads what it wrote. */
@@ -571,6 +574,10 @@ export class RedisDirectory extends Disposable implements Directory {
 
   findDm(participantIds: readonly string[]): string | undefined {
     return this.copy.findDm(participantIds);
+  }
+
+  onDmCreated(listener: (meta: RoomMeta) => void): void {
+    this.dmListeners.add(listener);
   }
 
   onRoomMetaChanged(listener: (meta: RoomMeta) => void): void {

@@ -185,6 +185,31 @@ describe('protocol v2: conversations, read markers, DMs and search', function ()
       assert.ok(!JSON.stringify(mallory.frames).includes('between us'));
     });
 
+    it('tells every connection of every participant of a new DM at once, and only them, and only once', async () => {
+      const server = await start();
+      const alice = await v2(server.port, 'alice');
+      const bobHere = await v2(server.port, 'bob');
+      const bobKey = bobHere.welcome!.key as string;
+      const bobThere = await v2(server.port, 'bob', { key: bobKey });
+      const carol = await v2(server.port, 'carol');
+
+      const { room } = await alice.ok({ type: 'openDm', with: ['bob'] });
+      for (const [who, client] of [['bob here', bobHere], ['bob there', bobThere], ['alice', alice]] as const) {
+        const added = await client.next((frame) => frame.type === 'conversationAdded', 5_000);
+        assert.deepEqual([added.room, added.kind, added.participants], [room, 'dm', ['alice', 'bob']], who);
+      }
+      // Opening it again makes nothing new, so nobody is told again; carol never hears of it.
+      await alice.ok({ type: 'openDm', with: ['bob'] });
+      await bobHere.ok({ type: 'openDm', with: ['alice'] });
+      await carol.ok({ type: 'conversations' });
+      for (const client of [alice, bobHere, bobThere]) assert.equal(client.frames.filter((frame) => frame.type === 'conversationAdded').length, 1);
+      assert.equal(carol.frames.filter((frame) => frame.type === 'conversationAdded').length, 0);
+      assert.ok(!JSON.stringify(carol.frames).includes(room as string), 'carol sees nothing of the DM');
+      // The DM is among bob's conversations by then, with nothing unread.
+      const listed = (await conversations(bobThere)).find((summary) => summary.room === room);
+      assert.deepEqual([listed?.kind, listed?.unread], ['dm', 0]);
+    });
+
     it('keeps what is said while a participant is away, counted as unread when they come back', async () => {
       const dataDir = tempDir();
       let server = await start({ dataDir, args: FAST });
