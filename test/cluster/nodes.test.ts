@@ -179,6 +179,24 @@ describe('cluster: three servers sharing rooms through Redis', function () {
     assert.equal(((await twin.nextFrame((frame) => frame.type === 'error')) as { code: string }).code, 'name_taken');
   });
 
+  it('tells the participants of a new DM on every node at once, the opener\'s other window too, and nobody else', async () => {
+    await start();
+    const alice = await v2(0, 'alice');
+    const bob = await v2(1, 'bob');
+    const aliceElsewhere = await v2(2, 'alice', { key: alice.welcome!.key as string });
+    const carol = await v2(2, 'carol');
+    const { room } = await alice.ok({ type: 'openDm', with: ['bob'] });
+    for (const [who, client] of [['bob on node 1', bob], ["alice's other window on node 2", aliceElsewhere], ['alice on node 0', alice]] as const) {
+      const added = await client.next((frame) => frame.type === 'conversationAdded', 10_000);
+      assert.deepEqual([added.room, added.kind, [...(added.participants as string[])].sort()], [room, 'dm', ['alice', 'bob']], who);
+    }
+    // Told once: the list bob gets next (from his own node) already has it, and carol's has nothing.
+    await bob.join(room as string);
+    assert.equal(bob.frames.filter((frame) => frame.type === 'conversationAdded').length, 1);
+    assert.deepEqual(((await carol.ok({ type: 'conversations' })).conversations as unknown[]).length, 0);
+    assert.ok(!carol.frames.some((frame) => frame.type === 'conversationAdded'));
+  });
+
   it('gives one order with no gap and stores each retry once, with retries sent through other nodes', async () => {
     await start();
     const senders = FULL ? 12 : 6;
