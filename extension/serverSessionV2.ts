@@ -38,10 +38,17 @@ export class ServerSessionV2 extends Disposable {
   private summaries: ConversationSummary[] = [];
   private readonly listEmitter = this.register(new vscode.EventEmitter<void>());
   private readonly addedEmitter = this.register(new vscode.EventEmitter<V2Conversation>());
+  private readonly removedEmitter = this.register(new vscode.EventEmitter<V2Conversation>());
   /** The conversations or their counts changed. */
   readonly onDidChangeConversations = this.listEmitter.event;
   /** A conversation joined on its own (one of ours from before, or a DM someone opened with us). */
   readonly onDidAddConversation = this.addedEmitter.event;
+  /**
+   * A conversation left (here or in another window), was removed from, or
+   * refused us. It is disposed right after: joining the room again makes a
+   * new one, which whatever showed this one must listen to instead.
+   */
+  readonly onDidRemoveConversation = this.removedEmitter.event;
 
   constructor(
     readonly params: ServerParams,
@@ -193,8 +200,11 @@ export class ServerSessionV2 extends Disposable {
   }
 
   private forget(conversation: V2Conversation): void {
-    if (this.conversationMap.get(roomKey(conversation.room)) === conversation) this.conversationMap.delete(roomKey(conversation.room));
+    if (this.conversationMap.get(roomKey(conversation.room)) !== conversation) return;
+    this.conversationMap.delete(roomKey(conversation.room));
     this.listEmitter.fire();
+    this.removedEmitter.fire(conversation);
+    conversation.dispose();
   }
 
   private onClientState(state: ClientStateV2): void {

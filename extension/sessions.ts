@@ -270,6 +270,7 @@ export class SessionManager extends Disposable {
       this.servers.set(serverKey, server);
       this.register(server.onDidChangeConversations(() => this.listEmitter.fire()));
       this.register(server.onDidAddConversation((conversation) => this.track(conversation)));
+      this.register(server.onDidRemoveConversation((conversation) => this.untrack(conversation)));
     }
     const joining = server.join(params.room);
     const early = server.conversationFor(params.room);

@@ -183,6 +183,31 @@ describe('Chat Room conversations (protocol 2)', function () {
     assert.equal(api.unread(), 0);
   });
 
+  it('shows a DM someone else opens at once, and a room one was removed from can be joined again with its messages shown', async () => {
+    const bob = await person('bob', 'club');
+    assert.equal((await join(server.port, 'alice', 'club')).joined, true);
+    await vscode.commands.executeCommand('chatRoom.openPanel');
+    await panelShows(api, 'club', (view) => view.conversations.map((item) => item.title).join() === 'club');
+
+    // The server tells alice's window of the DM bob opened, well before its next look at her conversations (20 s).
+    const { room: dm } = await bob.ok({ type: 'openDm', with: ['alice'] });
+    await panelShows(api, 'the DM bob opened', (view) => view.conversations.some((item) => item.title === 'bob'), 5_000);
+    await bob.join(dm as string);
+    await bob.say(dm as string, 'psst');
+    await panelShows(api, 'the DM counted unread', (view) => view.conversations.find((item) => item.title === 'bob')?.unread === 1);
+
+    // bob made club, so he may remove alice; she sees why, and club leaves her list.
+    await bob.ok({ type: 'kick', room: 'club', name: 'alice' });
+    const removed = await panelShows(api, 'club gone from the list', (view) => !view.conversations.some((item) => item.title === 'club'));
+    assert.match(removed.connectionText, /removed from club by bob/);
+    assert.equal(removed.composerEnabled, false, 'nothing can be typed into a room one is out of');
+    // Joined again, club's conversation is a new one, and what is said there shows.
+    api.postFromPanel({ type: 'joinRoom', room: 'club' });
+    await panelShows(api, 'club back', (view) => view.conversations.find((item) => item.active)?.title === 'club');
+    await bob.say('club', 'welcome back');
+    await panelShows(api, 'the message after rejoining', (view) => view.messages.some((message) => message.text === 'welcome back'));
+  });
+
   it('takes its unread and mention counts from the server after being away: what others wrote meanwhile is counted once', async () => {
     const proxy = await TcpProxy.start(() => server.port);
     cleanups.push(() => proxy.close());

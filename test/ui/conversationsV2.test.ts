@@ -176,8 +176,8 @@ describe('Chat Room: conversations, replies, edits, reactions and slash commands
     await bobFrame.locator('#member-list button.member-name', { hasText: 'alice' }).click();
     await eventually('the DM shown for bob', async () => (await (await chatFrame(bob.page)).locator('#conversation-list li.active').getAttribute('data-title')) === 'alice');
     await sendInPanel(bob.page, 'a word in private');
-    // alice's window finds the DM when it next asks the server for her conversations (within 20 s).
-    await eventually('the DM in alice\'s list', async () => (await (await chatFrame(alice.page)).locator('#conversation-list li[data-title="bob"]').count()) === 1, 40_000);
+    // The server tells alice's window of the new DM at once (conversationAdded), not at its next look at her conversations.
+    await eventually('the DM in alice\'s list', async () => (await (await chatFrame(alice.page)).locator('#conversation-list li[data-title="bob"]').count()) === 1, 10_000);
     await (await chatFrame(alice.page)).locator('#conversation-list li[data-title="bob"] .conversation-name').click();
     await eventually('alice reads it', async () => (await messageTexts(alice.page)).includes('a word in private'));
     await saveScreenshot(alice.page, 'v2-direct-message');
