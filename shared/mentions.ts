@@ -26,11 +26,14 @@ export function mentions(text: string, name: string): boolean {
 }
 
 // Built at run time: TypeScript's ES2022 target does not know the `v` flag, which every Node and
-// browser this code runs in (Node 20, Chromium) does.
-const ONE_RGI_EMOJI = new RegExp('^\\p{RGI_Emoji}$', 'v');
+// browser this code runs in (Node 20, Chromium) does. Built on first use, too: V8 expands the set
+// of emoji sequences when the expression is made, about 20 ms, which would otherwise be paid by
+// every start of the extension, the server and the webview, emoji or not.
+let oneRgiEmoji: RegExp | undefined;
 
 /** True when `text` is exactly one emoji (a ZWJ sequence, a flag or a skin tone counts as one). */
 export function isSingleEmoji(text: string): boolean {
   if (text.length === 0 || text.length > 32) return false;
-  return ONE_RGI_EMOJI.test(text);
+  oneRgiEmoji ??= new RegExp('^\\p{RGI_Emoji}$', 'v');
+  return oneRgiEmoji.test(text);
 }
