@@ -1,9 +1,9 @@
 /**
  * The extension's side of wire protocol v1: a connection to one room of a
  * chat server, kept alive across drops. This file is the protocol's state
- * machine; the bytes travel through a {@link LineTransport}, unsent messages
- * wait in an {@link Outbox}, and the wait between attempts comes from
- * {@link reconnectDelay}.
+ * machine; the connection's life (its transport, the backoff between
+ * attempts, a cluster's failover) is the {@link ReconnectingClient} it
+ * extends, and unsent messages wait in an {@link Outbox}.
  *
  * What it promises, following the client-names-each-message pattern of
  * Matrix txnIds and MQTT QoS 1:
@@ -24,13 +24,12 @@
  * and in plain Node (the fault and soak suites).
  */
 import { randomUUID } from 'node:crypto';
-import { Disposable, type IDisposable, toDisposable } from '../../shared/disposable';
-import { encodeFrame, parseServerFrame } from '../../shared/framing';
+import { type IDisposable, toDisposable } from '../../shared/disposable';
+import { parseServerFrame } from '../../shared/framing';
 import {
   type ClientFrame,
   type ErrorCode,
   FATAL_ERRORS,
-  MAX_SERVER_FRAME_BYTES,
   NAME_ERRORS,
   RESUME_MAX_CHARS,
   type RoomEvent,
@@ -39,57 +38,24 @@ import {
 } from '../../shared/protocol';
 import { Emitter } from '../emitter';
 import { Outbox, type OutboxEntry, type OutboxStorage, outboxKey } from './outbox';
-import { DEFAULT_BACKOFF, looksLikeRestart, reconnectDelay } from './reconnectPolicy';
-import { LineTransport, type TransportEnd } from './transport';
+import { type ClientRefusalCode, type ConnectionOptions, type ConnectionState, type FirstOutcomeOf, ReconnectingClient } from './reconnectingClient';
+import type { LineTransport } from './transport';
 
-export interface ChatClientOptions {
-  host: string;
-  port: number;
+export interface ChatClientOptions extends ConnectionOptions {
   name: string;
   room: string;
   clientId: string;
   token?: string;
-  /**
-   * SHA-256 fingerprint of the server's TLS certificate. When given, the
-   * client speaks TLS and refuses any server whose certificate has another
-   * fingerprint, before sending its hello (and token).
-   */
-  fingerprint?: string;
-  /**
-   * The other servers of a cluster (docs/scaling.md): when the one in use
-   * drops or cannot be reached, the next is tried at once, and only when
-   * every one has failed does the client wait (backoff) before another
-   * round. The seat, the seq and the outbox carry over: the hello names the
-   * last seq seen (and its epoch), and unacknowledged messages are sent again
-   * with their ids, which the cluster stores once.
-   */
-  alternates?: { host: string; port: number }[];
   /** Where the outbox is kept (extension/storedState.ts: `storedOutboxes`). */
   outboxes: OutboxStorage;
-  /** How long a connection attempt may take before it counts as failed. */
-  connectTimeoutMs?: number;
-  /** First reconnect delay; it doubles on each failure up to `maxBackoffMs`. */
-  initialBackoffMs?: number;
-  maxBackoffMs?: number;
-  /** The cap while a server on this machine refuses connections (it is restarting). */
-  maxLoopbackBackoffMs?: number;
 }
 
-/** Refusals the client makes itself, never sent by a server. */
-export type ClientRefusalCode = 'fingerprint_mismatch';
 export type RefusalCode = ErrorCode | ClientRefusalCode;
 
-export type ClientState =
-  | { kind: 'connecting' }
-  | { kind: 'connected'; welcome: WelcomeFrame }
-  | { kind: 'reconnecting'; retryAt: number; attempt: number; reason: string }
-  | { kind: 'closed'; reason: string; code?: RefusalCode };
+export type ClientState = ConnectionState<WelcomeFrame, RefusalCode>;
 
 /** How the first connection attempt ended, for the Join flow. */
-export type FirstOutcome =
-  | { kind: 'welcome'; welcome: WelcomeFrame }
-  | { kind: 'refused'; code: RefusalCode; message: string }
-  | { kind: 'unreachable'; reason: string };
+export type FirstOutcome = FirstOutcomeOf<WelcomeFrame, RefusalCode>;
 
 export interface SendFailure {
   id: string;
@@ -98,11 +64,6 @@ export interface SendFailure {
   reason: string;
 }
 
-/** How long a planned leave waits for its `bye` to go out before the socket is destroyed. */
-export const BYE_TIMEOUT_MS = 1_000;
-/** A move to another server of a cluster waits at most this long, at random. */
-export const FAILOVER_JITTER_MS = 100;
-const CONNECT_TIMEOUT_MS = 10_000;
 /**
  * Refusals that no amount of retrying will fix: the person has to act. A name
  * taken while we were away is one of them, even after a welcome: retrying it
@@ -118,15 +79,17 @@ export function textBytes(text: string): number {
   return Buffer.byteLength(text, 'utf8');
 }
 
-export class ChatClient extends Disposable {
-  private readonly stateEmitter = this.register(new Emitter<ClientState>());
+/**
+ * In a cluster the seat, the seq and the outbox carry over to the next server:
+ * the hello names the last seq seen (and its epoch), and unacknowledged
+ * messages are sent again with their ids, which the cluster stores once.
+ */
+export class ChatClient extends ReconnectingClient<ClientFrame, WelcomeFrame, ErrorCode> {
   private readonly eventEmitter = this.register(new Emitter<RoomEvent>());
   private readonly failureEmitter = this.register(new Emitter<SendFailure>());
   private readonly errorEmitter = this.register(new Emitter<{ code: ErrorCode; message: string }>());
   private readonly frameEmitter = this.register(new Emitter<ServerFrame>());
 
-  /** Every state change. */
-  readonly onState = this.stateEmitter.event;
   /** Room events not seen before, oldest first (replayed history included). */
   readonly onEvent = this.eventEmitter.event;
   /** The outbox, each time it changes. */
@@ -141,48 +104,19 @@ export class ChatClient extends Disposable {
    */
   readonly onFrame = this.frameEmitter.event;
 
-  private currentState: ClientState = { kind: 'connecting' };
-  /** The connection of the current attempt, with the listeners tied to it. */
-  private transport: LineTransport | undefined;
-  private retryTimer: IDisposable | undefined;
-  private attempt = 0;
-  private welcomed = false;
-  private everWelcomed = false;
   private lastSeqSeen = 0;
   /** Which history of the room `lastSeqSeen` belongs to (a cluster's welcome names it). */
   private roomEpoch: string | undefined;
-  /** The primary server first, then the alternates. */
-  private readonly servers: readonly { host: string; port: number }[];
-  private serverIndex = 0;
-  /** Servers tried since the last welcome (or the last backoff). */
-  private serversTried = 0;
   /** The seat secret from the last welcome; it belongs to that connection, so it is never stored. */
   private seatSecret: string | undefined;
   private readonly outbox: Outbox;
-  private firstOutcomeResolve: ((outcome: FirstOutcome) => void) | undefined;
-  private readonly firstOutcomePromise: Promise<FirstOutcome>;
   private readonly sayRetryTimers = new Map<string, IDisposable>();
 
   constructor(private readonly options: ChatClientOptions) {
-    super();
-    this.servers = [{ host: options.host, port: options.port }, ...(options.alternates ?? [])];
+    super(options);
     this.outbox = this.register(new Outbox(options.outboxes, outboxKey(options)));
     this.onOutbox = this.outbox.onChange;
-    this.firstOutcomePromise = new Promise((resolve) => (this.firstOutcomeResolve = resolve));
-    this.register(toDisposable(() => this.dropTransport()));
-    this.register(toDisposable(() => this.retryTimer?.dispose()));
     this.register(toDisposable(() => this.sayRetryTimers.forEach((timer) => timer.dispose())));
-    this.register(toDisposable(() => this.settleFirstOutcome({ kind: 'unreachable', reason: 'The client was closed.' })));
-  }
-
-  get state(): ClientState {
-    return this.currentState;
-  }
-
-  /** The server in use (or being tried). */
-  get address(): string {
-    const { host, port } = this.servers[this.serverIndex];
-    return `${host}:${port}`;
   }
 
   get room(): string {
@@ -198,33 +132,6 @@ export class ChatClient extends Disposable {
     return this.outbox.entries;
   }
 
-  /** Resolves when the first attempt is welcomed, refused or fails to connect. */
-  firstOutcome(): Promise<FirstOutcome> {
-    return this.firstOutcomePromise;
-  }
-
-  /** Opens the connection; later drops reconnect on their own. */
-  connect(): void {
-    if (this.isDisposed || this.currentState.kind === 'closed') return;
-    this.retryTimer?.dispose();
-    this.retryTimer = undefined;
-    this.dropTransport();
-    this.setState({ kind: 'connecting' });
-
-    const server = this.servers[this.serverIndex];
-    const transport = new LineTransport({
-      host: server.host,
-      port: server.port,
-      ...(this.options.fingerprint !== undefined ? { fingerprint: this.options.fingerprint } : {}),
-      maxLineBytes: MAX_SERVER_FRAME_BYTES,
-      answerTimeoutMs: this.options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
-    });
-    this.transport = transport;
-    transport.onOpen(() => this.sayHello());
-    transport.onLine((bytes) => this.receive(bytes, transport));
-    transport.onEnd((end) => this.onTransportEnd(end, transport));
-  }
-
   /** Queues a message; it is sent now if connected, else after reconnecting. Returns its id. */
   say(text: string): string {
     const id = randomUUID();
@@ -233,35 +140,19 @@ export class ChatClient extends Disposable {
     return id;
   }
 
-  /** Skips the rest of the backoff and tries again now. */
-  reconnectNow(): void {
-    if (this.currentState.kind === 'reconnecting') {
-      this.attempt = 0;
-      this.connect();
-    }
-  }
-
   /**
    * Leaves on purpose: says bye, closes, and never reconnects. Resolves once
    * the bye has gone out and the server closed, or after BYE_TIMEOUT_MS.
    * Pending messages stay stored for next time.
    */
   leave(): Promise<void> {
-    const transport = this.transport;
-    const bye = transport !== undefined && this.welcomed ? encodeFrame({ type: 'bye' }) : undefined;
-    // The transport says its goodbye on its own time; nothing of this client waits on it or disposes it.
-    this.transport = undefined;
-    this.welcomed = false;
-    this.retryTimer?.dispose();
-    this.setState({ kind: 'closed', reason: 'You left the room.' });
-    this.settleFirstOutcome({ kind: 'unreachable', reason: 'You left the room.' });
-    return transport ? transport.end(bye, BYE_TIMEOUT_MS) : Promise.resolve();
+    return this.closeOnPurpose('You left the room.');
   }
 
-  private sayHello(): void {
+  protected opened(): void {
     const hello: ClientFrame = { type: 'hello', name: this.options.name, room: this.options.room, clientId: this.options.clientId };
     if (this.options.token) hello.token = this.options.token;
-    if (this.everWelcomed && this.lastSeqSeen > 0) {
+    if (this.wasEverWelcomed && this.lastSeqSeen > 0) {
       hello.lastSeq = this.lastSeqSeen;
       if (this.roomEpoch !== undefined) hello.epoch = this.roomEpoch;
     }
@@ -269,8 +160,7 @@ export class ChatClient extends Disposable {
     this.write(hello);
   }
 
-  private receive(bytes: Buffer, transport: LineTransport): void {
-    if (this.transport !== transport) return;
+  protected receive(bytes: Buffer, transport: LineTransport): void {
     const parsed = parseServerFrame(bytes);
     // A frame we cannot read is skipped, not fatal: newer servers may add types.
     if (!parsed.ok) return;
@@ -281,13 +171,9 @@ export class ChatClient extends Disposable {
   private handleFrame(frame: ServerFrame, transport: LineTransport): void {
     switch (frame.type) {
       case 'welcome': {
-        this.welcomed = true;
-        this.everWelcomed = true;
+        this.markWelcomed(transport);
         // Anything but a plausible secret is dropped: it goes back in every later hello.
         this.seatSecret = typeof frame.resume === 'string' && frame.resume.length > 0 && frame.resume.length <= RESUME_MAX_CHARS ? frame.resume : undefined;
-        this.attempt = 0;
-        this.serversTried = 0;
-        transport.stopAnswerTimer();
         // A server that lost its history (started with --memory) counts from 0 again.
         if (frame.seq < this.lastSeqSeen) this.lastSeqSeen = frame.seq;
         // A cluster whose history was replaced (reset) sends the room's newest events next, whatever their seqs.
@@ -345,73 +231,10 @@ export class ChatClient extends Disposable {
     this.sayRetryTimers.set(id, toDisposable(() => clearTimeout(handle)));
   }
 
-  private refuse(code: RefusalCode, message: string): void {
-    this.dropTransport();
-    this.setState({ kind: 'closed', reason: message, code });
-    this.settleFirstOutcome({ kind: 'refused', code, message });
-  }
-
-  private onTransportEnd(end: TransportEnd, transport: LineTransport): void {
-    if (this.transport !== transport) return;
-    if (end.kind === 'pinMismatch') {
-      // Refused for good: retrying would only hand the hello and token to the same impostor.
-      this.refuse('fingerprint_mismatch', end.reason);
-      return;
-    }
-    this.dropTransport();
-    if (this.isDisposed || this.currentState.kind === 'closed') return;
-    const server = this.servers[this.serverIndex];
-    if (this.servers.length > 1) {
-      this.serversTried += 1;
-      this.serverIndex = (this.serverIndex + 1) % this.servers.length;
-      if (this.serversTried < this.servers.length) {
-        // Another server of the cluster may well be up: it is tried at once (a little jitter keeps a room from arriving in one burst).
-        const delay = Math.round(Math.random() * FAILOVER_JITTER_MS);
-        this.setState({ kind: 'reconnecting', retryAt: Date.now() + delay, attempt: this.attempt, reason: end.reason });
-        const handle = setTimeout(() => this.connect(), delay);
-        this.retryTimer = toDisposable(() => clearTimeout(handle));
-        return;
-      }
-      this.serversTried = 0;
-    }
-    if (!this.everWelcomed) this.settleFirstOutcome({ kind: 'unreachable', reason: end.reason });
-    const policy = {
-      initialMs: this.options.initialBackoffMs ?? DEFAULT_BACKOFF.initialMs,
-      maxMs: this.options.maxBackoffMs ?? DEFAULT_BACKOFF.maxMs,
-      maxLoopbackMs: this.options.maxLoopbackBackoffMs ?? DEFAULT_BACKOFF.maxLoopbackMs,
-    };
-    const delay = reconnectDelay(policy, this.attempt, looksLikeRestart(server.host, end.errorCode), Math.random());
-    this.attempt += 1;
-    this.setState({ kind: 'reconnecting', retryAt: Date.now() + delay, attempt: this.attempt, reason: end.reason });
-    const handle = setTimeout(() => this.connect(), delay);
-    this.retryTimer = toDisposable(() => clearTimeout(handle));
-  }
-
   /** The message is the server's now (acknowledged), or never will be: it leaves the outbox. */
   private takeOut(id: string): void {
     if (!this.outbox.remove(id)) return;
     this.sayRetryTimers.get(id)?.dispose();
     this.sayRetryTimers.delete(id);
-  }
-
-  private write(frame: ClientFrame): void {
-    this.transport?.write(encodeFrame(frame));
-  }
-
-  private dropTransport(): void {
-    this.transport?.dispose();
-    this.transport = undefined;
-    this.welcomed = false;
-  }
-
-  private setState(state: ClientState): void {
-    this.currentState = state;
-    this.stateEmitter.fire(state);
-  }
-
-  private settleFirstOutcome(outcome: FirstOutcome): void {
-    const resolve = this.firstOutcomeResolve;
-    this.firstOutcomeResolve = undefined;
-    resolve?.(outcome);
   }
 }

@@ -1,8 +1,9 @@
 /**
  * The extension's side of wire protocol v2: one connection to a chat server
  * carrying many conversations (rooms and direct messages), kept alive across
- * drops. It sits beside the v1 state machine (chatClient.ts) over the same
- * {@link LineTransport}, {@link Outbox} and backoff schedule.
+ * drops. It sits beside the v1 state machine (chatClient.ts) on the same
+ * {@link ReconnectingClient} (transport, backoff, first outcome) and
+ * {@link Outbox}.
  *
  * What it promises, as the v1 client does and more:
  * - every change it sends (say, edit, delete, react, read, topic, kick, part)
@@ -28,10 +29,9 @@
  * It does not import `vscode`: the socket tests drive it from plain Node.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Disposable, type IDisposable, toDisposable } from '../../shared/disposable';
-import { encodeFrame, parseServerFrameV2 } from '../../shared/framing';
+import { type IDisposable, toDisposable } from '../../shared/disposable';
+import { parseServerFrameV2 } from '../../shared/framing';
 import { roomKey } from '../../shared/names';
-import { MAX_SERVER_FRAME_BYTES } from '../../shared/protocol';
 import {
   type AckV2Frame,
   type ClientFrameV2,
@@ -61,39 +61,26 @@ import { checkServerFrameV2 } from '../../shared/serverFramesV2';
 import { Emitter } from '../emitter';
 import type { RefusalCode } from './chatClient';
 import { Outbox, type OutboxEntry, type OutboxStorage, outboxKey } from './outbox';
-import { DEFAULT_BACKOFF, looksLikeRestart, reconnectDelay } from './reconnectPolicy';
-import { LineTransport, type TransportEnd } from './transport';
+import { type ConnectionOptions, type ConnectionState, type FirstOutcomeOf, ReconnectingClient } from './reconnectingClient';
+import type { LineTransport } from './transport';
 
-export interface ChatClientV2Options {
-  host: string;
-  port: number;
+export interface ChatClientV2Options extends Omit<ConnectionOptions, 'alternates'> {
   name: string;
   clientId: string;
   token?: string;
-  fingerprint?: string;
   /** The name's identity key on this server; without one the client makes one (and reports it through `onKey`). */
   key?: string;
   outboxes: OutboxStorage;
-  connectTimeoutMs?: number;
-  initialBackoffMs?: number;
-  maxBackoffMs?: number;
-  maxLoopbackBackoffMs?: number;
   /** How long a request may wait for its answer. */
   requestTimeoutMs?: number;
 }
 
-export type ClientStateV2 =
-  | { kind: 'connecting' }
-  | { kind: 'connected'; welcome: WelcomeV2Frame }
-  | { kind: 'reconnecting'; retryAt: number; attempt: number; reason: string }
-  | { kind: 'closed'; reason: string; code?: RefusalCode | ErrorCodeV2 };
+export type ClientStateV2 = ConnectionState<WelcomeV2Frame, RefusalCode | ErrorCodeV2>;
 
-export type FirstOutcomeV2 =
-  | { kind: 'welcome'; welcome: WelcomeV2Frame }
-  | { kind: 'refused'; code: RefusalCode | ErrorCodeV2; message: string }
-  | { kind: 'unreachable'; reason: string }
-  /** The server predates protocol v2: speak v1 to it. */
-  | { kind: 'v1only' };
+/** The server predates protocol v2: speak v1 to it. */
+type V1Only = { kind: 'v1only' };
+
+export type FirstOutcomeV2 = FirstOutcomeOf<WelcomeV2Frame, RefusalCode | ErrorCodeV2> | V1Only;
 
 /** How a join ended: the room's state, or the server's refusal. */
 export type JoinOutcome = { ok: true; state: RoomStateFrame } | { ok: false; code: ErrorCodeV2 | 'disconnected'; message: string };
@@ -123,7 +110,6 @@ interface RoomTrack {
   waiters: ((outcome: JoinOutcome) => void)[];
 }
 
-const CONNECT_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 15_000;
 /** Answers that end the first attempt for good: a person has to act. */
 const HELLO_REFUSALS: ReadonlySet<string> = new Set(['name_reserved', 'name_taken', 'bad_name', 'unauthorized', 'locked_out', 'rate_limited', 'bad_frame', 'name_released']);
@@ -142,8 +128,7 @@ export function plausibleKey(key: unknown): key is string {
   return typeof key === 'string' && key.length >= IDENTITY_KEY_MIN_CHARS && key.length <= IDENTITY_KEY_MAX_CHARS;
 }
 
-export class ChatClientV2 extends Disposable {
-  private readonly stateEmitter = this.register(new Emitter<ClientStateV2>());
+export class ChatClientV2 extends ReconnectingClient<ClientFrameV2, WelcomeV2Frame, ErrorCodeV2, V1Only> {
   private readonly roomStateEmitter = this.register(new Emitter<RoomStateFrame>());
   private readonly eventEmitter = this.register(new Emitter<RoomEventV2>());
   private readonly typingEmitter = this.register(new Emitter<TypingEvent>());
@@ -156,7 +141,6 @@ export class ChatClientV2 extends Disposable {
   private readonly keyEmitter = this.register(new Emitter<string>());
   private readonly frameEmitter = this.register(new Emitter<ServerFrameV2>());
 
-  readonly onState = this.stateEmitter.event;
   /** A room let us in (again, after a reconnect too): its state before its replay. */
   readonly onRoomState = this.roomStateEmitter.event;
   /** Room events not seen before, each room's oldest first. */
@@ -176,40 +160,20 @@ export class ChatClientV2 extends Disposable {
   readonly onKey = this.keyEmitter.event;
   readonly onFrame = this.frameEmitter.event;
 
-  private currentState: ClientStateV2 = { kind: 'connecting' };
-  private transport: LineTransport | undefined;
-  private retryTimer: IDisposable | undefined;
-  private attempt = 0;
-  private welcomed = false;
   /** This connection has said hello (after the probe's answer). */
   private helloSent = false;
-  private everWelcomed = false;
   private key: string;
   private readonly rooms = new Map<string, RoomTrack>();
   private readonly changes = new Map<string, PendingChange>();
   private readonly requests = new Map<string, PendingRequest>();
   private readonly retryTimers = new Map<string, IDisposable>();
   private readonly lastTypingAt = new Map<string, number>();
-  private firstOutcomeResolve: ((outcome: FirstOutcomeV2) => void) | undefined;
-  private readonly firstOutcomePromise: Promise<FirstOutcomeV2>;
 
   constructor(private readonly options: ChatClientV2Options) {
-    super();
+    super(options);
     this.key = plausibleKey(options.key) ? options.key : newIdentityKey();
-    this.firstOutcomePromise = new Promise((resolve) => (this.firstOutcomeResolve = resolve));
-    this.register(toDisposable(() => this.dropTransport('The client was closed.')));
-    this.register(toDisposable(() => this.retryTimer?.dispose()));
     this.register(toDisposable(() => this.retryTimers.forEach((timer) => timer.dispose())));
     this.register(toDisposable(() => this.rooms.forEach((track) => track.outbox.dispose())));
-    this.register(toDisposable(() => this.settleFirstOutcome({ kind: 'unreachable', reason: 'The client was closed.' })));
-  }
-
-  get state(): ClientStateV2 {
-    return this.currentState;
-  }
-
-  get address(): string {
-    return `${this.options.host}:${this.options.port}`;
   }
 
   get name(): string {
@@ -236,36 +200,6 @@ export class ChatClientV2 extends Disposable {
 
   isJoined(room: string): boolean {
     return this.rooms.get(roomKey(room))?.joined === true;
-  }
-
-  firstOutcome(): Promise<FirstOutcomeV2> {
-    return this.firstOutcomePromise;
-  }
-
-  connect(): void {
-    if (this.isDisposed || this.currentState.kind === 'closed') return;
-    this.retryTimer?.dispose();
-    this.retryTimer = undefined;
-    this.dropTransport('Reconnecting.');
-    this.setState({ kind: 'connecting' });
-    const transport = new LineTransport({
-      host: this.options.host,
-      port: this.options.port,
-      ...(this.options.fingerprint !== undefined ? { fingerprint: this.options.fingerprint } : {}),
-      maxLineBytes: MAX_SERVER_FRAME_BYTES,
-      answerTimeoutMs: this.options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
-    });
-    this.transport = transport;
-    transport.onOpen(() => this.write({ type: 'conversations', id: PROBE_ID }));
-    transport.onLine((bytes) => this.receive(bytes, transport));
-    transport.onEnd((end) => this.onTransportEnd(end, transport));
-  }
-
-  reconnectNow(): void {
-    if (this.currentState.kind === 'reconnecting') {
-      this.attempt = 0;
-      this.connect();
-    }
   }
 
   /**
@@ -369,15 +303,12 @@ export class ChatClientV2 extends Disposable {
    * stay among our conversations), closes, and never reconnects.
    */
   leave(): Promise<void> {
-    const transport = this.transport;
-    const bye = transport !== undefined && this.welcomed ? encodeFrame({ type: 'bye' }) : undefined;
-    this.transport = undefined;
-    this.welcomed = false;
-    this.retryTimer?.dispose();
-    this.failOpenRequests('You left.');
-    this.setState({ kind: 'closed', reason: 'You left.' });
-    this.settleFirstOutcome({ kind: 'unreachable', reason: 'You left.' });
-    return transport ? transport.end(bye, 1_000) : Promise.resolve();
+    return this.closeOnPurpose('You left.');
+  }
+
+  /** The connection is up: first the question only a v2 server knows (see the top of this file). */
+  protected opened(): void {
+    this.write({ type: 'conversations', id: PROBE_ID });
   }
 
   private canonical(room: string): string {
@@ -425,8 +356,7 @@ export class ChatClientV2 extends Disposable {
     this.write(hello);
   }
 
-  private receive(bytes: Buffer, transport: LineTransport): void {
-    if (this.transport !== transport) return;
+  protected receive(bytes: Buffer, transport: LineTransport): void {
     const parsed = parseServerFrameV2(bytes);
     if (!parsed.ok) return;
     // A frame whose fields are not what the protocol says is skipped: a hostile server gets no further than that.
@@ -501,10 +431,7 @@ export class ChatClientV2 extends Disposable {
       this.fallBackToV1();
       return;
     }
-    this.welcomed = true;
-    this.everWelcomed = true;
-    this.attempt = 0;
-    transport.stopAnswerTimer();
+    this.markWelcomed(transport);
     if (plausibleKey(welcome.key) && welcome.key !== this.key) this.key = welcome.key;
     this.keyEmitter.fire(this.key);
     this.setState({ kind: 'connected', welcome });
@@ -641,55 +568,19 @@ export class ChatClientV2 extends Disposable {
     this.settleFirstOutcome({ kind: 'v1only' });
   }
 
-  private refuse(code: RefusalCode | ErrorCodeV2, message: string): void {
-    this.dropTransport(message);
+  /** Every room's join is refused with it, as the hello was. */
+  protected override refused(code: RefusalCode | ErrorCodeV2, message: string): void {
     for (const track of this.rooms.values()) for (const waiter of track.waiters.splice(0)) waiter({ ok: false, code: code === 'fingerprint_mismatch' ? 'unauthorized' : code, message });
-    this.setState({ kind: 'closed', reason: message, code });
-    this.settleFirstOutcome({ kind: 'refused', code, message });
   }
 
-  private onTransportEnd(end: TransportEnd, transport: LineTransport): void {
-    if (this.transport !== transport) return;
-    if (end.kind === 'pinMismatch') {
-      this.refuse('fingerprint_mismatch', end.reason);
-      return;
-    }
-    this.dropTransport(end.reason);
-    if (this.isDisposed || this.currentState.kind === 'closed') return;
-    if (!this.everWelcomed) this.settleFirstOutcome({ kind: 'unreachable', reason: end.reason });
-    const policy = {
-      initialMs: this.options.initialBackoffMs ?? DEFAULT_BACKOFF.initialMs,
-      maxMs: this.options.maxBackoffMs ?? DEFAULT_BACKOFF.maxMs,
-      maxLoopbackMs: this.options.maxLoopbackBackoffMs ?? DEFAULT_BACKOFF.maxLoopbackMs,
-    };
-    const delay = reconnectDelay(policy, this.attempt, looksLikeRestart(this.options.host, end.errorCode), Math.random());
-    this.attempt += 1;
-    this.setState({ kind: 'reconnecting', retryAt: Date.now() + delay, attempt: this.attempt, reason: end.reason });
-    const handle = setTimeout(() => this.connect(), delay);
-    this.retryTimer = toDisposable(() => clearTimeout(handle));
-  }
-
-  private write(frame: ClientFrameV2): void {
-    this.transport?.write(encodeFrame(frame));
-  }
-
-  private dropTransport(reason: string): void {
-    this.transport?.dispose();
-    this.transport = undefined;
-    this.welcomed = false;
+  /** The next connection says hello and joins afresh; requests made on this one are not answered now. */
+  protected override transportDropped(reason: string): void {
     this.helloSent = false;
     for (const track of this.rooms.values()) track.joined = false;
     this.failOpenRequests(reason);
   }
 
-  private setState(state: ClientStateV2): void {
-    this.currentState = state;
-    this.stateEmitter.fire(state);
-  }
-
-  private settleFirstOutcome(outcome: FirstOutcomeV2): void {
-    const resolve = this.firstOutcomeResolve;
-    this.firstOutcomeResolve = undefined;
-    resolve?.(outcome);
+  protected override leaving(reason: string): void {
+    this.failOpenRequests(reason);
   }
 }
