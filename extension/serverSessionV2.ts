@@ -7,16 +7,16 @@
  */
 import * as vscode from 'vscode';
 import { Disposable, toDisposable } from '../shared/disposable';
-import { mentions } from '../shared/mentions';
 import { nameKey, roomKey } from '../shared/names';
 import type { ConversationSummary, MessageV2Event, Reaction, RoomEventV2, RoomStateFrame } from '../shared/protocolV2';
 import { TYPING_TTL_MS } from '../shared/protocolV2';
-import type { ChatEntry, ConnectionView, MessageEntry, PendingView, ReactionView, StatusView } from '../shared/webviewMessages';
+import type { ChatEntry, ConnectionView, MessageEntry, PendingView, ReactionView } from '../shared/webviewMessages';
 import { formatAddress } from './address';
 import type { SendFailure } from './client/chatClient';
 import { ChatClientV2, type ClientStateV2, type FirstOutcomeV2 } from './client/chatClientV2';
 import type { OutboxEntry, OutboxStorage } from './client/outbox';
 import type { SessionParams } from './chatSession';
+import { ConversationBase, presenceEntry } from './conversationBase';
 import { type ActionOutcome, type ConnectionKind, countsAsUnread, type RoomSession } from './roomSession';
 
 /** How often the conversation list (and its counts) is asked for again while connected: DMs others open appear within this. */
@@ -224,47 +224,22 @@ export class ServerSessionV2 extends Disposable {
 }
 
 /** One room or DM on a v2 server. */
-export class V2Conversation extends Disposable implements RoomSession {
+export class V2Conversation extends ConversationBase implements RoomSession {
   readonly protocol = 2;
   private roomName: string;
   private roomKind: 'room' | 'dm' = 'room';
   private participants: string[] = [];
   private topicText = '';
   private ownerName: string | undefined;
-  private memberList: string[] = [];
-  private memberTotal = 0;
-  private membersAsOf = 0;
-  private readonly entryList: ChatEntry[] = [];
+  /** The messages held, by seq: edits, deletions, reactions and replies find theirs here. */
   private readonly messagesBySeq = new Map<number, MessageEntry>();
-  private historyUpTo = Number.POSITIVE_INFINITY;
   private olderAvailable = false;
   private parted: string | undefined;
-  /** Read marker and counts, as the server keeps them (and live messages counted on top until the next refresh). */
+  /** The read marker, as the server keeps it; the counts are the server's too, with live messages counted on top until the next refresh. */
   lastRead = 0;
-  unread = 0;
-  mentionCount = 0;
-  inSight = false;
   /** The seq up to which the counts account for messages: the server's summary, or the last one counted here. */
   private countedUpTo = 0;
   private readonly typingUntil = new Map<string, { name: string; timer: ReturnType<typeof setTimeout> }>();
-
-  private readonly appendEmitter = this.register(new vscode.EventEmitter<{ entries: ChatEntry[]; live: boolean }>());
-  private readonly updateEmitter = this.register(new vscode.EventEmitter<{ entries: MessageEntry[] }>());
-  private readonly statusEmitter = this.register(new vscode.EventEmitter<StatusView>());
-  private readonly outboxEmitter = this.register(new vscode.EventEmitter<PendingView[]>());
-  private readonly failureEmitter = this.register(new vscode.EventEmitter<SendFailure>());
-  private readonly typingEmitter = this.register(new vscode.EventEmitter<string[]>());
-  private readonly countsEmitter = this.register(new vscode.EventEmitter<void>());
-  readonly onAppend = this.appendEmitter.event;
-  readonly onUpdate = this.updateEmitter.event;
-  readonly onStatus = this.statusEmitter.event;
-  readonly onOutbox = this.outboxEmitter.event;
-  readonly onSendFailure = this.failureEmitter.event;
-  readonly onTyping = this.typingEmitter.event;
-  private readonly resetEmitter = this.register(new vscode.EventEmitter<void>());
-  readonly onReset = this.resetEmitter.event;
-  /** Unread or mention counts changed. */
-  readonly onCounts = this.countsEmitter.event;
 
   constructor(
     readonly server: ServerSessionV2,
@@ -317,24 +292,16 @@ export class V2Conversation extends Disposable implements RoomSession {
     return this.server.me;
   }
 
-  get members(): readonly string[] {
-    return this.memberList;
-  }
-
-  get memberCount(): number {
-    return this.memberTotal;
-  }
-
-  get entries(): readonly ChatEntry[] {
-    return this.entryList;
-  }
-
   get pending(): readonly PendingView[] {
-    return this.server.client.pending(this.roomName).map(pendingView);
+    return this.pendingViews(this.server.client.pending(this.roomName));
   }
 
   get isConnected(): boolean {
     return this.server.client.state.kind === 'connected' && this.server.client.isJoined(this.roomName);
+  }
+
+  protected get connectionState(): ClientStateV2 {
+    return this.server.client.state;
   }
 
   get connectionKind(): ConnectionKind {
@@ -356,35 +323,12 @@ export class V2Conversation extends Disposable implements RoomSession {
     return [...this.typingUntil.values()].map((entry) => entry.name);
   }
 
-  status(): StatusView {
-    const connection = this.connectionView();
-    const inRoom = connection.kind !== 'disconnected';
-    return {
-      connection,
-      me: this.me,
-      room: this.title,
-      members: inRoom ? [...this.memberList] : [],
-      memberCount: inRoom ? Math.max(this.memberTotal, this.memberList.length) : 0,
-      inRoom,
-    };
-  }
-
   say(text: string, replyTo?: number): string {
     return this.server.client.say(this.roomName, text, replyTo);
   }
 
   reconnectNow(): void {
     this.server.client.reconnectNow();
-  }
-
-  mentionsMe(text: string): boolean {
-    const me = this.me;
-    return me !== undefined && mentions(text, me);
-  }
-
-  isMine(name: string): boolean {
-    const me = this.me;
-    return me !== undefined && nameKey(name) === nameKey(me);
   }
 
   /** Parts the room; resolves once the server has taken it, or after a second (a server that is away hears it when back, if this window still is). */
@@ -427,10 +371,7 @@ export class V2Conversation extends Disposable implements RoomSession {
    * budget, which the `say`s need.
    */
   markRead(): void {
-    const hadCounts = this.unread > 0 || this.mentionCount > 0;
-    this.unread = 0;
-    this.mentionCount = 0;
-    if (hadCounts) this.countsEmitter.fire();
+    const hadCounts = this.clearCounts();
     if (this.unreadSinceMark || hadCounts) this.scheduleReadMarker();
     this.unreadSinceMark = false;
   }
@@ -504,9 +445,7 @@ export class V2Conversation extends Disposable implements RoomSession {
     this.participants = state.participants ?? [];
     this.topicText = state.topic;
     this.ownerName = state.owner;
-    this.memberList = [...state.members];
-    this.memberTotal = Math.max(state.memberCount, state.members.length);
-    this.membersAsOf = state.seq;
+    this.setMembers(state.members, Math.max(state.memberCount, state.members.length), state.seq);
     this.lastRead = Math.max(this.lastRead, state.lastRead);
     if (state.reset !== undefined) {
       // The room's history was replaced: what is shown goes, and the newest events that follow are its history.
@@ -538,9 +477,7 @@ export class V2Conversation extends Disposable implements RoomSession {
           if (this.inSight) {
             this.scheduleReadMarker();
           } else {
-            this.unread += 1;
-            if (entry.mentionsMe) this.mentionCount += 1;
-            this.countsEmitter.fire();
+            this.countUnread(entry.mentionsMe === true);
           }
         }
         this.push(entry, live);
@@ -562,19 +499,10 @@ export class V2Conversation extends Disposable implements RoomSession {
         this.ownerName = event.owner;
         return;
       case 'joined':
-      case 'left': {
-        if (event.seq > this.membersAsOf) {
-          const key = nameKey(event.name);
-          const listed = this.memberList.some((member) => nameKey(member) === key);
-          this.memberList = this.memberList.filter((member) => nameKey(member) !== key);
-          if (event.type === 'joined') this.memberList.push(event.name);
-          const change = event.type === 'joined' ? (listed ? 0 : 1) : -1;
-          this.memberTotal = Math.max(this.memberList.length, this.memberTotal + change);
-          this.statusEmitter.fire(this.status());
-        }
-        this.push(event.type === 'left' ? { kind: 'left', seq: event.seq, name: event.name, ts: event.ts, reason: event.reason } : { kind: 'joined', seq: event.seq, name: event.name, ts: event.ts }, live);
+      case 'left':
+        this.applyPresence(event);
+        this.push(presenceEntry(event), live);
         return;
-      }
     }
   }
 
@@ -588,7 +516,7 @@ export class V2Conversation extends Disposable implements RoomSession {
   }
 
   outboxChanged(entries: readonly OutboxEntry[]): void {
-    this.outboxEmitter.fire(entries.map(pendingView));
+    this.outboxEmitter.fire(this.pendingViews(entries));
   }
 
   sendFailed(failure: SendFailure): void {
@@ -616,10 +544,10 @@ export class V2Conversation extends Disposable implements RoomSession {
   }
 
   private push(entry: ChatEntry, live: boolean): void {
-    this.entryList.push(entry);
     if (entry.kind === 'message') this.messagesBySeq.set(entry.seq, entry);
-    if (this.entryList.length > this.historyLimit) {
-      for (const dropped of this.entryList.splice(0, this.entryList.length - this.historyLimit)) this.messagesBySeq.delete(dropped.seq);
+    const dropped = this.keep(entry, this.historyLimit);
+    if (dropped.length > 0) {
+      for (const old of dropped) this.messagesBySeq.delete(old.seq);
       this.olderAvailable = true;
     }
     this.appendEmitter.fire({ entries: [entry], live });
@@ -646,9 +574,8 @@ export class V2Conversation extends Disposable implements RoomSession {
       case 'message':
         return this.messageEntry(event);
       case 'joined':
-        return { kind: 'joined', seq: event.seq, name: event.name, ts: event.ts };
       case 'left':
-        return { kind: 'left', seq: event.seq, name: event.name, ts: event.ts, reason: event.reason };
+        return presenceEntry(event);
       case 'topic':
         return { kind: 'topic', seq: event.seq, by: event.by, topic: event.topic, ts: event.ts };
       default:
@@ -677,24 +604,9 @@ export class V2Conversation extends Disposable implements RoomSession {
     return reactions.map((reaction) => ({ emoji: reaction.emoji, count: reaction.count, names: reaction.names, mine: reaction.names.some((name) => this.isMine(name)) }));
   }
 
-  private connectionView(): ConnectionView {
-    if (this.parted) return { kind: 'disconnected', reason: this.parted };
-    const state = this.server.client.state;
-    switch (state.kind) {
-      case 'connecting':
-        return { kind: 'connecting', address: this.address };
-      case 'connected':
-        return this.server.client.isJoined(this.roomName) ? { kind: 'connected', address: this.address } : { kind: 'connecting', address: this.address };
-      case 'reconnecting':
-        return { kind: 'reconnecting', address: this.address, retryAt: state.retryAt, attempt: state.attempt, reason: state.reason };
-      case 'closed':
-        return { kind: 'disconnected', reason: state.reason };
-    }
+  protected override connectionView(): ConnectionView {
+    return this.parted ? { kind: 'disconnected', reason: this.parted } : super.connectionView();
   }
-}
-
-function pendingView(entry: OutboxEntry): PendingView {
-  return { id: entry.id, text: entry.text, createdAt: entry.createdAt, ...(entry.replyTo !== undefined ? { replyTo: entry.replyTo } : {}) };
 }
 
 async function outcomeOf(answer: Promise<{ ok: true } | { ok: false; message: string }>): Promise<ActionOutcome> {
