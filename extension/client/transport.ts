@@ -1,7 +1,8 @@
 /**
  * One connection to a chat server, as lines: TCP, or TLS with a pinned
- * certificate. It knows nothing of the protocol spoken over it; the protocol
- * client (chatClient.ts) reads the lines it delivers and writes lines back.
+ * certificate. It knows nothing of the protocol spoken over it: its owner
+ * (reconnectingClient.ts) hands the lines it delivers to the protocol client
+ * on top (chatClient.ts or chatClientV2.ts), which writes lines back.
  *
  * A TLS connection is refused before a single byte is written when the
  * server's certificate is not the pinned one, so a hello (and its token)
