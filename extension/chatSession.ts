@@ -41,10 +41,10 @@ export class ChatSession extends ConversationBase implements RoomSession {
     readonly params: SessionParams,
     clientId: string,
     outboxes: OutboxStorage,
-    private readonly historyLimit: number,
+    historyLimit: number,
     private readonly log: vscode.LogOutputChannel,
   ) {
-    super();
+    super(historyLimit);
     this.client = this.register(new ChatClient({ ...params, clientId, outboxes }));
     this.register(this.client.onState((state) => this.onClientState(state)));
     this.register(this.client.onEvent((event) => this.onRoomEvent(event)));
@@ -147,7 +147,7 @@ export class ChatSession extends ConversationBase implements RoomSession {
   private onRoomEvent(event: RoomEvent): void {
     const entry = this.toEntry(event);
     if (event.type !== 'message') this.applyPresence(event);
-    this.keep(entry, this.historyLimit);
+    this.keep(entry);
     const live = event.seq > this.historyUpTo;
     if (live && countsAsUnread(entry) && !this.inSight) this.countUnread(entry.kind === 'message' && this.mentionsMe(entry.text));
     this.appendEmitter.fire({ entries: [entry], live });

@@ -55,6 +55,11 @@ export abstract class ConversationBase extends Disposable {
   readonly onCounts = this.countsEmitter.event;
   readonly onReset = this.resetEmitter.event;
 
+  /** @param historyLimit how many entries are kept; older ones make way for new ones. */
+  constructor(private readonly historyLimit: number) {
+    super();
+  }
+
   abstract get me(): string | undefined;
   abstract get title(): string;
   abstract get address(): string;
@@ -136,9 +141,9 @@ export abstract class ConversationBase extends Disposable {
   }
 
   /** Keeps an entry at the end; returns the oldest ones it pushed past the history limit. */
-  protected keep(entry: ChatEntry, historyLimit: number): ChatEntry[] {
+  protected keep(entry: ChatEntry): ChatEntry[] {
     this.entryList.push(entry);
-    return this.entryList.length > historyLimit ? this.entryList.splice(0, this.entryList.length - historyLimit) : [];
+    return this.entryList.length > this.historyLimit ? this.entryList.splice(0, this.entryList.length - this.historyLimit) : [];
   }
 
   /** One more message of someone else not seen yet. */

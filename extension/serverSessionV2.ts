@@ -244,9 +244,9 @@ export class V2Conversation extends ConversationBase implements RoomSession {
   constructor(
     readonly server: ServerSessionV2,
     room: string,
-    private readonly historyLimit: number,
+    historyLimit: number,
   ) {
-    super();
+    super(historyLimit);
     this.roomName = room;
     if (room.startsWith('dm:')) this.roomKind = 'dm';
     this.register(toDisposable(() => this.typingUntil.forEach(({ timer }) => clearTimeout(timer))));
@@ -545,7 +545,7 @@ export class V2Conversation extends ConversationBase implements RoomSession {
 
   private push(entry: ChatEntry, live: boolean): void {
     if (entry.kind === 'message') this.messagesBySeq.set(entry.seq, entry);
-    const dropped = this.keep(entry, this.historyLimit);
+    const dropped = this.keep(entry);
     if (dropped.length > 0) {
       for (const old of dropped) this.messagesBySeq.delete(old.seq);
       this.olderAvailable = true;
