@@ -39,7 +39,7 @@ import {
 } from '../../shared/protocol';
 import { Emitter } from '../emitter';
 import { Outbox, type OutboxEntry, type OutboxStorage, outboxKey } from './outbox';
-import { DEFAULT_BACKOFF, looksLikeRestart, reconnectDelay } from './reconnectPolicy';
+import { DEFAULT_BACKOFF, FAILOVER_JITTER_MS, looksLikeRestart, reconnectDelay, type ServerEndpoint, ServerRotation } from './reconnectPolicy';
 import { LineTransport, type TransportEnd } from './transport';
 
 export interface ChatClientOptions {
@@ -63,7 +63,7 @@ export interface ChatClientOptions {
    * last seq seen (and its epoch), and unacknowledged messages are sent again
    * with their ids, which the cluster stores once.
    */
-  alternates?: { host: string; port: number }[];
+  alternates?: ServerEndpoint[];
   /** Where the outbox is kept (extension/storedState.ts: `storedOutboxes`). */
   outboxes: OutboxStorage;
   /** How long a connection attempt may take before it counts as failed. */
@@ -100,8 +100,6 @@ export interface SendFailure {
 
 /** How long a planned leave waits for its `bye` to go out before the socket is destroyed. */
 export const BYE_TIMEOUT_MS = 1_000;
-/** A move to another server of a cluster waits at most this long, at random. */
-export const FAILOVER_JITTER_MS = 100;
 const CONNECT_TIMEOUT_MS = 10_000;
 /**
  * Refusals that no amount of retrying will fix: the person has to act. A name
@@ -151,11 +149,7 @@ export class ChatClient extends Disposable {
   private lastSeqSeen = 0;
   /** Which history of the room `lastSeqSeen` belongs to (a cluster's welcome names it). */
   private roomEpoch: string | undefined;
-  /** The primary server first, then the alternates. */
-  private readonly servers: readonly { host: string; port: number }[];
-  private serverIndex = 0;
-  /** Servers tried since the last welcome (or the last backoff). */
-  private serversTried = 0;
+  private readonly servers: ServerRotation;
   /** The seat secret from the last welcome; it belongs to that connection, so it is never stored. */
   private seatSecret: string | undefined;
   private readonly outbox: Outbox;
@@ -165,7 +159,7 @@ export class ChatClient extends Disposable {
 
   constructor(private readonly options: ChatClientOptions) {
     super();
-    this.servers = [{ host: options.host, port: options.port }, ...(options.alternates ?? [])];
+    this.servers = new ServerRotation(options, options.alternates);
     this.outbox = this.register(new Outbox(options.outboxes, outboxKey(options)));
     this.onOutbox = this.outbox.onChange;
     this.firstOutcomePromise = new Promise((resolve) => (this.firstOutcomeResolve = resolve));
@@ -181,7 +175,7 @@ export class ChatClient extends Disposable {
 
   /** The server in use (or being tried). */
   get address(): string {
-    const { host, port } = this.servers[this.serverIndex];
+    const { host, port } = this.servers.current;
     return `${host}:${port}`;
   }
 
@@ -211,7 +205,7 @@ export class ChatClient extends Disposable {
     this.dropTransport();
     this.setState({ kind: 'connecting' });
 
-    const server = this.servers[this.serverIndex];
+    const server = this.servers.current;
     const transport = new LineTransport({
       host: server.host,
       port: server.port,
@@ -286,7 +280,7 @@ export class ChatClient extends Disposable {
         // Anything but a plausible secret is dropped: it goes back in every later hello.
         this.seatSecret = typeof frame.resume === 'string' && frame.resume.length > 0 && frame.resume.length <= RESUME_MAX_CHARS ? frame.resume : undefined;
         this.attempt = 0;
-        this.serversTried = 0;
+        this.servers.welcomed();
         transport.stopAnswerTimer();
         // A server that lost its history (started with --memory) counts from 0 again.
         if (frame.seq < this.lastSeqSeen) this.lastSeqSeen = frame.seq;
@@ -360,19 +354,14 @@ export class ChatClient extends Disposable {
     }
     this.dropTransport();
     if (this.isDisposed || this.currentState.kind === 'closed') return;
-    const server = this.servers[this.serverIndex];
-    if (this.servers.length > 1) {
-      this.serversTried += 1;
-      this.serverIndex = (this.serverIndex + 1) % this.servers.length;
-      if (this.serversTried < this.servers.length) {
-        // Another server of the cluster may well be up: it is tried at once (a little jitter keeps a room from arriving in one burst).
-        const delay = Math.round(Math.random() * FAILOVER_JITTER_MS);
-        this.setState({ kind: 'reconnecting', retryAt: Date.now() + delay, attempt: this.attempt, reason: end.reason });
-        const handle = setTimeout(() => this.connect(), delay);
-        this.retryTimer = toDisposable(() => clearTimeout(handle));
-        return;
-      }
-      this.serversTried = 0;
+    const server = this.servers.current;
+    if (this.servers.failed()) {
+      // Another server of the cluster may well be up: it is tried at once (a little jitter keeps a room from arriving in one burst).
+      const delay = Math.round(Math.random() * FAILOVER_JITTER_MS);
+      this.setState({ kind: 'reconnecting', retryAt: Date.now() + delay, attempt: this.attempt, reason: end.reason });
+      const handle = setTimeout(() => this.connect(), delay);
+      this.retryTimer = toDisposable(() => clearTimeout(handle));
+      return;
     }
     if (!this.everWelcomed) this.settleFirstOutcome({ kind: 'unreachable', reason: end.reason });
     const policy = {

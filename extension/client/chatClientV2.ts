@@ -61,7 +61,7 @@ import { checkServerFrameV2 } from '../../shared/serverFramesV2';
 import { Emitter } from '../emitter';
 import type { RefusalCode } from './chatClient';
 import { Outbox, type OutboxEntry, type OutboxStorage, outboxKey } from './outbox';
-import { DEFAULT_BACKOFF, looksLikeRestart, reconnectDelay } from './reconnectPolicy';
+import { DEFAULT_BACKOFF, FAILOVER_JITTER_MS, looksLikeRestart, reconnectDelay, type ServerEndpoint, ServerRotation } from './reconnectPolicy';
 import { LineTransport, type TransportEnd } from './transport';
 
 export interface ChatClientV2Options {
@@ -71,6 +71,13 @@ export interface ChatClientV2Options {
   clientId: string;
   token?: string;
   fingerprint?: string;
+  /**
+   * The other servers of a cluster (docs/scaling.md), tried in turn when the
+   * one in use drops or cannot be reached; every room is rejoined there from
+   * its last seq (and epoch), and the outboxes are sent again with their ids,
+   * which the cluster stores once.
+   */
+  alternates?: ServerEndpoint[];
   /** The name's identity key on this server; without one the client makes one (and reports it through `onKey`). */
   key?: string;
   outboxes: OutboxStorage;
@@ -180,6 +187,7 @@ export class ChatClientV2 extends Disposable {
   private transport: LineTransport | undefined;
   private retryTimer: IDisposable | undefined;
   private attempt = 0;
+  private readonly servers: ServerRotation;
   private welcomed = false;
   /** This connection has said hello (after the probe's answer). */
   private helloSent = false;
@@ -195,6 +203,7 @@ export class ChatClientV2 extends Disposable {
 
   constructor(private readonly options: ChatClientV2Options) {
     super();
+    this.servers = new ServerRotation(options, options.alternates);
     this.key = plausibleKey(options.key) ? options.key : newIdentityKey();
     this.firstOutcomePromise = new Promise((resolve) => (this.firstOutcomeResolve = resolve));
     this.register(toDisposable(() => this.dropTransport('The client was closed.')));
@@ -208,8 +217,10 @@ export class ChatClientV2 extends Disposable {
     return this.currentState;
   }
 
+  /** The server in use (or being tried). */
   get address(): string {
-    return `${this.options.host}:${this.options.port}`;
+    const { host, port } = this.servers.current;
+    return `${host}:${port}`;
   }
 
   get name(): string {
@@ -248,9 +259,10 @@ export class ChatClientV2 extends Disposable {
     this.retryTimer = undefined;
     this.dropTransport('Reconnecting.');
     this.setState({ kind: 'connecting' });
+    const server = this.servers.current;
     const transport = new LineTransport({
-      host: this.options.host,
-      port: this.options.port,
+      host: server.host,
+      port: server.port,
       ...(this.options.fingerprint !== undefined ? { fingerprint: this.options.fingerprint } : {}),
       maxLineBytes: MAX_SERVER_FRAME_BYTES,
       answerTimeoutMs: this.options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
@@ -504,6 +516,7 @@ export class ChatClientV2 extends Disposable {
     this.welcomed = true;
     this.everWelcomed = true;
     this.attempt = 0;
+    this.servers.welcomed();
     transport.stopAnswerTimer();
     if (plausibleKey(welcome.key) && welcome.key !== this.key) this.key = welcome.key;
     this.keyEmitter.fire(this.key);
@@ -656,13 +669,22 @@ export class ChatClientV2 extends Disposable {
     }
     this.dropTransport(end.reason);
     if (this.isDisposed || this.currentState.kind === 'closed') return;
+    const server = this.servers.current;
+    if (this.servers.failed()) {
+      // Another server of the cluster may well be up: it is tried at once (a little jitter keeps a crowd from arriving in one burst).
+      const delay = Math.round(Math.random() * FAILOVER_JITTER_MS);
+      this.setState({ kind: 'reconnecting', retryAt: Date.now() + delay, attempt: this.attempt, reason: end.reason });
+      const handle = setTimeout(() => this.connect(), delay);
+      this.retryTimer = toDisposable(() => clearTimeout(handle));
+      return;
+    }
     if (!this.everWelcomed) this.settleFirstOutcome({ kind: 'unreachable', reason: end.reason });
     const policy = {
       initialMs: this.options.initialBackoffMs ?? DEFAULT_BACKOFF.initialMs,
       maxMs: this.options.maxBackoffMs ?? DEFAULT_BACKOFF.maxMs,
       maxLoopbackMs: this.options.maxLoopbackBackoffMs ?? DEFAULT_BACKOFF.maxLoopbackMs,
     };
-    const delay = reconnectDelay(policy, this.attempt, looksLikeRestart(this.options.host, end.errorCode), Math.random());
+    const delay = reconnectDelay(policy, this.attempt, looksLikeRestart(server.host, end.errorCode), Math.random());
     this.attempt += 1;
     this.setState({ kind: 'reconnecting', retryAt: Date.now() + delay, attempt: this.attempt, reason: end.reason });
     const handle = setTimeout(() => this.connect(), delay);
