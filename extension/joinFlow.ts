@@ -50,7 +50,7 @@ export async function runJoinFlow(context: JoinFlowContext, givenArgs: JoinRoomA
   let args = givenArgs;
   const interactive = args.confirm === true || args.address === undefined || args.name === undefined;
 
-  const addressDefault = args.address ?? (remembered ? formatAddress(remembered) : settings.defaultAddress || `localhost:${DEFAULT_PORT}`);
+  const addressDefault = args.address ?? (remembered ? formatAddressList([remembered, ...(remembered.alternates ?? [])]) : settings.defaultAddress || `localhost:${DEFAULT_PORT}`);
   const addressText =
     interactive && (args.confirm || args.address === undefined)
       ? await vscode.window.showInputBox({
@@ -122,7 +122,7 @@ export async function runJoinFlow(context: JoinFlowContext, givenArgs: JoinRoomA
   for (let round = 0; round < 10; round++) {
     const outcome = await context.connect({ host: address.host, port: address.port, name, room, ...(token ? { token } : {}), ...(fingerprint ? { fingerprint } : {}), ...(alternates.length > 0 ? { alternates } : {}) });
     if (outcome.kind === 'welcome') {
-      await context.stored.rememberLastJoin({ host: address.host, port: address.port, name, room });
+      await context.stored.rememberLastJoin({ host: address.host, port: address.port, name, room, alternates });
       // Pinned only once the server let us in with it, so a mistyped address does not keep a pin.
       if (fingerprint) await context.stored.pinFingerprint(address.host, address.port, fingerprint);
       return { joined: true, name: outcome.you, room: outcome.room, address: formatAddressList(addresses) };

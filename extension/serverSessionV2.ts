@@ -60,7 +60,7 @@ export class ServerSessionV2 extends Disposable {
     keepKey: (key: string) => void,
   ) {
     super();
-    this.client = this.register(new ChatClientV2({ host: params.host, port: params.port, name: params.name, clientId, outboxes, ...(key ? { key } : {}), ...(params.token ? { token: params.token } : {}), ...(params.fingerprint ? { fingerprint: params.fingerprint } : {}) }));
+    this.client = this.register(new ChatClientV2({ host: params.host, port: params.port, name: params.name, clientId, outboxes, ...(key ? { key } : {}), ...(params.token ? { token: params.token } : {}), ...(params.fingerprint ? { fingerprint: params.fingerprint } : {}), ...(params.alternates?.length ? { alternates: params.alternates } : {}) }));
     this.register(this.client.onKey(keepKey));
     this.register(this.client.onState((state) => this.onClientState(state)));
     this.register(this.client.onRoomState((state) => this.conversationFor(state.room)?.onRoomState(state)));

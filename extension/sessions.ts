@@ -20,7 +20,7 @@ import { type JoinRoomArgs, type JoinRoomResult, runJoinFlow } from './joinFlow'
 import type { RoomSession } from './roomSession';
 import { ServerSessionV2, type V2Conversation } from './serverSessionV2';
 import { readSettings } from './settings';
-import type { StoredState } from './storedState';
+import type { RememberedJoin, StoredState } from './storedState';
 
 /** Whether a send was taken, or why not (the text then stays in the message box). */
 export type SendOutcome = { accepted: true } | { accepted: false; reason: string };
@@ -207,9 +207,9 @@ export class SessionManager extends Disposable {
     this.rejoining ??= (async () => {
       const remembered = this.stored.currentRoom();
       if (this.session || !remembered) return;
-      const { host, port, name, room } = remembered;
+      const { host, port, name, room, alternates } = remembered;
       const credentials = await this.stored.rememberedCredentials(host, port);
-      if (!this.session && !this.isDisposed) await this.join({ host, port, name, room, ...credentials }, true);
+      if (!this.session && !this.isDisposed) await this.join({ host, port, name, room, ...credentials, ...(alternates ? { alternates } : {}) }, true);
     })();
     return this.rejoining;
   }
@@ -250,7 +250,14 @@ export class SessionManager extends Disposable {
     if (!server) {
       const key = await this.stored.identityKey(params.host, params.port, params.name);
       const created = new ServerSessionV2(
-        { host: params.host, port: params.port, name: params.name, ...(params.token ? { token: params.token } : {}), ...(params.fingerprint ? { fingerprint: params.fingerprint } : {}) },
+        {
+          host: params.host,
+          port: params.port,
+          name: params.name,
+          ...(params.token ? { token: params.token } : {}),
+          ...(params.fingerprint ? { fingerprint: params.fingerprint } : {}),
+          ...(params.alternates?.length ? { alternates: params.alternates } : {}),
+        },
         this.clientId,
         this.stored.outboxes,
         key,
@@ -342,7 +349,7 @@ export class SessionManager extends Disposable {
   // ------------------------------------------------------------ plumbing
 
   private welcomed(session: RoomSession, showPanel: boolean): void {
-    if (session === this.session) void this.stored.rememberCurrentRoom({ host: session.params.host, port: session.params.port, name: session.params.name, room: session.room });
+    if (session === this.session) void this.stored.rememberCurrentRoom(rememberedJoinOf(session));
     this.welcomeEmitter.fire({ session, showPanel });
   }
 
@@ -350,7 +357,7 @@ export class SessionManager extends Disposable {
     if (this.session === session) return;
     this.activeHolder.value = { session, dispose: () => undefined };
     this.left = undefined;
-    void this.stored.rememberCurrentRoom({ host: session.params.host, port: session.params.port, name: session.params.name, room: session.room });
+    void this.stored.rememberCurrentRoom(rememberedJoinOf(session));
     this.sessionEmitter.fire(session);
     this.listEmitter.fire();
   }
@@ -381,4 +388,10 @@ export class SessionManager extends Disposable {
 /** Whether two joins would take the same seat: one server, one room, one name. */
 function sameSeat(a: SessionParams, b: SessionParams): boolean {
   return a.host === b.host && a.port === b.port && roomKey(a.room) === roomKey(b.room) && nameKey(a.name) === nameKey(b.name);
+}
+
+/** What a window keeps of the conversation it shows, to rejoin it after a reload. */
+function rememberedJoinOf(session: RoomSession): RememberedJoin {
+  const { host, port, name, alternates } = session.params;
+  return { host, port, name, room: session.room, ...(alternates ? { alternates } : {}) };
 }

@@ -15,7 +15,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type * as vscode from 'vscode';
-import { formatAddress } from './address';
+import { formatAddress, MAX_ADDRESSES, type ServerAddress } from './address';
 import type { OutboxEntry, OutboxStorage } from './client/outbox';
 import { nameKey } from '../shared/names';
 
@@ -50,6 +50,17 @@ export interface RememberedJoin {
   port: number;
   name: string;
   room: string;
+  /** A cluster's other servers, as Join Room was given them after the first. */
+  alternates?: ServerAddress[];
+}
+
+/** The join as it is stored: its own fields only, and alternates that are addresses. */
+function keptJoin(join: RememberedJoin): RememberedJoin {
+  const alternates = (Array.isArray(join.alternates) ? join.alternates : [])
+    .filter((address) => typeof address?.host === 'string' && Number.isInteger(address.port))
+    .slice(0, MAX_ADDRESSES - 1)
+    .map(({ host, port }) => ({ host, port }));
+  return { host: join.host, port: join.port, name: join.name, room: join.room, ...(alternates.length > 0 ? { alternates } : {}) };
 }
 
 /** Every seat's outbox in one record of `store`. */
@@ -99,20 +110,22 @@ export class StoredState {
   }
 
   lastJoin(): RememberedJoin | undefined {
-    return this.globalState.get<RememberedJoin>(LAST_JOIN_KEY);
+    const join = this.globalState.get<RememberedJoin>(LAST_JOIN_KEY);
+    return join && keptJoin(join);
   }
 
   rememberLastJoin(join: RememberedJoin): Thenable<void> {
-    return this.globalState.update(LAST_JOIN_KEY, { host: join.host, port: join.port, name: join.name, room: join.room } satisfies RememberedJoin);
+    return this.globalState.update(LAST_JOIN_KEY, keptJoin(join));
   }
 
   /** The room this window was in, unless it was left. */
   currentRoom(): RememberedJoin | undefined {
-    return this.workspaceState.get<RememberedJoin>(CURRENT_ROOM_KEY);
+    const join = this.workspaceState.get<RememberedJoin>(CURRENT_ROOM_KEY);
+    return join && keptJoin(join);
   }
 
   rememberCurrentRoom(join: RememberedJoin | undefined): Thenable<void> {
-    return this.workspaceState.update(CURRENT_ROOM_KEY, join && ({ host: join.host, port: join.port, name: join.name, room: join.room } satisfies RememberedJoin));
+    return this.workspaceState.update(CURRENT_ROOM_KEY, join && keptJoin(join));
   }
 
   /** The message-box draft this window kept. */

@@ -79,11 +79,6 @@ export function textBytes(text: string): number {
   return Buffer.byteLength(text, 'utf8');
 }
 
-/**
- * In a cluster the seat, the seq and the outbox carry over to the next server:
- * the hello names the last seq seen (and its epoch), and unacknowledged
- * messages are sent again with their ids, which the cluster stores once.
- */
 export class ChatClient extends ReconnectingClient<ClientFrame, WelcomeFrame, ErrorCode> {
   private readonly eventEmitter = this.register(new Emitter<RoomEvent>());
   private readonly failureEmitter = this.register(new Emitter<SendFailure>());

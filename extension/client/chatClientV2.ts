@@ -64,7 +64,7 @@ import { Outbox, type OutboxEntry, type OutboxStorage, outboxKey } from './outbo
 import { type ConnectionOptions, type ConnectionState, type FirstOutcomeOf, ReconnectingClient } from './reconnectingClient';
 import type { LineTransport } from './transport';
 
-export interface ChatClientV2Options extends Omit<ConnectionOptions, 'alternates'> {
+export interface ChatClientV2Options extends ConnectionOptions {
   name: string;
   clientId: string;
   token?: string;

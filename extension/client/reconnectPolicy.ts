@@ -39,3 +39,52 @@ export function reconnectDelay(policy: BackoffPolicy, attempt: number, restartin
   const exponential = Math.min(cap, policy.initialMs * 2 ** attempt);
   return Math.min(cap, Math.round(exponential * (0.8 + random * 0.4)));
 }
+
+/** A move to another server of a cluster waits at most this long, at random (so a room does not arrive in one burst). */
+export const FAILOVER_JITTER_MS = 100;
+
+export interface ServerEndpoint {
+  host: string;
+  port: number;
+}
+
+/**
+ * The servers a client may use (a cluster's, docs/scaling.md): the primary
+ * first, then the alternates. When the one in use drops or cannot be
+ * reached, the next is tried at once; only when every one has failed since
+ * the last welcome does the client wait (backoff) before another round.
+ */
+export class ServerRotation {
+  private index = 0;
+  /** Servers that failed since the last welcome (or the last full round). */
+  private failedInRound = 0;
+  readonly servers: readonly ServerEndpoint[];
+
+  constructor(primary: ServerEndpoint, alternates: readonly ServerEndpoint[] = []) {
+    this.servers = [{ host: primary.host, port: primary.port }, ...alternates.map(({ host, port }) => ({ host, port }))];
+  }
+
+  /** The server in use, or being tried. */
+  get current(): ServerEndpoint {
+    return this.servers[this.index];
+  }
+
+  /** The server in use let us in: a later failure starts a new round. */
+  welcomed(): void {
+    this.failedInRound = 0;
+  }
+
+  /**
+   * The server in use failed: the next one becomes current. True when it is
+   * to be tried at once; false when the round is over (every server failed),
+   * and the client backs off before trying again.
+   */
+  failed(): boolean {
+    if (this.servers.length <= 1) return false;
+    this.index = (this.index + 1) % this.servers.length;
+    this.failedInRound += 1;
+    if (this.failedInRound < this.servers.length) return true;
+    this.failedInRound = 0;
+    return false;
+  }
+}

@@ -1,7 +1,8 @@
 /**
  * What the two protocol clients share: the life of their connection. One
  * {@link LineTransport} at a time, tried again after a drop with the wait
- * {@link reconnectDelay} gives (and, in a cluster, on the next server first),
+ * {@link reconnectDelay} gives (and, in a cluster, on the next server first:
+ * {@link ServerRotation}),
  * the state a session shows, and the promise of how the first attempt ended.
  * What is said over the connection belongs to the protocol on top: v1 in
  * chatClient.ts, v2 in chatClientV2.ts.
@@ -14,7 +15,7 @@ import { encodeFrame } from '../../shared/framing';
 import { type ClientFrame, MAX_SERVER_FRAME_BYTES } from '../../shared/protocol';
 import type { ClientFrameV2 } from '../../shared/protocolV2';
 import { Emitter } from '../emitter';
-import { DEFAULT_BACKOFF, looksLikeRestart, reconnectDelay } from './reconnectPolicy';
+import { DEFAULT_BACKOFF, FAILOVER_JITTER_MS, looksLikeRestart, reconnectDelay, type ServerEndpoint, ServerRotation } from './reconnectPolicy';
 import { LineTransport, type TransportEnd } from './transport';
 
 export interface ConnectionOptions {
@@ -29,9 +30,12 @@ export interface ConnectionOptions {
   /**
    * The other servers of a cluster (docs/scaling.md): when the one in use
    * drops or cannot be reached, the next is tried at once, and only when
-   * every one has failed does the client wait (backoff) before another round.
+   * every one has failed does the client wait (backoff) before another
+   * round. What the protocol keeps carries over: the next hello or join names
+   * the last seq seen (and its epoch), and unacknowledged messages are sent
+   * again with their ids, which the cluster stores once.
    */
-  alternates?: { host: string; port: number }[];
+  alternates?: ServerEndpoint[];
   /** How long a connection attempt may take before it counts as failed. */
   connectTimeoutMs?: number;
   /** First reconnect delay; it doubles on each failure up to `maxBackoffMs`. */
@@ -58,8 +62,6 @@ export type FirstOutcomeOf<Welcome, Code> =
 
 /** How long a planned leave waits for its `bye` to go out before the socket is destroyed. */
 export const BYE_TIMEOUT_MS = 1_000;
-/** A move to another server of a cluster waits at most this long, at random. */
-export const FAILOVER_JITTER_MS = 100;
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /**
@@ -78,17 +80,13 @@ export abstract class ReconnectingClient<Frame extends ClientFrame | ClientFrame
   private attempt = 0;
   private welcomedNow = false;
   private everWelcomed = false;
-  /** The primary server first, then a cluster's alternates. */
-  private readonly servers: readonly { host: string; port: number }[];
-  private serverIndex = 0;
-  /** Servers tried since the last welcome (or the last backoff). */
-  private serversTried = 0;
+  private readonly servers: ServerRotation;
   private firstOutcomeResolve: ((outcome: FirstOutcomeOf<Welcome, Code | ClientRefusalCode> | Extra) => void) | undefined;
   private readonly firstOutcomePromise: Promise<FirstOutcomeOf<Welcome, Code | ClientRefusalCode> | Extra>;
 
   constructor(private readonly connection: ConnectionOptions) {
     super();
-    this.servers = [{ host: connection.host, port: connection.port }, ...(connection.alternates ?? [])];
+    this.servers = new ServerRotation(connection, connection.alternates);
     this.firstOutcomePromise = new Promise((resolve) => (this.firstOutcomeResolve = resolve));
     this.register(toDisposable(() => this.dropTransport('The client was closed.')));
     this.register(toDisposable(() => this.retryTimer?.dispose()));
@@ -101,7 +99,7 @@ export abstract class ReconnectingClient<Frame extends ClientFrame | ClientFrame
 
   /** The server in use (or being tried). */
   get address(): string {
-    const { host, port } = this.servers[this.serverIndex];
+    const { host, port } = this.servers.current;
     return `${host}:${port}`;
   }
 
@@ -118,7 +116,7 @@ export abstract class ReconnectingClient<Frame extends ClientFrame | ClientFrame
     this.dropTransport('Reconnecting.');
     this.setState({ kind: 'connecting' });
 
-    const server = this.servers[this.serverIndex];
+    const server = this.servers.current;
     const transport = new LineTransport({
       host: server.host,
       port: server.port,
@@ -172,7 +170,7 @@ export abstract class ReconnectingClient<Frame extends ClientFrame | ClientFrame
     this.welcomedNow = true;
     this.everWelcomed = true;
     this.attempt = 0;
-    this.serversTried = 0;
+    this.servers.welcomed();
     transport.stopAnswerTimer();
   }
 
@@ -232,16 +230,11 @@ export abstract class ReconnectingClient<Frame extends ClientFrame | ClientFrame
     }
     this.dropTransport(end.reason);
     if (this.isDisposed || this.currentState.kind === 'closed') return;
-    const server = this.servers[this.serverIndex];
-    if (this.servers.length > 1) {
-      this.serversTried += 1;
-      this.serverIndex = (this.serverIndex + 1) % this.servers.length;
-      if (this.serversTried < this.servers.length) {
-        // Another server of the cluster may well be up: it is tried at once (a little jitter keeps a room from arriving in one burst).
-        this.retryIn(Math.round(Math.random() * FAILOVER_JITTER_MS), end.reason);
-        return;
-      }
-      this.serversTried = 0;
+    const server = this.servers.current;
+    if (this.servers.failed()) {
+      // Another server of the cluster may well be up: it is tried at once (a little jitter keeps a crowd from arriving in one burst).
+      this.retryIn(Math.round(Math.random() * FAILOVER_JITTER_MS), end.reason);
+      return;
     }
     if (!this.everWelcomed) this.settleFirstOutcome({ kind: 'unreachable', reason: end.reason });
     const policy = {

@@ -534,6 +534,51 @@ describe('cluster: three servers sharing rooms through Redis', function () {
     console.log(`      ${count} clients back in the room after kill -9 of their node: p50 ${percentile(backMs, 50)} ms, p99 ${percentile(backMs, 99)} ms, max ${Math.max(...backMs)} ms`);
   });
 
+  it("moves the extension's protocol-2 client with several addresses to the next when its node is killed with -9: every room rejoined from its seq, outboxes sent, nothing lost or doubled", async () => {
+    await start({ ttlMs: FAILOVER_TTL_MS });
+    const watcher = await v2(2, 'watcher');
+    await watcher.join(ROOM);
+    await watcher.join('side');
+    const [first, ...alternates] = nodes.map((node) => ({ host: '127.0.0.1', port: node.port }));
+    const chat = new ChatClientV2({ ...first, alternates, name: 'rover', clientId: 'install-rover', outboxes: memoryOutboxes(), initialBackoffMs: 100 });
+    clients.push({ close: () => chat.dispose() });
+    const seen: RoomEventV2[] = [];
+    chat.onEvent((event) => seen.push(event));
+    let welcomedAt = 0;
+    chat.onState((state) => {
+      if (state.kind === 'connected') welcomedAt = Date.now();
+    });
+    chat.connect();
+    assert.equal((await chat.firstOutcome()).kind, 'welcome');
+    for (const room of [ROOM, 'side']) assert.equal((await chat.join(room)).ok, true, room);
+    assert.equal(chat.address, `127.0.0.1:${nodes[0].port}`);
+
+    const perRoom = 15;
+    const talking = (async () => {
+      for (let i = 0; i < perRoom; i++) {
+        for (const room of [ROOM, 'side']) chat.say(room, `${room}:${i}`);
+        await sleep(15);
+      }
+    })();
+    await sleep(60);
+    const killedAt = Date.now();
+    await nodes[0].stop('SIGKILL');
+    await talking;
+    await waitFor('back on a survivor with both outboxes empty', () => welcomedAt > killedAt && chat.pending(ROOM).length === 0 && chat.pending('side').length === 0, 20_000);
+    assert.notEqual(chat.address, `127.0.0.1:${nodes[0].port}`);
+    for (const room of [ROOM, 'side']) {
+      const expected = Array.from({ length: perRoom }, (_, i) => `${room}:${i}`);
+      await waitFor(`every message of ${room} on the watcher`, () => watcher.frames.filter((frame) => frame.type === 'message' && frame.room === room && String(frame.text).startsWith(`${room}:`)).length >= perRoom, 10_000);
+      const stored = watcher.frames.filter((frame) => frame.type === 'message' && frame.room === room && String(frame.text).startsWith(`${room}:`)).map((frame) => frame.text);
+      assert.deepEqual(stored, expected, `${room}: each message stored once, in order`);
+      const own = seen.filter((event) => event.type === 'message' && event.room === room).map((event) => (event as { text: string }).text);
+      assert.deepEqual(own, expected, `${room}: the client saw each once`);
+      const seqs = seen.filter((event) => event.room === room).map((event) => event.seq);
+      for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1] + 1, `${room}: seq ${seqs[i - 1]} is followed by ${seqs[i]}`);
+    }
+    console.log(`      back on ${chat.address} ${welcomedAt - killedAt} ms after kill -9 of its node`);
+  });
+
   it('serves a cluster behind one HAProxy address: clients of a killed node come back through it to a survivor', async () => {
     await start({ ttlMs: FAILOVER_TTL_MS });
     const proxy = await Haproxy.start(nodes.map((node) => node.port), 'first');

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { formatAddressList, MAX_ADDRESSES, parseAddressList } from '../../extension/address';
 import { inviteFromText, inviteLink } from '../../extension/inviteLinks';
 import { Outbox, outboxKey } from '../../extension/client/outbox';
-import { DEFAULT_BACKOFF, looksLikeRestart, MAX_BACKOFF_MS, MAX_LOOPBACK_BACKOFF_MS, reconnectDelay } from '../../extension/client/reconnectPolicy';
-import { storedOutboxes } from '../../extension/storedState';
+import { DEFAULT_BACKOFF, looksLikeRestart, MAX_BACKOFF_MS, MAX_LOOPBACK_BACKOFF_MS, reconnectDelay, ServerRotation } from '../../extension/client/reconnectPolicy';
+import { StoredState, storedOutboxes } from '../../extension/storedState';
 import { memoryStore } from '../support/memoryStore';
 
 describe('reconnect schedule', () => {
@@ -89,5 +89,37 @@ describe("a cluster's addresses", () => {
     assert.deepEqual(inviteFromText(link), { address: 'a.example:33000, b.example:33001, [::1]:33002', room: 'lobby' });
     assert.deepEqual(inviteFromText(inviteLink('vscode', 'chat-room.chat-room', 'a.example', 33000, 'lobby')), { address: 'a.example:33000', room: 'lobby' });
     assert.equal(inviteFromText('vscode://chat-room.chat-room/join?host=a&port=1&also=b%3A1%2Cnot%20an%20address'), undefined);
+  });
+
+  it('tries the next server at once when one fails, and backs off only after a whole round without a welcome', () => {
+    const rotation = new ServerRotation({ host: 'a', port: 1 }, [{ host: 'b', port: 2 }, { host: 'c', port: 3 }]);
+    const steps: string[] = [];
+    const fail = () => steps.push(`${rotation.failed() ? 'at once' : 'back off'} → ${rotation.current.host}`);
+    assert.equal(rotation.current.host, 'a');
+    fail();
+    fail();
+    fail();
+    fail();
+    rotation.welcomed();
+    fail();
+    assert.deepEqual(steps, ['at once → b', 'at once → c', 'back off → a', 'at once → b', 'at once → c']);
+    const alone = new ServerRotation({ host: 'a', port: 1 });
+    assert.equal(alone.failed(), false, 'one server: always back off');
+    assert.equal(alone.current.host, 'a');
+  });
+
+  it("is remembered whole for Join Room's next default and a window's rejoin, and odd stored values are dropped", async () => {
+    const global = memoryStore();
+    const workspace = memoryStore();
+    const stored = new StoredState(global as never, workspace as never, {} as never);
+    const join = { host: 'a.example', port: 33000, name: 'ada', room: 'lobby', alternates: [{ host: 'b.example', port: 33001 }] };
+    await stored.rememberLastJoin(join);
+    await stored.rememberCurrentRoom(join);
+    assert.deepEqual(stored.lastJoin(), join);
+    assert.deepEqual(stored.currentRoom(), join);
+    await workspace.update('chatRoom.currentRoom', { ...join, alternates: [{ host: 'b.example', port: 33001 }, 'c:1', { host: 7, port: 1 }, null], extra: 'x' });
+    assert.deepEqual(stored.currentRoom(), join);
+    await stored.rememberLastJoin({ host: 'a.example', port: 33000, name: 'ada', room: 'lobby' });
+    assert.deepEqual(stored.lastJoin(), { host: 'a.example', port: 33000, name: 'ada', room: 'lobby' });
   });
 });
