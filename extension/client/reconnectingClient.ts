@@ -1,11 +1,10 @@
 /**
  * What the two protocol clients share: the life of their connection. One
  * {@link LineTransport} at a time, tried again after a drop with the wait
- * {@link reconnectDelay} gives (and, in a cluster, on the next server first:
- * {@link ServerRotation}),
- * the state a session shows, and the promise of how the first attempt ended.
- * What is said over the connection belongs to the protocol on top: v1 in
- * chatClient.ts, v2 in chatClientV2.ts.
+ * {@link reconnectDelay} gives (in a cluster, on the next server first:
+ * {@link ServerRotation}), the state a session shows, and the promise of how
+ * the first attempt ended. What is said over the connection belongs to the
+ * protocol on top: v1 in chatClient.ts, v2 in chatClientV2.ts.
  *
  * It does not import `vscode`, so both clients run in the extension host and
  * in plain Node (the socket, fault and soak suites).
@@ -65,8 +64,9 @@ export const BYE_TIMEOUT_MS = 1_000;
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /**
- * `Code` is what the server may refuse with; `Extra` is any first outcome of
- * the protocol's own (v2: the server speaks v1 only).
+ * `Frame` is what the protocol writes, `Welcome` what lets it in, `Code` what
+ * the server may refuse it with, and `Extra` any first outcome of the
+ * protocol's own (v2: the server speaks v1 only).
  */
 export abstract class ReconnectingClient<Frame extends ClientFrame | ClientFrameV2, Welcome, Code extends string, Extra = never> extends Disposable {
   private readonly stateEmitter = this.register(new Emitter<ConnectionState<Welcome, Code | ClientRefusalCode>>());
