@@ -16,7 +16,7 @@ import { Command } from './commands';
 import { CodeInserter } from './insertCode';
 import type { ChatVisibility } from './notifications';
 import { openLink, openWorkspacePath } from './links';
-import type { RoomSession } from './roomSession';
+import type { ActionOutcome, RoomSession } from './roomSession';
 import type { ServerCommands } from './serverCommands';
 import type { SessionManager } from './sessions';
 import { readSettings } from './settings';
@@ -257,10 +257,10 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
         if (conversation) void this.reportAction(conversation.react(message.seq, message.emoji, message.add));
         return;
       case 'setTopic':
-        if (conversation) void this.reportAction(conversation.setTopic(message.text));
+        void this.answerCommand(conversation?.setTopic(message.text), message.requestId, panel);
         return;
       case 'kick':
-        if (conversation) void this.reportAction(conversation.kick(message.name));
+        void this.answerCommand(conversation?.kick(message.name), message.requestId, panel);
         return;
       case 'search':
         void this.search(message.text);
@@ -289,6 +289,20 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
   private async reportAction(action: Promise<{ ok: true } | { ok: false; reason: string }>): Promise<void> {
     const outcome = await action;
     if (!outcome.ok) this.notice(outcome.reason, true);
+  }
+
+  /**
+   * `/topic` or `/kick` typed in the box: the outcome answers its request, so
+   * a refusal leaves the command in the box beside the reason; without a
+   * request it shows as a notice.
+   */
+  private async answerCommand(action: Promise<ActionOutcome> | undefined, requestId: number | undefined, panel: ChatPanel | undefined): Promise<void> {
+    const outcome: ActionOutcome = action ? await action : { ok: false, reason: 'This needs a room on a server that speaks protocol 2.' };
+    if (requestId === undefined) {
+      if (!outcome.ok) this.notice(outcome.reason, true);
+      return;
+    }
+    panel?.post({ type: 'sendResult', inReplyTo: requestId, accepted: outcome.ok, ...(outcome.ok ? {} : { reason: outcome.reason }) });
   }
 
   private async loadOlder(): Promise<void> {

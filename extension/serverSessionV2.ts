@@ -263,7 +263,7 @@ export class V2Conversation extends Disposable implements RoomSession {
   readonly onTyping = this.typingEmitter.event;
   private readonly resetEmitter = this.register(new vscode.EventEmitter<void>());
   readonly onReset = this.resetEmitter.event;
-  /** Unread or mention counts changed. */
+  /** What the conversation list shows of it changed: its unread or mention counts, or its topic. */
   readonly onCounts = this.countsEmitter.event;
 
   constructor(
@@ -557,6 +557,8 @@ export class V2Conversation extends Disposable implements RoomSession {
         this.topicText = event.topic;
         this.push({ kind: 'topic', seq: event.seq, by: event.by, topic: event.topic, ts: event.ts }, live);
         this.statusEmitter.fire(this.status());
+        // The list shows the topic (and the room's title with it): now, not at its next refresh from the server.
+        this.countsEmitter.fire();
         return;
       case 'owner':
         this.ownerName = event.owner;
