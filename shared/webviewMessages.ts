@@ -238,8 +238,8 @@ export interface RestoreDraftMessage {
 /**
  * The host's answer to a `send`: taken (queued in the outbox), or refused with
  * a reason for the person, in which case the text stays in the message box.
- * A `setTopic` or `kick` typed as a slash command is answered the same way,
- * once the server has taken or refused it.
+ * A `joinRoom`, `openDm`, `setTopic` or `kick` typed as a slash command is
+ * answered the same way, once the server has taken or refused it.
  */
 export interface SendResultMessage {
   type: 'sendResult';
@@ -316,12 +316,16 @@ export interface LeaveConversationMessage {
 export interface JoinRoomMessage {
   type: 'joinRoom';
   room: string;
+  /** Typed as `/join` in the message box: answered with a `sendResult`, so a refusal leaves it there. */
+  requestId?: number;
 }
 
 /** A direct message with someone (a member's name clicked, or `/dm name`). */
 export interface OpenDmMessage {
   type: 'openDm';
   name: string;
+  /** Typed as `/dm` in the message box: answered with a `sendResult`, so a refusal leaves it there. */
+  requestId?: number;
 }
 
 /** The empty state's and the list's buttons. */
@@ -528,9 +532,9 @@ export function asWebviewMessage(value: unknown): WebviewToHost | undefined {
     case 'leaveConversation':
       return ok(isText(record.key));
     case 'joinRoom':
-      return ok(isText(record.room));
+      return ok(isText(record.room) && isOptionalRequestId(record.requestId));
     case 'openDm':
-      return ok(isText(record.name));
+      return ok(isText(record.name) && isOptionalRequestId(record.requestId));
     case 'kick':
       return ok(isText(record.name) && isOptionalRequestId(record.requestId));
     case 'edit':

@@ -52,8 +52,8 @@ async function send(): Promise<void> {
   if (command && 'problem' in command) return store.dispatch({ type: 'notice', text: command.problem, problem: true });
   if (command && 'message' in command) {
     const message = command.message;
-    // Only the room's owner may: the server has the last word, and what was typed stays until it takes it.
-    if (message.type === 'setTopic' || message.type === 'kick') {
+    // The server has the last word (a room's name, someone to write to, the owner's rights): what was typed stays until it is taken.
+    if (message.type === 'setTopic' || message.type === 'kick' || message.type === 'joinRoom' || message.type === 'openDm') {
       store.dispatch({ type: 'sendStarted' });
       return store.dispatch(settled(text, await host.command(message)));
     }

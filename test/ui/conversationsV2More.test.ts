@@ -168,7 +168,16 @@ describe('Chat Room: slash commands, one person in two windows, and older histor
     await saveScreenshot(bob.page, 'v2more-kicked');
   });
 
-  it('/dm bob opens a direct message with bob for alice', async () => {
+  it('/dm bob opens a direct message with bob for alice; a /dm or /join the server refuses stays in the box', async () => {
+    await sendInPanel(alice.page, '/dm nobody-here');
+    await eventually('alice is told nobody has that name', async () => /nobody-here/i.test(await composerNotice(alice.page)), 15_000);
+    assert.equal(await draftInPanel(alice.page), '/dm nobody-here', 'what she typed is still in the box');
+    await typeDraft(alice.page, '');
+    await sendInPanel(alice.page, '/join dm:not-a-room');
+    await eventually('alice is told the room name is not allowed', async () => (await composerNotice(alice.page)).length > 0, 15_000);
+    assert.equal(await draftInPanel(alice.page), '/join dm:not-a-room', 'what she typed is still in the box');
+    await typeDraft(alice.page, '');
+
     await sendInPanel(alice.page, '/dm bob');
     await eventually('the DM with bob shown for alice', async () => (await conversationTitles(alice.page)).includes('bob*'), 20_000);
     assert.equal(await draftInPanel(alice.page), '');
