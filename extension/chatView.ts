@@ -16,7 +16,7 @@ import { Command } from './commands';
 import { CodeInserter } from './insertCode';
 import type { ChatVisibility } from './notifications';
 import { openLink, openWorkspacePath } from './links';
-import type { RoomSession } from './roomSession';
+import type { ActionOutcome, RoomSession } from './roomSession';
 import type { ServerCommands } from './serverCommands';
 import type { SessionManager } from './sessions';
 import { readSettings } from './settings';
@@ -233,10 +233,10 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
         return;
       }
       case 'joinRoom':
-        void this.report(this.sessions.joinAnother(message.room));
+        void this.answerCommand(joinedOutcome(this.sessions.joinAnother(message.room)), message.requestId, panel);
         return;
       case 'openDm':
-        void this.report(this.sessions.openDm(message.name));
+        void this.answerCommand(joinedOutcome(this.sessions.openDm(message.name)), message.requestId, panel);
         return;
       case 'browseRooms':
         void this.browseRooms();
@@ -257,10 +257,10 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
         if (conversation) void this.reportAction(conversation.react(message.seq, message.emoji, message.add));
         return;
       case 'setTopic':
-        if (conversation) void this.reportAction(conversation.setTopic(message.text));
+        void this.answerCommand(conversation?.setTopic(message.text), message.requestId, panel);
         return;
       case 'kick':
-        if (conversation) void this.reportAction(conversation.kick(message.name));
+        void this.answerCommand(conversation?.kick(message.name), message.requestId, panel);
         return;
       case 'search':
         void this.search(message.text);
@@ -281,14 +281,24 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
     this.post({ type: 'notice', text, problem });
   }
 
-  private async report(joining: Promise<{ kind: string; message?: string; reason?: string }>): Promise<void> {
-    const outcome = await joining;
-    if (outcome.kind !== 'welcome') this.notice(outcome.message ?? outcome.reason ?? 'That did not work.', true);
-  }
-
   private async reportAction(action: Promise<{ ok: true } | { ok: false; reason: string }>): Promise<void> {
     const outcome = await action;
     if (!outcome.ok) this.notice(outcome.reason, true);
+  }
+
+  /**
+   * A command typed in the box (`/join`, `/dm`, `/topic`, `/kick`): the
+   * outcome answers its request, so a refusal leaves the command in the box
+   * beside the reason; from a button or a name (no request) a refusal shows
+   * as a notice.
+   */
+  private async answerCommand(action: Promise<ActionOutcome> | undefined, requestId: number | undefined, panel: ChatPanel | undefined): Promise<void> {
+    const outcome: ActionOutcome = action ? await action : { ok: false, reason: 'This needs a room on a server that speaks protocol 2.' };
+    if (requestId === undefined) {
+      if (!outcome.ok) this.notice(outcome.reason, true);
+      return;
+    }
+    panel?.post({ type: 'sendResult', inReplyTo: requestId, accepted: outcome.ok, ...(outcome.ok ? {} : { reason: outcome.reason }) });
   }
 
   private async loadOlder(): Promise<void> {
@@ -338,7 +348,7 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
       picker.show();
     });
     picker.dispose();
-    if (picked) await this.report(this.sessions.joinAnother(picked));
+    if (picked) await this.answerCommand(joinedOutcome(this.sessions.joinAnother(picked)), undefined, this.panel);
   }
 
   private async pasteInvite(): Promise<void> {
@@ -437,4 +447,10 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
       surface.badge = this.sessions.totalUnread;
     }
   }
+}
+
+/** A join (or a DM opened) as an action's outcome: let in, or the reason why not. */
+async function joinedOutcome(joining: Promise<{ kind: string; message?: string; reason?: string }>): Promise<ActionOutcome> {
+  const outcome = await joining;
+  return outcome.kind === 'welcome' ? { ok: true } : { ok: false, reason: outcome.message ?? outcome.reason ?? 'That did not work.' };
 }

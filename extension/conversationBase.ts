@@ -51,7 +51,7 @@ export abstract class ConversationBase extends Disposable {
   readonly onSendFailure = this.failureEmitter.event;
   /** Who is typing (v1 has no typing: it never fires there). */
   readonly onTyping = this.typingEmitter.event;
-  /** Unread or mention counts changed. */
+  /** What the conversation list shows of it changed: its unread or mention counts, or (v2) its topic. */
   readonly onCounts = this.countsEmitter.event;
   readonly onReset = this.resetEmitter.event;
 

@@ -44,7 +44,7 @@ export interface RoomSession extends IDisposable {
   /** Messages of others not seen yet, and how many of them mention us (v2: as the server's read marker counts them). */
   readonly unread: number;
   readonly mentionCount: number;
-  /** Fires when the unread or mention count changed. */
+  /** Fires when what the conversation list shows of it changed: the unread or mention count, or (v2) the topic. */
   readonly onCounts: vscode.Event<void>;
   readonly onAppend: vscode.Event<{ entries: ChatEntry[]; live: boolean }>;
   /** Messages already shown changed (edited, deleted, reacted to), or older ones came in at the top. */

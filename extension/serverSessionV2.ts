@@ -494,6 +494,8 @@ export class V2Conversation extends ConversationBase implements RoomSession {
         this.topicText = event.topic;
         this.push({ kind: 'topic', seq: event.seq, by: event.by, topic: event.topic, ts: event.ts }, live);
         this.statusEmitter.fire(this.status());
+        // The list shows the topic (and the room's title with it): now, not at its next refresh from the server.
+        this.countsEmitter.fire();
         return;
       case 'owner':
         this.ownerName = event.owner;

@@ -238,6 +238,8 @@ export interface RestoreDraftMessage {
 /**
  * The host's answer to a `send`: taken (queued in the outbox), or refused with
  * a reason for the person, in which case the text stays in the message box.
+ * A `joinRoom`, `openDm`, `setTopic` or `kick` typed as a slash command is
+ * answered the same way, once the server has taken or refused it.
  */
 export interface SendResultMessage {
   type: 'sendResult';
@@ -314,12 +316,16 @@ export interface LeaveConversationMessage {
 export interface JoinRoomMessage {
   type: 'joinRoom';
   room: string;
+  /** Typed as `/join` in the message box: answered with a `sendResult`, so a refusal leaves it there. */
+  requestId?: number;
 }
 
 /** A direct message with someone (a member's name clicked, or `/dm name`). */
 export interface OpenDmMessage {
   type: 'openDm';
   name: string;
+  /** Typed as `/dm` in the message box: answered with a `sendResult`, so a refusal leaves it there. */
+  requestId?: number;
 }
 
 /** The empty state's and the list's buttons. */
@@ -350,13 +356,20 @@ export interface JumpToMessage {
   type: 'jumpTo';
   seq: number;
 }
+/**
+ * `/topic` and `/kick`, which only the room's owner may use. With a
+ * `requestId` (typed in the message box) the host answers with a
+ * `sendResult`, so a refused command stays in the box beside the reason.
+ */
 export interface SetTopicMessage {
   type: 'setTopic';
   text: string;
+  requestId?: number;
 }
 export interface KickMessage {
   type: 'kick';
   name: string;
+  requestId?: number;
 }
 
 /** The message box changed; the host keeps the text so it survives a reload. */
@@ -499,6 +512,7 @@ const WEBVIEW_MESSAGE_TYPES: ReadonlySet<string> = new Set<WebviewToHost['type']
 const isSeq = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) > 0;
 const MAX_FIELD_CHARS = 64 * 1024;
 const isText = (value: unknown): boolean => typeof value === 'string' && value.length <= MAX_FIELD_CHARS;
+const isOptionalRequestId = (value: unknown): boolean => value === undefined || Number.isSafeInteger(value);
 
 /**
  * Narrows whatever the webview posted to a message the host knows, checking
@@ -518,10 +532,11 @@ export function asWebviewMessage(value: unknown): WebviewToHost | undefined {
     case 'leaveConversation':
       return ok(isText(record.key));
     case 'joinRoom':
-      return ok(isText(record.room));
+      return ok(isText(record.room) && isOptionalRequestId(record.requestId));
     case 'openDm':
+      return ok(isText(record.name) && isOptionalRequestId(record.requestId));
     case 'kick':
-      return ok(isText(record.name));
+      return ok(isText(record.name) && isOptionalRequestId(record.requestId));
     case 'edit':
       return ok(isSeq(record.seq) && typeof record.text === 'string');
     case 'delete':
@@ -530,8 +545,9 @@ export function asWebviewMessage(value: unknown): WebviewToHost | undefined {
     case 'react':
       return ok(isSeq(record.seq) && isText(record.emoji) && typeof record.add === 'boolean');
     case 'search':
-    case 'setTopic':
       return ok(isText(record.text));
+    case 'setTopic':
+      return ok(isText(record.text) && isOptionalRequestId(record.requestId));
     case 'draft':
     case 'copy':
     case 'insertCode':

@@ -25,6 +25,11 @@ export interface CompletionItem {
   /** What replaces the query. */
   insert: string;
   detail: string;
+  /**
+   * A command that takes nothing, typed in full (`/leave`): picking it would
+   * only add a space, so Enter runs it instead.
+   */
+  finished?: boolean;
 }
 
 export interface CompletionSources {
@@ -70,6 +75,7 @@ export function completionItems(query: CompletionQuery, sources: CompletionSourc
         label: `/${command.name}${command.argument ? ` ${command.argument}` : ''}`,
         insert: `/${command.name} `,
         detail: command.ownerOnly ? `${command.description} (room owner)` : command.description,
+        ...(!command.argument && command.name === query.typed.toLowerCase() ? { finished: true } : {}),
       }));
   }
 }

@@ -4,7 +4,7 @@
  * restored webview, and requests that wait for the host's reply.
  */
 import { RequestTracker } from '../../shared/requestReply';
-import type { SendResultMessage, WebviewToHost } from '../../shared/webviewMessages';
+import type { JoinRoomMessage, KickMessage, OpenDmMessage, SendResultMessage, SetTopicMessage, WebviewToHost } from '../../shared/webviewMessages';
 
 interface PersistedState {
   draft: string;
@@ -67,7 +67,12 @@ export class HostChannel {
     return this.sends.request((requestId) => this.post({ type: 'send', text, requestId, ...(replyTo !== undefined ? { replyTo } : {}) }), SEND_ANSWER_TIMEOUT_MS);
   }
 
-  /** The host's answer to a send. */
+  /** Asks the host to carry out a command typed in the box; undefined when it did not answer in time. */
+  command(message: JoinRoomMessage | OpenDmMessage | SetTopicMessage | KickMessage): Promise<SendResultMessage | undefined> {
+    return this.sends.request((requestId) => this.post({ ...message, requestId }), SEND_ANSWER_TIMEOUT_MS);
+  }
+
+  /** The host's answer to a send or a command. */
   settle(reply: SendResultMessage): void {
     this.sends.settle(reply);
   }

@@ -5,13 +5,13 @@
  * rendered through markdown.ts, the panel's security boundary.
  */
 import { render } from 'preact';
-import type { HostToWebview } from '../../shared/webviewMessages';
+import type { HostToWebview, SendResultMessage } from '../../shared/webviewMessages';
 import { App } from './components/App';
 import { textBytes } from './components/Composer';
 import { HostChannel } from './hostChannel';
 import { describePanel } from './probe';
 import { slashCommand } from './slashCommands';
-import { activeConversation, createStore, initialState } from './store';
+import { activeConversation, createStore, initialState, type Action } from './store';
 import { lastOwnMessage, type V2Event } from './v2State';
 
 const host = new HostChannel();
@@ -51,8 +51,14 @@ async function send(): Promise<void> {
   let outgoing = text;
   if (command && 'problem' in command) return store.dispatch({ type: 'notice', text: command.problem, problem: true });
   if (command && 'message' in command) {
-    if (command.message.type === 'search') v2({ type: 'closeSearch' });
-    host.post(command.message);
+    const message = command.message;
+    // The server has the last word (a room's name, someone to write to, the owner's rights): what was typed stays until it is taken.
+    if (message.type === 'setTopic' || message.type === 'kick' || message.type === 'joinRoom' || message.type === 'openDm') {
+      store.dispatch({ type: 'sendStarted' });
+      return store.dispatch(settled(text, await host.command(message)));
+    }
+    if (message.type === 'search') v2({ type: 'closeSearch' });
+    host.post(message);
     store.dispatch({ type: 'typed', text: '' });
     return;
   }
@@ -72,11 +78,14 @@ async function send(): Promise<void> {
   store.dispatch({ type: 'sendStarted' });
   const reply = await host.send(outgoing, replyTo);
   if (reply?.accepted) v2({ type: 'cancelCompose' });
-  store.dispatch(
-    reply
-      ? { type: 'sendSettled', text, accepted: reply.accepted, ...(reply.reason !== undefined ? { reason: reply.reason } : {}) }
-      : { type: 'sendSettled', text, accepted: false, reason: 'Chat Room did not answer; your message is still here. Try again.' },
-  );
+  store.dispatch(settled(text, reply));
+}
+
+/** The host's answer to what was typed: taken (it leaves the box) or refused (it stays, with the reason). */
+function settled(text: string, reply: SendResultMessage | undefined): Action {
+  return reply
+    ? { type: 'sendSettled', text, accepted: reply.accepted, ...(reply.reason !== undefined ? { reason: reply.reason } : {}) }
+    : { type: 'sendSettled', text, accepted: false, reason: 'Chat Room did not answer; your message is still here. Try again.' };
 }
 
 window.addEventListener('message', (event: MessageEvent<HostToWebview>) => {

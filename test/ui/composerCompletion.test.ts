@@ -68,6 +68,15 @@ describe('Message box completion, in a real browser', function () {
     assert.equal(await draft(), '/dm @carol ');
   });
 
+  it('runs a command typed in full that takes nothing (/leave) on the first Enter', async () => {
+    await panel.page.keyboard.type('/leave');
+    assert.deepEqual(await options().locator('.completion-label').allInnerTexts(), ['/leave'], 'the list shows it');
+    await panel.page.keyboard.press('Enter');
+    await panel.page.waitForTimeout(50);
+    assert.deepEqual((await panel.posted()).filter((message) => message.type === 'leaveConversation'), [{ type: 'leaveConversation', key: '' }], 'Enter ran it');
+    assert.equal(await draft(), '');
+  });
+
   it('completes a room after #, and Escape closes the list until the word changes', async () => {
     await panel.page.keyboard.type('see #lo');
     assert.deepEqual(await options().locator('.completion-label').allInnerTexts(), ['#lobby']);

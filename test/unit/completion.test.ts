@@ -40,6 +40,14 @@ describe('message box completion', () => {
     assert.deepEqual(applyCompletion('/j', command, completionItems(command, sources)[0]), { text: '/join ', caret: 6 });
   });
 
+  it('marks a command typed in full that takes nothing, so Enter runs it rather than adding a space', () => {
+    const finished = (text: string) => completionItems(completionQueryAt(text, text.length)!, sources).map((item) => `${item.label}${item.finished ? ' (finished)' : ''}`);
+    assert.deepEqual(finished('/leave'), ['/leave (finished)']);
+    assert.deepEqual(finished('/LEAVE'), ['/leave (finished)']);
+    assert.deepEqual(finished('/leav'), ['/leave']);
+    assert.deepEqual(finished('/me'), ['/me action'], 'a command that wants more is picked, not run');
+  });
+
   it('shows at most a handful', () => {
     const many: CompletionSources = { ...sources, members: Array.from({ length: 50 }, (_, index) => `user${index}`) };
     assert.equal(completionItems(completionQueryAt('@u', 2)!, many).length, MAX_COMPLETIONS);

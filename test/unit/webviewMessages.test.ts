@@ -11,4 +11,13 @@ describe('webview messages, as the host reads them', () => {
     for (const text of [42, null, undefined, { toString: () => 'x' }, ['x']]) assert.equal(asWebviewMessage({ type: 'insertCode', text }), undefined, String(text));
     assert.equal(asWebviewMessage({ type: 'addToDraft', text: 'host to webview only' }), undefined);
   });
+
+  it('takes /topic and /kick with or without the request id of a command typed in the box, and not with a bad one', () => {
+    assert.deepEqual(asWebviewMessage({ type: 'setTopic', text: 'Friday', requestId: 7 }), { type: 'setTopic', text: 'Friday', requestId: 7 });
+    assert.deepEqual(asWebviewMessage({ type: 'kick', name: 'bob' }), { type: 'kick', name: 'bob' });
+    for (const requestId of ['7', 1.5, null]) {
+      assert.equal(asWebviewMessage({ type: 'setTopic', text: 'Friday', requestId }), undefined, String(requestId));
+      assert.equal(asWebviewMessage({ type: 'kick', name: 'bob', requestId }), undefined, String(requestId));
+    }
+  });
 });

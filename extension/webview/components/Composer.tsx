@@ -72,7 +72,7 @@ export function Composer({ composer, inRoom, maxTextBytes, completionSources, on
     element.style.height = `${Math.min(element.scrollHeight, 200)}px`;
   }, [composer.draft]);
 
-  /** The list's keys: arrows move, Enter or Tab picks, Escape closes. True when the key was the list's. */
+  /** The list's keys: arrows move, Enter or Tab picks (Enter on a command typed in full runs it), Escape closes. True when the key was the list's. */
   function onCompletionKey(key: string, shift: boolean): boolean {
     switch (key) {
       case 'ArrowDown':
@@ -83,7 +83,7 @@ export function Composer({ composer, inRoom, maxTextBytes, completionSources, on
         return true;
       case 'Enter':
       case 'Tab':
-        if (shift) return false;
+        if (shift || (key === 'Enter' && items[active]?.finished)) return false;
         pick(active);
         return true;
       case 'Escape':
