@@ -566,7 +566,7 @@ export class V2Session implements SeatHolder {
         Object.assign(summary, { seq: seqThen, unread: 0, mentions: 0 });
       } else {
         room ??= await this.host.readRoom(meta.name);
-        if (room) Object.assign(summary, { seq: room.latestSeq }, room.unreadAfter(lastRead, this.identity.id, this.identity.name));
+        if (room) Object.assign(summary, { seq: room.latestSeq }, await room.unreadAfter(lastRead, this.identity.id, this.identity.name));
       }
       const size = Buffer.byteLength(JSON.stringify(summary), 'utf8') + 1;
       if (bytes + size > MAX_SERVER_FRAME_BYTES - PAGE_ENVELOPE_BYTES) {
@@ -598,7 +598,8 @@ export class V2Session implements SeatHolder {
     this.connection.out(pageFrame('historyPage', frame.id, room.name, 'events', page.events, `"more":${page.more}`));
   }
 
-  private search(frame: SearchFrame): void {
+  /** Awaited by the connection, so one connection has at most one scan under way. */
+  private async search(frame: SearchFrame): Promise<void> {
     const membership = this.membership(frame.room, frame.id);
     if (!membership) return;
     const { room } = membership;
@@ -611,7 +612,7 @@ export class V2Session implements SeatHolder {
       return this.fail('rate_limited', `At most ${this.host.limitsV2.searchesPerMinute} searches a minute; try again in a moment.`, frame.id, room.name);
     }
     const { searchScanEvents, searchPageHits } = this.host.limitsV2;
-    const found = room.search(frame.text, frame.before, searchScanEvents, searchPageHits, MAX_SERVER_FRAME_BYTES - PAGE_ENVELOPE_BYTES);
+    const found = await room.search(frame.text, frame.before, searchScanEvents, searchPageHits, MAX_SERVER_FRAME_BYTES - PAGE_ENVELOPE_BYTES);
     this.connection.out(pageFrame('searchResults', frame.id, room.name, 'hits', found.hits, found.next === undefined ? '' : `"next":${found.next}`));
   }
 
