@@ -104,6 +104,29 @@ export interface Directory {
   close(): Promise<void>;
 }
 
+/**
+ * Joins and parts of one person's conversation, applied one after another.
+ * Each decides from what is stored whether there is anything to write, so a
+ * part sent right behind a join (or a join behind a part) must wait until
+ * the write before it is applied, or it decides on the state before it and
+ * the earlier write wins.
+ */
+export class ConversationWrites {
+  private readonly underWay = new Map<string, Promise<void>>();
+
+  /** Runs `write` once the earlier writes of the same identity and room are settled. */
+  inTurn(identityId: string, room: string, write: () => Promise<void>): Promise<void> {
+    const key = identityId + '\u0000' + room;
+    const turn = (this.underWay.get(key) ?? Promise.resolve()).then(write);
+    const settled = turn.catch(() => undefined);
+    this.underWay.set(key, settled);
+    void settled.then(() => {
+      if (this.underWay.get(key) === settled) this.underWay.delete(key);
+    });
+    return turn;
+  }
+}
+
 export interface IdentityRecord {
   id: string;
   name: string;
@@ -144,6 +167,7 @@ export class StoredDirectory implements Directory {
   private sortedRooms: string[] | undefined;
   private readonly dmByParticipants = new Map<string, string>();
   private readonly claimsInFlight = new Map<string, Promise<void>>();
+  private readonly conversationWrites = new ConversationWrites();
   private operationsOnDisk = 0;
   /**
    * Stores in flight, and the compaction under way. A compaction starts only
@@ -246,14 +270,18 @@ export class StoredDirectory implements Directory {
     return this.readMarkers.get(identityId)?.has(room) ?? false;
   }
 
-  async subscribe(identityId: string, room: string): Promise<void> {
-    if (this.readMarkers.get(identityId)?.has(room) || !this.identitiesById.has(identityId)) return;
-    await this.store({ op: 'read', id: identityId, room, seq: 0 });
+  subscribe(identityId: string, room: string): Promise<void> {
+    return this.conversationWrites.inTurn(identityId, room, async () => {
+      if (this.readMarkers.get(identityId)?.has(room) || !this.identitiesById.has(identityId)) return;
+      await this.store({ op: 'read', id: identityId, room, seq: 0 });
+    });
   }
 
-  async unsubscribe(identityId: string, room: string): Promise<void> {
-    if (!this.readMarkers.get(identityId)?.has(room)) return;
-    await this.store({ op: 'part', id: identityId, room });
+  unsubscribe(identityId: string, room: string): Promise<void> {
+    return this.conversationWrites.inTurn(identityId, room, async () => {
+      if (!this.readMarkers.get(identityId)?.has(room)) return;
+      await this.store({ op: 'part', id: identityId, room });
+    });
   }
 
   async markRead(identityId: string, room: string, seq: number): Promise<number> {

@@ -22,6 +22,7 @@
 import { Disposable, toDisposable } from '../../shared/disposable';
 import {
   type Conversation,
+  ConversationWrites,
   digestOf,
   type Directory,
   type DirectoryOperation,
@@ -261,6 +262,7 @@ export class RedisDirectory extends Disposable implements Directory {
   private readonly keys: ClusterKeys;
   private readonly waiters: Waiter[] = [];
   private readonly claimsInFlight = new Map<string, Promise<void>>();
+  private readonly conversationWrites = new ConversationWrites();
   private readonly roomListeners = new Set<(meta: RoomMeta) => void>();
   private readonly now: () => number;
   private following: Promise<void> | undefined;
@@ -525,14 +527,18 @@ export class RedisDirectory extends Disposable implements Directory {
     return this.copy.hasConversation(identityId, room);
   }
 
-  async subscribe(identityId: string, room: string): Promise<void> {
-    if (this.copy.hasConversation(identityId, room)) return;
-    await this.applied(String(await this.run(SUBSCRIBE, [identityId, room])));
+  subscribe(identityId: string, room: string): Promise<void> {
+    return this.conversationWrites.inTurn(identityId, room, async () => {
+      if (this.copy.hasConversation(identityId, room)) return;
+      await this.applied(String(await this.run(SUBSCRIBE, [identityId, room])));
+    });
   }
 
-  async unsubscribe(identityId: string, room: string): Promise<void> {
-    if (!this.copy.hasConversation(identityId, room)) return;
-    await this.applied(String(await this.run(UNSUBSCRIBE, [identityId, room])));
+  unsubscribe(identityId: string, room: string): Promise<void> {
+    return this.conversationWrites.inTurn(identityId, room, async () => {
+      if (!this.copy.hasConversation(identityId, room)) return;
+      await this.applied(String(await this.run(UNSUBSCRIBE, [identityId, room])));
+    });
   }
 
   async markRead(identityId: string, room: string, seq: number): Promise<number> {
