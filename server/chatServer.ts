@@ -197,6 +197,11 @@ export class ChatServer extends Disposable implements V2Host {
         room.metaPending = undefined;
       }
     });
+    // A name released through another server closes this server's connections of it; a part there is a part here too.
+    node.directory.onIdentityForgotten((identityId) => void this.closeReleasedSessions(identityId));
+    node.directory.onConversationLeftElsewhere((identityId, room) => {
+      for (const session of this.sessionsOf(identityId)) void session.leaveAsParted(room);
+    });
     this.seatSecretMatches = (roomKey, seat, secretDigest) => node.seatSecretMatches(roomKey, seat, secretDigest).catch(() => false);
     this.logger.info(`cluster node ${node.nodeId} on Redis at ${parseRedisUrl(cluster.url).display} (namespace ${node.keys.namespace})`);
   }
@@ -398,7 +403,12 @@ export class ChatServer extends Disposable implements V2Host {
 
   async releaseIdentity(identityId: string, asking?: V2Session): Promise<void> {
     await this.directory.release(identityId);
-    await Promise.all([...this.sessionsOf(identityId)].filter((session) => session !== asking).map((session) => session.closeReleased()));
+    await this.closeReleasedSessions(identityId, asking);
+  }
+
+  /** Closes this server's connections of a released identity, but the one releasing it (which answers its own frame, then closes). */
+  private closeReleasedSessions(identityId: string, asking?: V2Session): Promise<unknown> {
+    return Promise.all([...this.sessionsOf(identityId)].filter((session) => session !== asking && !session.releasing).map((session) => session.closeReleased()));
   }
 
   /**

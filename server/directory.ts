@@ -97,6 +97,10 @@ export interface Directory {
   createDm(meta: RoomMeta & { participantIds: string[] }): Promise<RoomMeta>;
   /** Cluster mode: called when another server (or this one) changed a room's entry, so a loaded room can take it up. */
   onRoomMetaChanged?(listener: (meta: RoomMeta) => void): void;
+  /** Cluster mode: called when an identity is forgotten (released through any server), so this server closes its connections of it. */
+  onIdentityForgotten?(listener: (identityId: string) => void): void;
+  /** Cluster mode: called when another server took a room out of an identity's conversations (a part there), so this server's connections of it leave the room too. */
+  onConversationLeftElsewhere?(listener: (identityId: string, room: string) => void): void;
   /** Rooms (never DMs) by key, after `after`, at most `limit`. */
   listRooms(after: string | undefined, limit: number): RoomMeta[];
   /** The DM whose participants are exactly these identities, if one exists. */
@@ -111,12 +115,17 @@ export interface Directory {
  * the write before it is applied, or it decides on the state before it and
  * the earlier write wins.
  */
+/** One identity's conversation in one room, as a key. */
+export function conversationKey(identityId: string, room: string): string {
+  return identityId + '\u0000' + room;
+}
+
 export class ConversationWrites {
   private readonly underWay = new Map<string, Promise<void>>();
 
   /** Runs `write` once the earlier writes of the same identity and room are settled. */
   inTurn(identityId: string, room: string, write: () => Promise<void>): Promise<void> {
-    const key = identityId + '\u0000' + room;
+    const key = conversationKey(identityId, room);
     const turn = (this.underWay.get(key) ?? Promise.resolve()).then(write);
     const settled = turn.catch(() => undefined);
     this.underWay.set(key, settled);

@@ -104,6 +104,9 @@ export class V2Session implements SeatHolder {
   private searches: TokenBucket | undefined;
   private newDms: TokenBucket | undefined;
   private readonly actor: Actor;
+  /** This connection asked to release the identity: it answers that itself, then closes. */
+  releasing = false;
+  private closing: Promise<void> | undefined;
 
   private constructor(
     private readonly connection: NdjsonConnection,
@@ -385,16 +388,19 @@ export class V2Session implements SeatHolder {
     const key = roomKey(frame.room.normalize('NFC'));
     const room = this.memberships.get(key)?.room ?? this.host.loadedRoom(key);
     if (room) {
-      const parted = encodeFrame({ type: 'parted', room: room.name, reason: 'quit' });
-      for (const session of this.host.sessionsOf(this.identity.id)) {
-        if (session === this || !session.memberships.has(key)) continue;
-        session.memberships.delete(key);
-        session.connection.out(parted);
-        await room.leaveIdentity(session, this.identity.id, 'quit');
-      }
+      for (const session of this.host.sessionsOf(this.identity.id)) if (session !== this) await session.leaveAsParted(key);
       if (this.memberships.delete(key)) await room.leaveIdentity(this, this.identity.id, 'quit');
     }
     this.connection.oweAnswer(this.host.directory.unsubscribe(this.identity.id, key).then(() => this.ack(frame.id)));
+  }
+
+  /** Another connection of the identity parted the room `key` (on this server or, in a cluster, another): this one leaves it too. */
+  async leaveAsParted(key: string): Promise<void> {
+    const membership = this.memberships.get(key);
+    if (!membership) return;
+    this.memberships.delete(key);
+    this.send({ type: 'parted', room: membership.room.name, reason: 'quit' });
+    await membership.room.leaveIdentity(this, this.identity.id, 'quit');
   }
 
   private say(frame: SayV2Frame): void {
@@ -638,6 +644,7 @@ export class V2Session implements SeatHolder {
 
   /** Gives the name up: once that is stored, this connection is acked and closed, and so is every other one of the identity. */
   private async releaseName(id: string): Promise<void> {
+    this.releasing = true;
     await this.host.releaseIdentity(this.identity.id, this);
     await this.closeReleased(id);
   }
@@ -647,10 +654,14 @@ export class V2Session implements SeatHolder {
    * others are told `name_released`. Each leaves its rooms and closes: a
    * connection without an identity has nothing left to act as.
    */
-  async closeReleased(ackId?: string): Promise<void> {
-    if (ackId !== undefined) this.ack(ackId);
-    const notice = ackId === undefined ? encodeFrame({ type: 'error', code: 'name_released', message: `The name "${this.identity.name}" was released; connect again to claim a name.` }) : undefined;
-    await this.connection.closeWith(notice, 'quit');
+  closeReleased(ackId?: string): Promise<void> {
+    // In a cluster the release is heard twice on the server that made it: once from its own answer, once from the directory's changes.
+    this.closing ??= (async () => {
+      if (ackId !== undefined) this.ack(ackId);
+      const notice = ackId === undefined ? encodeFrame({ type: 'error', code: 'name_released', message: `The name "${this.identity.name}" was released; connect again to claim a name.` }) : undefined;
+      await this.connection.closeWith(notice, 'quit');
+    })();
+    return this.closing;
   }
 
   // ------------------------------------------------------------ the seat's side (SeatHolder)

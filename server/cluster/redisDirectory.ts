@@ -22,6 +22,7 @@
 import { Disposable, toDisposable } from '../../shared/disposable';
 import {
   type Conversation,
+  conversationKey,
   ConversationWrites,
   digestOf,
   type Directory,
@@ -264,6 +265,10 @@ export class RedisDirectory extends Disposable implements Directory {
   private readonly claimsInFlight = new Map<string, Promise<void>>();
   private readonly conversationWrites = new ConversationWrites();
   private readonly roomListeners = new Set<(meta: RoomMeta) => void>();
+  private readonly forgottenListeners = new Set<(identityId: string) => void>();
+  private readonly leftListeners = new Set<(identityId: string, room: string) => void>();
+  /** Parts this server is writing (identity id and room key): its own connections have left the room already. */
+  private readonly partsMadeHere = new Set<string>();
   private readonly now: () => number;
   private following: Promise<void> | undefined;
 
@@ -399,6 +404,10 @@ export class RedisDirectory extends Disposable implements Directory {
       if (operation.op === 'room') {
         const { op: _op, ...meta } = operation;
         this.roomChanged(meta);
+      } else if (operation.op === 'forget') {
+        this.tell(this.forgottenListeners, (listener) => listener(operation.id));
+      } else if (operation.op === 'part' && !this.partsMadeHere.delete(conversationKey(operation.id, operation.room))) {
+        this.tell(this.leftListeners, (listener) => listener(operation.id, operation.room));
       }
     }
     this.settleWaiters();
@@ -406,11 +415,15 @@ export class RedisDirectory extends Disposable implements Directory {
   }
 
   private roomChanged(meta: RoomMeta): void {
-    for (const listener of this.roomListeners) {
+    this.tell(this.roomListeners, (listener) => listener(meta));
+  }
+
+  private tell<Listener>(listeners: ReadonlySet<Listener>, call: (listener: Listener) => void): void {
+    for (const listener of listeners) {
       try {
-        listener(meta);
+        call(listener);
       } catch (error) {
-        this.options.logger.error(`directory: a room listener failed: ${String(error)}`);
+        this.options.logger.error(`directory: a listener failed: ${String(error)}`);
       }
     }
   }
@@ -537,7 +550,13 @@ export class RedisDirectory extends Disposable implements Directory {
   unsubscribe(identityId: string, room: string): Promise<void> {
     return this.conversationWrites.inTurn(identityId, room, async () => {
       if (!this.copy.hasConversation(identityId, room)) return;
-      await this.applied(String(await this.run(UNSUBSCRIBE, [identityId, room])));
+      const key = conversationKey(identityId, room);
+      this.partsMadeHere.add(key);
+      try {
+        await this.applied(String(await this.run(UNSUBSCRIBE, [identityId, room])));
+      } finally {
+        this.partsMadeHere.delete(key);
+      }
     });
   }
 
@@ -581,6 +600,14 @@ export class RedisDirectory extends Disposable implements Directory {
 
   onRoomMetaChanged(listener: (meta: RoomMeta) => void): void {
     this.roomListeners.add(listener);
+  }
+
+  onIdentityForgotten(listener: (identityId: string) => void): void {
+    this.forgottenListeners.add(listener);
+  }
+
+  onConversationLeftElsewhere(listener: (identityId: string, room: string) => void): void {
+    this.leftListeners.add(listener);
   }
 
   async close(): Promise<void> {
