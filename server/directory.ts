@@ -101,6 +101,8 @@ export interface Directory {
   onIdentityForgotten?(listener: (identityId: string) => void): void;
   /** Cluster mode: called when another server took a room out of an identity's conversations (a part there), so this server's connections of it leave the room too. */
   onConversationLeftElsewhere?(listener: (identityId: string, room: string) => void): void;
+  /** Cluster mode: called when another server moved an identity's read marker, so this server's connections of it are told. */
+  onReadElsewhere?(listener: (identityId: string, room: string, seq: number) => void): void;
   /** Rooms (never DMs) by key, after `after`, at most `limit`. */
   listRooms(after: string | undefined, limit: number): RoomMeta[];
   /** The DM whose participants are exactly these identities, if one exists. */

@@ -666,6 +666,11 @@ export class V2Session implements SeatHolder {
 
   // ------------------------------------------------------------ the seat's side (SeatHolder)
 
+  /** A frame about the identity from elsewhere (a read marker moved through another server of the cluster). */
+  tell(bytes: Buffer): void {
+    this.connection.out(bytes);
+  }
+
   deliverToSeat(bytes: Buffer): void {
     this.connection.deliverLive(bytes);
   }

@@ -267,8 +267,14 @@ export class RedisDirectory extends Disposable implements Directory {
   private readonly roomListeners = new Set<(meta: RoomMeta) => void>();
   private readonly forgottenListeners = new Set<(identityId: string) => void>();
   private readonly leftListeners = new Set<(identityId: string, room: string) => void>();
-  /** Parts this server is writing (identity id and room key): its own connections have left the room already. */
-  private readonly partsMadeHere = new Set<string>();
+  private readonly readListeners = new Set<(identityId: string, room: string, seq: number) => void>();
+  /**
+   * Parts and read markers this server is writing (the operation, identity
+   * id and room key, with how many are on their way): its own connections
+   * have been told already, so only the other servers' are told from the
+   * change stream.
+   */
+  private readonly writtenHere = new Map<string, number>();
   private readonly now: () => number;
   private following: Promise<void> | undefined;
 
@@ -406,8 +412,10 @@ export class RedisDirectory extends Disposable implements Directory {
         this.roomChanged(meta);
       } else if (operation.op === 'forget') {
         this.tell(this.forgottenListeners, (listener) => listener(operation.id));
-      } else if (operation.op === 'part' && !this.partsMadeHere.delete(conversationKey(operation.id, operation.room))) {
+      } else if (operation.op === 'part' && !this.takeWrittenHere('part', operation.id, operation.room)) {
         this.tell(this.leftListeners, (listener) => listener(operation.id, operation.room));
+      } else if (operation.op === 'read' && operation.seq > 0 && !this.takeWrittenHere('read', operation.id, operation.room)) {
+        this.tell(this.readListeners, (listener) => listener(operation.id, operation.room, operation.seq));
       }
     }
     this.settleWaiters();
@@ -550,22 +558,48 @@ export class RedisDirectory extends Disposable implements Directory {
   unsubscribe(identityId: string, room: string): Promise<void> {
     return this.conversationWrites.inTurn(identityId, room, async () => {
       if (!this.copy.hasConversation(identityId, room)) return;
-      const key = conversationKey(identityId, room);
-      this.partsMadeHere.add(key);
-      try {
-        await this.applied(String(await this.run(UNSUBSCRIBE, [identityId, room])));
-      } finally {
-        this.partsMadeHere.delete(key);
-      }
+      await this.writeHere('part', identityId, room, async () => [undefined, String(await this.run(UNSUBSCRIBE, [identityId, room]))]);
     });
   }
 
   async markRead(identityId: string, room: string, seq: number): Promise<number> {
     const current = this.copy.conversations(identityId).find((conversation) => conversation.room === room)?.lastRead ?? 0;
     if (seq <= current) return current;
-    const [stored, id] = (await this.run(MARK_READ, [identityId, room, seq])) as [number, string];
-    await this.applied(String(id));
-    return Number(stored);
+    return this.writeHere('read', identityId, room, async () => {
+      const [stored, id] = (await this.run(MARK_READ, [identityId, room, seq])) as [number, string];
+      return [Number(stored), String(id)];
+    });
+  }
+
+  /**
+   * Runs a script whose change this server's connections need not hear of
+   * from the stream (see writtenHere), and waits until the change is applied
+   * here. A change applied from the stream takes its count there; one never
+   * made, or not seen applied, gives it back.
+   */
+  private async writeHere<T>(op: 'part' | 'read', identityId: string, room: string, run: () => Promise<[T, string]>): Promise<T> {
+    const key = `${op} ${conversationKey(identityId, room)}`;
+    this.writtenHere.set(key, (this.writtenHere.get(key) ?? 0) + 1);
+    let taken = false;
+    try {
+      const [value, id] = await run();
+      if (String(id) !== '') {
+        await this.applied(String(id));
+        taken = true;
+      }
+      return value;
+    } finally {
+      if (!taken) this.takeWrittenHere(op, identityId, room);
+    }
+  }
+
+  private takeWrittenHere(op: 'part' | 'read', identityId: string, room: string): boolean {
+    const key = `${op} ${conversationKey(identityId, room)}`;
+    const count = this.writtenHere.get(key);
+    if (count === undefined) return false;
+    if (count > 1) this.writtenHere.set(key, count - 1);
+    else this.writtenHere.delete(key);
+    return true;
   }
 
   roomMeta(room: string): RoomMeta | undefined {
@@ -608,6 +642,10 @@ export class RedisDirectory extends Disposable implements Directory {
 
   onConversationLeftElsewhere(listener: (identityId: string, room: string) => void): void {
     this.leftListeners.add(listener);
+  }
+
+  onReadElsewhere(listener: (identityId: string, room: string, seq: number) => void): void {
+    this.readListeners.add(listener);
   }
 
   async close(): Promise<void> {

@@ -78,4 +78,17 @@ describe('cluster: one person on two nodes (an outside review of protocol 2)', f
     await there.join('lobby');
     await there.say('lobby', 'back');
   });
+
+  it('tells the person’s connections on the other node where their read marker moved', async () => {
+    const here = await v2(nodes[0], 'alice', { key: KEY, clientId: 'alice-here' });
+    const there = await v2(nodes[1], 'alice', { key: KEY, clientId: 'alice-there' });
+    const bob = await v2(nodes[0], 'bob');
+    for (const client of [bob, here, there]) await client.join('Lobby');
+    const seq = await bob.say('Lobby', 'read me');
+    await here.ok({ type: 'read', room: 'Lobby', seq });
+    const marker = await there.next((frame) => frame.type === 'readMarker', 5_000);
+    assert.deepEqual({ room: marker.room, seq: marker.seq }, { room: 'Lobby', seq });
+    await sleep(300);
+    assert.equal(here.all('readMarker').length, 0, 'the connection that moved it is not told');
+  });
 });
