@@ -83,8 +83,12 @@ export interface Directory {
   /** Adds a room to an identity's conversations (keeping its read marker if it had one). */
   subscribe(identityId: string, room: string): Promise<void>;
   unsubscribe(identityId: string, room: string): Promise<void>;
-  /** Moves a read marker forward (never back); resolves with the marker now stored. */
-  markRead(identityId: string, room: string, seq: number): Promise<number>;
+  /**
+   * Moves a read marker forward (never back); resolves with the marker now
+   * stored, or undefined when the room is not among the identity's
+   * conversations (a read never makes one: it may come right behind a part).
+   */
+  markRead(identityId: string, room: string, seq: number): Promise<number | undefined>;
   roomMeta(room: string): RoomMeta | undefined;
   putRoomMeta(meta: RoomMeta): Promise<void>;
   /** Stores a room's first entry unless it has one (another server of a cluster may have made it a moment ago); resolves with the entry kept. */
@@ -113,9 +117,9 @@ export interface Directory {
 /**
  * Joins and parts of one person's conversation, applied one after another.
  * Each decides from what is stored whether there is anything to write, so a
- * part sent right behind a join (or a join behind a part) must wait until
- * the write before it is applied, or it decides on the state before it and
- * the earlier write wins.
+ * part sent right behind a join (or a join behind a part, or a read marker
+ * behind a part) must wait until the write before it is applied, or it
+ * decides on the state before it and the earlier write wins.
  */
 /** One identity's conversation in one room, as a key. */
 export function conversationKey(identityId: string, room: string): string {
@@ -124,6 +128,12 @@ export function conversationKey(identityId: string, room: string): string {
 
 export class ConversationWrites {
   private readonly underWay = new Map<string, Promise<void>>();
+
+  /** Runs `work` once the joins and parts of this conversation already under way are applied, without holding up later ones (a read marker). */
+  after<T>(identityId: string, room: string, work: () => Promise<T>): Promise<T> {
+    const earlier = this.underWay.get(conversationKey(identityId, room));
+    return earlier ? earlier.then(work) : work();
+  }
 
   /** Runs `write` once the earlier writes of the same identity and room are settled. */
   inTurn(identityId: string, room: string, write: () => Promise<void>): Promise<void> {
@@ -295,11 +305,14 @@ export class StoredDirectory implements Directory {
     });
   }
 
-  async markRead(identityId: string, room: string, seq: number): Promise<number> {
-    const current = this.readMarkers.get(identityId)?.get(room) ?? 0;
-    if (seq <= current || !this.identitiesById.has(identityId)) return current;
-    await this.store({ op: 'read', id: identityId, room, seq });
-    return this.readMarkers.get(identityId)?.get(room) ?? seq;
+  markRead(identityId: string, room: string, seq: number): Promise<number | undefined> {
+    return this.conversationWrites.after(identityId, room, async () => {
+      const current = this.readMarkers.get(identityId)?.get(room);
+      if (current === undefined) return undefined;
+      if (seq <= current || !this.identitiesById.has(identityId)) return current;
+      await this.store({ op: 'read', id: identityId, room, seq });
+      return this.readMarkers.get(identityId)?.get(room) ?? seq;
+    });
   }
 
   roomMeta(room: string): RoomMeta | undefined {

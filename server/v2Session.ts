@@ -506,10 +506,7 @@ export class V2Session implements SeatHolder {
     const key = roomKey(frame.room.normalize('NFC'));
     const membership = this.memberships.get(key);
     const { directory } = this.host;
-    if (!membership && !directory.hasConversation(this.identity.id, key)) {
-      if (key.startsWith(DM_PREFIX)) return this.fail('not_found', `There is no conversation "${frame.room}" of yours.`, frame.id, frame.room);
-      return this.fail('not_joined', `${frame.room} is not one of your conversations.`, frame.id, frame.room);
-    }
+    if (!membership && !directory.hasConversation(this.identity.id, key)) return this.refuseNotConversation(frame.id, frame.room, key);
     if (frame.seq < 0) return this.fail('bad_frame', 'A read marker is a seq, 0 or more.', frame.id, frame.room);
     // A marker past the room's latest event would hide messages not yet written: the room is read to know where it ends.
     const room = membership?.room ?? this.host.loadedRoom(key) ?? (await this.host.readRoom(directory.roomMeta(key)?.name ?? frame.room));
@@ -518,11 +515,18 @@ export class V2Session implements SeatHolder {
     const roomName = room.name;
     this.connection.oweAnswer(
       directory.markRead(this.identity.id, key, seq).then((stored) => {
+        // Parted meanwhile (a part sent just before this read): nothing to mark.
+        if (stored === undefined) return this.refuseNotConversation(frame.id, frame.room, key);
         const moved = encodeFrame({ type: 'readMarker', room: roomName, seq: stored });
         for (const session of this.host.sessionsOf(this.identity.id)) if (session !== this) session.connection.out(moved);
         this.ack(frame.id);
       }),
     );
+  }
+
+  private refuseNotConversation(id: string, room: string, key: string): void {
+    if (key.startsWith(DM_PREFIX)) this.fail('not_found', `There is no conversation "${room}" of yours.`, id, room);
+    else this.fail('not_joined', `${room} is not one of your conversations.`, id, room);
   }
 
   // ------------------------------------------------------------ requests

@@ -180,7 +180,9 @@ const MARK_READ = directoryScript(
   `
 if redis.call('HEXISTS', KEYS[4], ARGV[4]) == 0 then return {0, ''} end
 local markers = ARGV[2] .. ARGV[4]
-local current = tonumber(redis.call('HGET', markers, ARGV[5]) or '0')
+-- A marker is kept for a conversation only: a read that comes after its part makes none.
+if redis.call('HEXISTS', markers, ARGV[5]) == 0 then return {-1, ''} end
+local current = tonumber(redis.call('HGET', markers, ARGV[5]))
 local seq = tonumber(ARGV[6])
 if seq <= current then return {current, ''} end
 redis.call('HSET', markers, ARGV[5], seq)
@@ -562,12 +564,15 @@ export class RedisDirectory extends Disposable implements Directory {
     });
   }
 
-  async markRead(identityId: string, room: string, seq: number): Promise<number> {
-    const current = this.copy.conversations(identityId).find((conversation) => conversation.room === room)?.lastRead ?? 0;
-    if (seq <= current) return current;
-    return this.writeHere('read', identityId, room, async () => {
-      const [stored, id] = (await this.run(MARK_READ, [identityId, room, seq])) as [number, string];
-      return [Number(stored), String(id)];
+  markRead(identityId: string, room: string, seq: number): Promise<number | undefined> {
+    return this.conversationWrites.after(identityId, room, async () => {
+      const current = this.copy.conversations(identityId).find((conversation) => conversation.room === room)?.lastRead;
+      if (current === undefined) return undefined;
+      if (seq <= current) return current;
+      return this.writeHere('read', identityId, room, async () => {
+        const [stored, id] = (await this.run(MARK_READ, [identityId, room, seq])) as [number, string];
+        return [Number(stored) < 0 ? undefined : Number(stored), String(id)];
+      });
     });
   }
 

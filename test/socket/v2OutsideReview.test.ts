@@ -65,4 +65,30 @@ describe('protocol v2: an outside review', function () {
     const back = await v2(again.port, 'alice', { key });
     assert.deepEqual(await conversationRooms(back), kept, 'the conversations after a restart');
   });
+
+  it('refuses a read marker sent right behind a part of its room, and leaves the room out of the conversations', async () => {
+    const server = await start();
+    const key = 'k'.repeat(43);
+    const alice = await v2(server.port, 'alice', { key });
+    const rooms = ['gone0', 'gone1', 'gone2', 'gone3'];
+    const seqs: number[] = [];
+    for (const room of rooms) {
+      await alice.join(room);
+      seqs.push(await alice.say(room, 'read me'));
+    }
+    rooms.forEach((room, index) => {
+      alice.send({ type: 'part', id: `part-${room}`, room });
+      alice.send({ type: 'read', id: `read-${room}`, room, seq: seqs[index] });
+    });
+    for (const room of rooms) {
+      assert.equal((await alice.seen((frame) => frame.id === `part-${room}`)).type, 'ack');
+      const read = await alice.seen((frame) => frame.id === `read-${room}` && (frame.type === 'ack' || frame.type === 'error'));
+      assert.equal(read.code, 'not_joined', `the read of ${room}, after its part`);
+    }
+    assert.deepEqual(await conversationRooms(alice), [], 'the conversations after the acks');
+    alice.close();
+    await server.stop();
+    const again = await start({ dataDir: server.dataDir, args: FAST });
+    assert.deepEqual(await conversationRooms(await v2(again.port, 'alice', { key })), [], 'the conversations after a restart');
+  });
 });
