@@ -109,6 +109,9 @@ export class ServerSessionV2 extends Disposable {
   }
 
   private lastName: string | undefined;
+  private refreshing: Promise<void> | undefined;
+  /** Someone asked for the conversations while a request was on its way. */
+  private refreshAgain = false;
 
   start(): Promise<FirstOutcomeV2> {
     this.log.info(`Connecting to ${this.address} as ${this.params.name} (protocol 2)`);
@@ -156,8 +159,27 @@ export class ServerSessionV2 extends Disposable {
     return rooms;
   }
 
-  /** Asks the server for this person's conversations and their counts; joins any not joined here yet. */
-  async refreshConversations(): Promise<void> {
+  /**
+   * Asks the server for this person's conversations and their counts; joins
+   * any not joined here yet. One request is on its way at a time: asks that
+   * come meanwhile (a burst of read markers or new DMs) are answered by a
+   * single one after it, so no stream of frames turns into a stream of requests.
+   */
+  refreshConversations(): Promise<void> {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.refreshAgain = false;
+        await this.fetchConversations();
+      } while (this.refreshAgain && !this.isDisposed);
+    })().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  private async fetchConversations(): Promise<void> {
     const summaries: ConversationSummary[] = [];
     let after: string | undefined;
     for (let page = 0; page < 5; page++) {

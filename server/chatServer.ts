@@ -198,6 +198,16 @@ export class ChatServer extends Disposable implements V2Host {
         room.metaPending = undefined;
       }
     });
+    // A name released through another server closes this server's connections of it; a part or a read marker there is one here too.
+    node.directory.onIdentityForgotten((identityId) => void this.closeReleasedSessions(identityId));
+    node.directory.onConversationLeftElsewhere((identityId, room) => {
+      for (const session of this.sessionsOf(identityId)) void session.leaveAsParted(room);
+    });
+    node.directory.onReadElsewhere((identityId, room, seq) => {
+      const sessions = this.sessionsOf(identityId);
+      const moved = encodeFrame({ type: 'readMarker', room: this.rooms.loadedRoom(room)?.name ?? node.directory.roomMeta(room)?.name ?? room, seq });
+      for (const session of sessions) session.tell(moved);
+    });
     this.seatSecretMatches = (roomKey, seat, secretDigest) => node.seatSecretMatches(roomKey, seat, secretDigest).catch(() => false);
     this.logger.info(`cluster node ${node.nodeId} on Redis at ${parseRedisUrl(cluster.url).display} (namespace ${node.keys.namespace})`);
   }
@@ -407,7 +417,12 @@ export class ChatServer extends Disposable implements V2Host {
 
   async releaseIdentity(identityId: string, asking?: V2Session): Promise<void> {
     await this.directory.release(identityId);
-    await Promise.all([...this.sessionsOf(identityId)].filter((session) => session !== asking).map((session) => session.closeReleased()));
+    await this.closeReleasedSessions(identityId, asking);
+  }
+
+  /** Closes this server's connections of a released identity, but the one releasing it (which answers its own frame, then closes). */
+  private closeReleasedSessions(identityId: string, asking?: V2Session): Promise<unknown> {
+    return Promise.all([...this.sessionsOf(identityId)].filter((session) => session !== asking && !session.releasing).map((session) => session.closeReleased()));
   }
 
   /**

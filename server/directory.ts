@@ -83,8 +83,12 @@ export interface Directory {
   /** Adds a room to an identity's conversations (keeping its read marker if it had one). */
   subscribe(identityId: string, room: string): Promise<void>;
   unsubscribe(identityId: string, room: string): Promise<void>;
-  /** Moves a read marker forward (never back); resolves with the marker now stored. */
-  markRead(identityId: string, room: string, seq: number): Promise<number>;
+  /**
+   * Moves a read marker forward (never back); resolves with the marker now
+   * stored, or undefined when the room is not among the identity's
+   * conversations (a read never makes one: it may come right behind a part).
+   */
+  markRead(identityId: string, room: string, seq: number): Promise<number | undefined>;
   roomMeta(room: string): RoomMeta | undefined;
   putRoomMeta(meta: RoomMeta): Promise<void>;
   /** Stores a room's first entry unless it has one (another server of a cluster may have made it a moment ago); resolves with the entry kept. */
@@ -103,11 +107,51 @@ export interface Directory {
   onDmCreated(listener: (meta: RoomMeta) => void): void;
   /** Cluster mode: called when another server (or this one) changed a room's entry, so a loaded room can take it up. */
   onRoomMetaChanged?(listener: (meta: RoomMeta) => void): void;
+  /** Cluster mode: called when an identity is forgotten (released through any server), so this server closes its connections of it. */
+  onIdentityForgotten?(listener: (identityId: string) => void): void;
+  /** Cluster mode: called when another server took a room out of an identity's conversations (a part there), so this server's connections of it leave the room too. */
+  onConversationLeftElsewhere?(listener: (identityId: string, room: string) => void): void;
+  /** Cluster mode: called when another server moved an identity's read marker, so this server's connections of it are told. */
+  onReadElsewhere?(listener: (identityId: string, room: string, seq: number) => void): void;
   /** Rooms (never DMs) by key, after `after`, at most `limit`. */
   listRooms(after: string | undefined, limit: number): RoomMeta[];
   /** The DM whose participants are exactly these identities, if one exists. */
   findDm(participantIds: readonly string[]): string | undefined;
   close(): Promise<void>;
+}
+
+/**
+ * Joins and parts of one person's conversation, applied one after another.
+ * Each decides from what is stored whether there is anything to write, so a
+ * part sent right behind a join (or a join behind a part, or a read marker
+ * behind a part) must wait until the write before it is applied, or it
+ * decides on the state before it and the earlier write wins.
+ */
+/** One identity's conversation in one room, as a key. */
+export function conversationKey(identityId: string, room: string): string {
+  return identityId + '\u0000' + room;
+}
+
+export class ConversationWrites {
+  private readonly underWay = new Map<string, Promise<void>>();
+
+  /** Runs `work` once the joins and parts of this conversation already under way are applied, without holding up later ones (a read marker). */
+  after<T>(identityId: string, room: string, work: () => Promise<T>): Promise<T> {
+    const earlier = this.underWay.get(conversationKey(identityId, room));
+    return earlier ? earlier.then(work) : work();
+  }
+
+  /** Runs `write` once the earlier writes of the same identity and room are settled. */
+  inTurn(identityId: string, room: string, write: () => Promise<void>): Promise<void> {
+    const key = conversationKey(identityId, room);
+    const turn = (this.underWay.get(key) ?? Promise.resolve()).then(write);
+    const settled = turn.catch(() => undefined);
+    this.underWay.set(key, settled);
+    void settled.then(() => {
+      if (this.underWay.get(key) === settled) this.underWay.delete(key);
+    });
+    return turn;
+  }
 }
 
 export interface IdentityRecord {
@@ -151,6 +195,7 @@ export class StoredDirectory implements Directory {
   private readonly dmByParticipants = new Map<string, string>();
   private readonly claimsInFlight = new Map<string, Promise<void>>();
   private readonly dmListeners = new Set<(meta: RoomMeta) => void>();
+  private readonly conversationWrites = new ConversationWrites();
   private operationsOnDisk = 0;
   /**
    * Stores in flight, and the compaction under way. A compaction starts only
@@ -253,21 +298,28 @@ export class StoredDirectory implements Directory {
     return this.readMarkers.get(identityId)?.has(room) ?? false;
   }
 
-  async subscribe(identityId: string, room: string): Promise<void> {
-    if (this.readMarkers.get(identityId)?.has(room) || !this.identitiesById.has(identityId)) return;
-    await this.store({ op: 'read', id: identityId, room, seq: 0 });
+  subscribe(identityId: string, room: string): Promise<void> {
+    return this.conversationWrites.inTurn(identityId, room, async () => {
+      if (this.readMarkers.get(identityId)?.has(room) || !this.identitiesById.has(identityId)) return;
+      await this.store({ op: 'read', id: identityId, room, seq: 0 });
+    });
   }
 
-  async unsubscribe(identityId: string, room: string): Promise<void> {
-    if (!this.readMarkers.get(identityId)?.has(room)) return;
-    await this.store({ op: 'part', id: identityId, room });
+  unsubscribe(identityId: string, room: string): Promise<void> {
+    return this.conversationWrites.inTurn(identityId, room, async () => {
+      if (!this.readMarkers.get(identityId)?.has(room)) return;
+      await this.store({ op: 'part', id: identityId, room });
+    });
   }
 
-  async markRead(identityId: string, room: string, seq: number): Promise<number> {
-    const current = this.readMarkers.get(identityId)?.get(room) ?? 0;
-    if (seq <= current || !this.identitiesById.has(identityId)) return current;
-    await this.store({ op: 'read', id: identityId, room, seq });
-    return this.readMarkers.get(identityId)?.get(room) ?? seq;
+  markRead(identityId: string, room: string, seq: number): Promise<number | undefined> {
+    return this.conversationWrites.after(identityId, room, async () => {
+      const current = this.readMarkers.get(identityId)?.get(room);
+      if (current === undefined) return undefined;
+      if (seq <= current || !this.identitiesById.has(identityId)) return current;
+      await this.store({ op: 'read', id: identityId, room, seq });
+      return this.readMarkers.get(identityId)?.get(room) ?? seq;
+    });
   }
 
   roomMeta(room: string): RoomMeta | undefined {
@@ -291,7 +343,7 @@ export class StoredDirectory implements Directory {
     await this.store({ op: 'room', ...meta });
     // Every participant has it among their conversations at once, so what is said while they are away counts as unread.
     await Promise.all(meta.participantIds.map((id) => this.subscribe(id, meta.room)));
-    tellListeners(this.dmListeners, meta, this.options.logger, 'new-DM');
+    tellListeners(this.dmListeners, (listener) => listener(meta), this.options.logger, 'new-DM');
     return meta;
   }
 
@@ -475,10 +527,10 @@ function isDirectoryOperation(line: Buffer): boolean {
 }
 
 /** Tells each listener of a directory change; one that throws is logged and does not keep the others from hearing. */
-export function tellListeners<T>(listeners: Iterable<(value: T) => void>, value: T, logger: Logger, what: string): void {
+export function tellListeners<Listener>(listeners: Iterable<Listener>, call: (listener: Listener) => void, logger: Logger, what: string): void {
   for (const listener of listeners) {
     try {
-      listener(value);
+      call(listener);
     } catch (error) {
       logger.error(`directory: a ${what} listener failed: ${String(error)}`);
     }

@@ -42,7 +42,7 @@ import {
   targetOf,
   withPrivateFields,
 } from './roomEvents';
-import { RoomLog } from './roomLog';
+import { READ_SLICE_MS, RoomLog } from './roomLog';
 import { seatKeys } from './seatNames';
 
 export { EncodedEvent } from './roomEvents';
@@ -566,16 +566,27 @@ export class Room {
   /**
    * Messages whose current text contains `text` (case-insensitively), newest
    * first, before `before`. Scans at most `maxScan` held events; when it
-   * stops early (or has `maxHits` hits), `next` is where to go on.
+   * stops early (or has `maxHits` hits), `next` is where to go on. A scan
+   * gives the event loop back every READ_SLICE_MS and then finds its place
+   * again by seq (events may have been added or forgotten meanwhile).
    */
-  search(text: string, before: number | undefined, maxScan: number, maxHits: number, maxBytes: number): { hits: Buffer[]; next?: number } {
+  async search(text: string, before: number | undefined, maxScan: number, maxHits: number, maxBytes: number): Promise<{ hits: Buffer[]; next?: number }> {
     const needle = text.toLowerCase();
     const hits: Buffer[] = [];
     let bytes = 0;
-    let index = (before === undefined ? this.history.length : this.indexAfter(before - 1)) - 1;
+    let below = before ?? Infinity;
+    let index = this.indexAfter(below - 1) - 1;
+    let sliceStartedAt = performance.now();
     for (let scanned = 0; index >= 0; index--, scanned++) {
+      if (performance.now() - sliceStartedAt >= READ_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStartedAt = performance.now();
+        index = this.indexAfter(below - 1) - 1;
+        if (index < 0) break;
+      }
       const held = this.history[index];
       if (scanned >= maxScan || hits.length >= maxHits) return { hits, next: held.seq + 1 };
+      below = held.seq;
       if (held.event.type !== 'message' || held.state?.deleted) continue;
       const current = held.state?.text ?? held.event.text;
       if (!current.toLowerCase().includes(needle)) continue;
@@ -588,12 +599,25 @@ export class Room {
     return { hits };
   }
 
-  /** Messages after `afterSeq` that are not the identity's own and not deleted, and how many of them mention `name`. */
-  unreadAfter(afterSeq: number, identityId: string, name: string): { unread: number; mentions: number } {
+  /**
+   * Messages after `afterSeq` that are not the identity's own and not
+   * deleted, and how many of them mention `name`; a long count gives the
+   * event loop back as a search does.
+   */
+  async unreadAfter(afterSeq: number, identityId: string, name: string): Promise<{ unread: number; mentions: number }> {
     let unread = 0;
     let mentioned = 0;
-    for (let index = this.indexAfter(afterSeq); index < this.history.length; index++) {
+    let after = afterSeq;
+    let sliceStartedAt = performance.now();
+    for (let index = this.indexAfter(after); index < this.history.length; index++) {
+      if (performance.now() - sliceStartedAt >= READ_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStartedAt = performance.now();
+        index = this.indexAfter(after);
+        if (index >= this.history.length) break;
+      }
       const held = this.history[index];
+      after = held.seq;
       if (held.event.type !== 'message' || held.authorId === identityId || held.state?.deleted) continue;
       unread += 1;
       if (mentions(held.state?.text ?? held.event.text, name)) mentioned += 1;

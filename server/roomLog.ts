@@ -94,8 +94,12 @@ function parseEventRecord(line: Buffer): { kind: RecordKind; seq: number; value:
   }
 }
 
-/** Reading a long log gives the event loop back this often, so other rooms are served while it loads. */
-const READ_SLICE_MS = 8;
+/**
+ * Reading a long log, or scanning a room's history for a request (a search,
+ * unread counts), gives the event loop back this often, so other rooms are
+ * served meanwhile.
+ */
+export const READ_SLICE_MS = 8;
 
 export class RoomLog {
   private batch: PendingRecord[] = [];

@@ -104,6 +104,9 @@ export class V2Session implements SeatHolder {
   private searches: TokenBucket | undefined;
   private newDms: TokenBucket | undefined;
   private readonly actor: Actor;
+  /** This connection asked to release the identity: it answers that itself, then closes. */
+  releasing = false;
+  private closing: Promise<void> | undefined;
 
   private constructor(
     private readonly connection: NdjsonConnection,
@@ -385,16 +388,19 @@ export class V2Session implements SeatHolder {
     const key = roomKey(frame.room.normalize('NFC'));
     const room = this.memberships.get(key)?.room ?? this.host.loadedRoom(key);
     if (room) {
-      const parted = encodeFrame({ type: 'parted', room: room.name, reason: 'quit' });
-      for (const session of this.host.sessionsOf(this.identity.id)) {
-        if (session === this || !session.memberships.has(key)) continue;
-        session.memberships.delete(key);
-        session.connection.out(parted);
-        await room.leaveIdentity(session, this.identity.id, 'quit');
-      }
+      for (const session of this.host.sessionsOf(this.identity.id)) if (session !== this) await session.leaveAsParted(key);
       if (this.memberships.delete(key)) await room.leaveIdentity(this, this.identity.id, 'quit');
     }
     this.connection.oweAnswer(this.host.directory.unsubscribe(this.identity.id, key).then(() => this.ack(frame.id)));
+  }
+
+  /** Another connection of the identity parted the room `key` (on this server or, in a cluster, another): this one leaves it too. */
+  async leaveAsParted(key: string): Promise<void> {
+    const membership = this.memberships.get(key);
+    if (!membership) return;
+    this.memberships.delete(key);
+    this.send({ type: 'parted', room: membership.room.name, reason: 'quit' });
+    await membership.room.leaveIdentity(this, this.identity.id, 'quit');
   }
 
   private say(frame: SayV2Frame): void {
@@ -500,10 +506,7 @@ export class V2Session implements SeatHolder {
     const key = roomKey(frame.room.normalize('NFC'));
     const membership = this.memberships.get(key);
     const { directory } = this.host;
-    if (!membership && !directory.hasConversation(this.identity.id, key)) {
-      if (key.startsWith(DM_PREFIX)) return this.fail('not_found', `There is no conversation "${frame.room}" of yours.`, frame.id, frame.room);
-      return this.fail('not_joined', `${frame.room} is not one of your conversations.`, frame.id, frame.room);
-    }
+    if (!membership && !directory.hasConversation(this.identity.id, key)) return this.refuseNotConversation(frame.id, frame.room, key);
     if (frame.seq < 0) return this.fail('bad_frame', 'A read marker is a seq, 0 or more.', frame.id, frame.room);
     // A marker past the room's latest event would hide messages not yet written: the room is read to know where it ends.
     const room = membership?.room ?? this.host.loadedRoom(key) ?? (await this.host.readRoom(directory.roomMeta(key)?.name ?? frame.room));
@@ -512,11 +515,18 @@ export class V2Session implements SeatHolder {
     const roomName = room.name;
     this.connection.oweAnswer(
       directory.markRead(this.identity.id, key, seq).then((stored) => {
+        // Parted meanwhile (a part sent just before this read): nothing to mark.
+        if (stored === undefined) return this.refuseNotConversation(frame.id, frame.room, key);
         const moved = encodeFrame({ type: 'readMarker', room: roomName, seq: stored });
         for (const session of this.host.sessionsOf(this.identity.id)) if (session !== this) session.connection.out(moved);
         this.ack(frame.id);
       }),
     );
+  }
+
+  private refuseNotConversation(id: string, room: string, key: string): void {
+    if (key.startsWith(DM_PREFIX)) this.fail('not_found', `There is no conversation "${room}" of yours.`, id, room);
+    else this.fail('not_joined', `${room} is not one of your conversations.`, id, room);
   }
 
   // ------------------------------------------------------------ requests
@@ -566,7 +576,7 @@ export class V2Session implements SeatHolder {
         Object.assign(summary, { seq: seqThen, unread: 0, mentions: 0 });
       } else {
         room ??= await this.host.readRoom(meta.name);
-        if (room) Object.assign(summary, { seq: room.latestSeq }, room.unreadAfter(lastRead, this.identity.id, this.identity.name));
+        if (room) Object.assign(summary, { seq: room.latestSeq }, await room.unreadAfter(lastRead, this.identity.id, this.identity.name));
       }
       const size = Buffer.byteLength(JSON.stringify(summary), 'utf8') + 1;
       if (bytes + size > MAX_SERVER_FRAME_BYTES - PAGE_ENVELOPE_BYTES) {
@@ -598,7 +608,8 @@ export class V2Session implements SeatHolder {
     this.connection.out(pageFrame('historyPage', frame.id, room.name, 'events', page.events, `"more":${page.more}`));
   }
 
-  private search(frame: SearchFrame): void {
+  /** Awaited by the connection, so one connection has at most one scan under way. */
+  private async search(frame: SearchFrame): Promise<void> {
     const membership = this.membership(frame.room, frame.id);
     if (!membership) return;
     const { room } = membership;
@@ -611,7 +622,7 @@ export class V2Session implements SeatHolder {
       return this.fail('rate_limited', `At most ${this.host.limitsV2.searchesPerMinute} searches a minute; try again in a moment.`, frame.id, room.name);
     }
     const { searchScanEvents, searchPageHits } = this.host.limitsV2;
-    const found = room.search(frame.text, frame.before, searchScanEvents, searchPageHits, MAX_SERVER_FRAME_BYTES - PAGE_ENVELOPE_BYTES);
+    const found = await room.search(frame.text, frame.before, searchScanEvents, searchPageHits, MAX_SERVER_FRAME_BYTES - PAGE_ENVELOPE_BYTES);
     this.connection.out(pageFrame('searchResults', frame.id, room.name, 'hits', found.hits, found.next === undefined ? '' : `"next":${found.next}`));
   }
 
@@ -637,6 +648,7 @@ export class V2Session implements SeatHolder {
 
   /** Gives the name up: once that is stored, this connection is acked and closed, and so is every other one of the identity. */
   private async releaseName(id: string): Promise<void> {
+    this.releasing = true;
     await this.host.releaseIdentity(this.identity.id, this);
     await this.closeReleased(id);
   }
@@ -646,10 +658,14 @@ export class V2Session implements SeatHolder {
    * others are told `name_released`. Each leaves its rooms and closes: a
    * connection without an identity has nothing left to act as.
    */
-  async closeReleased(ackId?: string): Promise<void> {
-    if (ackId !== undefined) this.ack(ackId);
-    const notice = ackId === undefined ? encodeFrame({ type: 'error', code: 'name_released', message: `The name "${this.identity.name}" was released; connect again to claim a name.` }) : undefined;
-    await this.connection.closeWith(notice, 'quit');
+  closeReleased(ackId?: string): Promise<void> {
+    // In a cluster the release is heard twice on the server that made it: once from its own answer, once from the directory's changes.
+    this.closing ??= (async () => {
+      if (ackId !== undefined) this.ack(ackId);
+      const notice = ackId === undefined ? encodeFrame({ type: 'error', code: 'name_released', message: `The name "${this.identity.name}" was released; connect again to claim a name.` }) : undefined;
+      await this.connection.closeWith(notice, 'quit');
+    })();
+    return this.closing;
   }
 
   // ------------------------------------------------------------ the seat's side (SeatHolder)
@@ -658,7 +674,7 @@ export class V2Session implements SeatHolder {
     this.connection.deliverLive(bytes);
   }
 
-  /** A frame about this person rather than a room's event (a DM someone opened with them). */
+  /** A frame about this person rather than a room's event (a DM someone opened with them, a read marker moved through another server). */
   tell(bytes: Buffer): void {
     this.connection.out(bytes);
   }

@@ -22,6 +22,8 @@
 import { Disposable, toDisposable } from '../../shared/disposable';
 import {
   type Conversation,
+  conversationKey,
+  ConversationWrites,
   digestOf,
   type Directory,
   type DirectoryOperation,
@@ -179,7 +181,9 @@ const MARK_READ = directoryScript(
   `
 if redis.call('HEXISTS', KEYS[4], ARGV[4]) == 0 then return {0, ''} end
 local markers = ARGV[2] .. ARGV[4]
-local current = tonumber(redis.call('HGET', markers, ARGV[5]) or '0')
+-- A marker is kept for a conversation only: a read that comes after its part makes none.
+if redis.call('HEXISTS', markers, ARGV[5]) == 0 then return {-1, ''} end
+local current = tonumber(redis.call('HGET', markers, ARGV[5]))
 local seq = tonumber(ARGV[6])
 if seq <= current then return {current, ''} end
 redis.call('HSET', markers, ARGV[5], seq)
@@ -262,8 +266,19 @@ export class RedisDirectory extends Disposable implements Directory {
   private readonly keys: ClusterKeys;
   private readonly waiters: Waiter[] = [];
   private readonly claimsInFlight = new Map<string, Promise<void>>();
+  private readonly conversationWrites = new ConversationWrites();
   private readonly roomListeners = new Set<(meta: RoomMeta) => void>();
   private readonly dmListeners = new Set<(meta: RoomMeta) => void>();
+  private readonly forgottenListeners = new Set<(identityId: string) => void>();
+  private readonly leftListeners = new Set<(identityId: string, room: string) => void>();
+  private readonly readListeners = new Set<(identityId: string, room: string, seq: number) => void>();
+  /**
+   * Parts and read markers this server is writing (the operation, identity
+   * id and room key, with how many are on their way): its own connections
+   * have been told already, so only the other servers' are told from the
+   * change stream.
+   */
+  private readonly writtenHere = new Map<string, number>();
   private readonly now: () => number;
   private following: Promise<void> | undefined;
 
@@ -405,15 +420,25 @@ export class RedisDirectory extends Disposable implements Directory {
       if (operation.op === 'room') {
         const { op: _op, ...meta } = operation;
         this.roomChanged(meta);
+      } else if (operation.op === 'forget') {
+        this.tell(this.forgottenListeners, (listener) => listener(operation.id));
+      } else if (operation.op === 'part' && !this.takeWrittenHere('part', operation.id, operation.room)) {
+        this.tell(this.leftListeners, (listener) => listener(operation.id, operation.room));
+      } else if (operation.op === 'read' && operation.seq > 0 && !this.takeWrittenHere('read', operation.id, operation.room)) {
+        this.tell(this.readListeners, (listener) => listener(operation.id, operation.room, operation.seq));
       }
     }
     this.settleWaiters();
-    for (const meta of newDms) tellListeners(this.dmListeners, meta, this.options.logger, 'new-DM');
+    for (const meta of newDms) this.tell(this.dmListeners, (listener) => listener(meta));
     return true;
   }
 
   private roomChanged(meta: RoomMeta): void {
-    tellListeners(this.roomListeners, meta, this.options.logger, 'room');
+    this.tell(this.roomListeners, (listener) => listener(meta));
+  }
+
+  private tell<Listener>(listeners: ReadonlySet<Listener>, call: (listener: Listener) => void): void {
+    tellListeners(listeners, call, this.options.logger, 'change');
   }
 
   /** Resolves once this node's copy has the change `id` (a write's own change), so the writer reads what it wrote. */
@@ -528,22 +553,61 @@ export class RedisDirectory extends Disposable implements Directory {
     return this.copy.hasConversation(identityId, room);
   }
 
-  async subscribe(identityId: string, room: string): Promise<void> {
-    if (this.copy.hasConversation(identityId, room)) return;
-    await this.applied(String(await this.run(SUBSCRIBE, [identityId, room])));
+  subscribe(identityId: string, room: string): Promise<void> {
+    return this.conversationWrites.inTurn(identityId, room, async () => {
+      if (this.copy.hasConversation(identityId, room)) return;
+      await this.applied(String(await this.run(SUBSCRIBE, [identityId, room])));
+    });
   }
 
-  async unsubscribe(identityId: string, room: string): Promise<void> {
-    if (!this.copy.hasConversation(identityId, room)) return;
-    await this.applied(String(await this.run(UNSUBSCRIBE, [identityId, room])));
+  unsubscribe(identityId: string, room: string): Promise<void> {
+    return this.conversationWrites.inTurn(identityId, room, async () => {
+      if (!this.copy.hasConversation(identityId, room)) return;
+      await this.writeHere('part', identityId, room, async () => [undefined, String(await this.run(UNSUBSCRIBE, [identityId, room]))]);
+    });
   }
 
-  async markRead(identityId: string, room: string, seq: number): Promise<number> {
-    const current = this.copy.conversations(identityId).find((conversation) => conversation.room === room)?.lastRead ?? 0;
-    if (seq <= current) return current;
-    const [stored, id] = (await this.run(MARK_READ, [identityId, room, seq])) as [number, string];
-    await this.applied(String(id));
-    return Number(stored);
+  markRead(identityId: string, room: string, seq: number): Promise<number | undefined> {
+    return this.conversationWrites.after(identityId, room, async () => {
+      const current = this.copy.conversations(identityId).find((conversation) => conversation.room === room)?.lastRead;
+      if (current === undefined) return undefined;
+      if (seq <= current) return current;
+      return this.writeHere('read', identityId, room, async () => {
+        const [stored, id] = (await this.run(MARK_READ, [identityId, room, seq])) as [number, string];
+        return [Number(stored) < 0 ? undefined : Number(stored), String(id)];
+      });
+    });
+  }
+
+  /**
+   * Runs a script whose change this server's connections need not hear of
+   * from the stream (see writtenHere), and waits until the change is applied
+   * here. A change applied from the stream takes its count there; one never
+   * made, or not seen applied, gives it back.
+   */
+  private async writeHere<T>(op: 'part' | 'read', identityId: string, room: string, run: () => Promise<[T, string]>): Promise<T> {
+    const key = `${op} ${conversationKey(identityId, room)}`;
+    this.writtenHere.set(key, (this.writtenHere.get(key) ?? 0) + 1);
+    let taken = false;
+    try {
+      const [value, id] = await run();
+      if (String(id) !== '') {
+        await this.applied(String(id));
+        taken = true;
+      }
+      return value;
+    } finally {
+      if (!taken) this.takeWrittenHere(op, identityId, room);
+    }
+  }
+
+  private takeWrittenHere(op: 'part' | 'read', identityId: string, room: string): boolean {
+    const key = `${op} ${conversationKey(identityId, room)}`;
+    const count = this.writtenHere.get(key);
+    if (count === undefined) return false;
+    if (count > 1) this.writtenHere.set(key, count - 1);
+    else this.writtenHere.delete(key);
+    return true;
   }
 
   roomMeta(room: string): RoomMeta | undefined {
@@ -582,6 +646,18 @@ export class RedisDirectory extends Disposable implements Directory {
 
   onRoomMetaChanged(listener: (meta: RoomMeta) => void): void {
     this.roomListeners.add(listener);
+  }
+
+  onIdentityForgotten(listener: (identityId: string) => void): void {
+    this.forgottenListeners.add(listener);
+  }
+
+  onConversationLeftElsewhere(listener: (identityId: string, room: string) => void): void {
+    this.leftListeners.add(listener);
+  }
+
+  onReadElsewhere(listener: (identityId: string, room: string, seq: number) => void): void {
+    this.readListeners.add(listener);
   }
 
   async close(): Promise<void> {

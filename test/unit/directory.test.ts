@@ -104,7 +104,8 @@ describe('directory', () => {
     const directory = await open();
     const frank = (await directory.claim('frank'))!;
     const rounds = 3000;
-    const writes: Promise<number>[] = [];
+    for (const room of ['room-0', 'room-1', 'room-2']) await directory.subscribe(frank.identity.id, room);
+    const writes: Promise<number | undefined>[] = [];
     for (let seq = 1; seq <= rounds; seq++) writes.push(directory.markRead(frank.identity.id, `room-${seq % 3}`, seq));
     await Promise.all(writes);
     await directory.close();
