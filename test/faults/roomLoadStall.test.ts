@@ -22,6 +22,7 @@ import { roomLogFileName } from '../../server/roomLog';
 import { sleep } from '../support/historyChecks';
 import { ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
+import { PongProbe } from '../support/pongProbe';
 
 const STORED_MESSAGES = Number(process.env.STALL_MESSAGES ?? 6_000);
 /** The longest a member of another room may wait for a pong while the room loads. */
@@ -62,22 +63,12 @@ describe('loading a room with a long history', function () {
     const prober = await TestClient.join(server.port, 'prober', { room: 'elsewhere' });
     clients.push(prober);
 
-    let probing = true;
-    let longest = 0;
-    let probes = 0;
-    const probing$ = (async () => {
-      while (probing && probes < 100_000) {
-        const sentAt = Date.now();
-        prober.send({ type: 'ping' });
-        await prober.nextFrame((frame) => frame.type === 'pong', 30_000);
-        longest = Math.max(longest, Date.now() - sentAt);
-        probes += 1;
-        await sleep(5);
-      }
-    })();
+    const probe = new PongProbe(async () => {
+      prober.send({ type: 'ping' });
+      await prober.nextFrame((frame) => frame.type === 'pong', 30_000);
+    });
     await sleep(500);
-    const quietLongest = longest;
-    longest = 0;
+    const quietLongest = probe.reset();
 
     const enteredAt = Date.now();
     const entrant = await TestClient.join(server.port, 'entrant', { room: 'archive' });
@@ -86,8 +77,8 @@ describe('loading a room with a long history', function () {
     const welcome = entrant.frames().find((frame): frame is WelcomeFrame => frame.type === 'welcome');
     assert.equal(welcome?.seq, STORED_MESSAGES, 'the room was loaded with its history');
     await sleep(300);
-    probing = false;
-    await probing$;
+    await probe.stop();
+    const { longest, probes } = probe;
     console.log(`      a ${(logBytes / 1024 / 1024).toFixed(0)} MiB log loaded in ${loadMs} ms; longest pong wait ${longest} ms (quiet: ${quietLongest} ms, ${probes} probes)`);
     assert.ok(longest < STALL_BOUND_MS, `a member of another room waited ${longest} ms for a pong while the room loaded (${loadMs} ms): the load blocks the event loop`);
   });

@@ -21,6 +21,7 @@ import { roomLogFileName } from '../../server/roomLog';
 import { sleep } from '../support/historyChecks';
 import { ServerProcess } from '../support/serverProcess';
 import { V2Client } from '../support/v2Client';
+import { PongProbe } from '../support/pongProbe';
 
 const STORED_MESSAGES = Number(process.env.STALL_MESSAGES ?? 10_000);
 /** The longest a member of another room may wait for a pong while the requests are answered. */
@@ -61,27 +62,17 @@ describe('protocol 2: requests that read a whole room', function () {
     const prober = await V2Client.hello(server.port, `prober${clients.length}`);
     clients.push(prober);
     await prober.join('elsewhere');
-    let probing = true;
-    let longest = 0;
-    let probes = 0;
-    const probing$ = (async () => {
-      while (probing && probes < 100_000) {
-        const sentAt = Date.now();
-        prober.send({ type: 'ping' });
-        await prober.next((frame) => frame.type === 'pong', 30_000);
-        longest = Math.max(longest, Date.now() - sentAt);
-        probes += 1;
-        await sleep(5);
-      }
-    })();
+    const probe = new PongProbe(async () => {
+      prober.send({ type: 'ping' });
+      await prober.next((frame) => frame.type === 'pong', 30_000);
+    });
     await sleep(200);
-    longest = 0;
+    probe.reset();
     const startedAt = Date.now();
     await work();
     const workMs = Date.now() - startedAt;
-    probing = false;
-    await probing$;
-    return { longest, workMs, probes };
+    await probe.stop();
+    return { longest: probe.longest, workMs, probes: probe.probes };
   }
 
   async function reader(name: string): Promise<V2Client> {

@@ -4,15 +4,10 @@
  * counts, direct messages that nobody else can see, find or join, and search.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { DM_ID_CHARS } from '../../shared/protocolV2';
-import { ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
 import { type AnyFrame, V2Client } from '../support/v2Client';
-
-const FAST = ['--rate-burst', '2000', '--rate-per-second', '2000'];
+import { FAST_V2, v2Fixture } from '../support/v2Fixture';
 
 interface Summary {
   room: string;
@@ -26,34 +21,12 @@ interface Summary {
 
 describe('protocol v2: conversations, read markers, DMs and search', function () {
   this.timeout(60_000);
-  const servers: ServerProcess[] = [];
-  const closers: { close(): void }[] = [];
-  const folders: string[] = [];
-
-  async function start(options: Parameters<typeof ServerProcess.start>[0] = { memory: true, args: FAST }): Promise<ServerProcess> {
-    const server = await ServerProcess.start(options);
-    servers.push(server);
-    return server;
-  }
-  async function v2(port: number, name: string, options: Parameters<typeof V2Client.hello>[2] = {}): Promise<V2Client> {
-    const client = await V2Client.hello(port, name, options);
-    closers.push(client);
-    return client;
-  }
+  const made = v2Fixture();
+  const { start, v2, tempDir } = made;
   async function conversations(client: V2Client): Promise<Summary[]> {
     return (await client.ok({ type: 'conversations' })).conversations as Summary[];
   }
-  function tempDir(): string {
-    const dir = mkdtempSync(join(tmpdir(), 'chat-room-v2-conv-'));
-    folders.push(dir);
-    return dir;
-  }
 
-  afterEach(async () => {
-    for (const client of closers.splice(0)) client.close();
-    for (const server of servers.splice(0)) await server.dispose();
-    for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
-  });
 
   describe('read markers and unread counts', () => {
     it('counts messages after the marker that are not yours and not deleted, and the mentions among them', async () => {
@@ -78,7 +51,7 @@ describe('protocol v2: conversations, read markers, DMs and search', function ()
 
     it('tells the identity\'s other connections when the marker moves, never moves it back, and keeps it across a restart', async () => {
       const dataDir = tempDir();
-      let server = await start({ dataDir, args: FAST });
+      let server = await start({ dataDir, args: FAST_V2 });
       const laptop = await v2(server.port, 'alice', { clientId: 'laptop' });
       const desktop = await v2(server.port, 'alice', { clientId: 'desktop', key: laptop.welcome!.key });
       const bob = await v2(server.port, 'bob');
@@ -101,7 +74,7 @@ describe('protocol v2: conversations, read markers, DMs and search', function ()
       const before = await conversations(laptop);
       for (const client of [laptop, desktop, bob]) client.close();
       await server.stop();
-      server = await start({ dataDir, args: FAST });
+      server = await start({ dataDir, args: FAST_V2 });
       const again = await v2(server.port, 'alice', { clientId: 'desktop', key: laptop.welcome!.key });
       // The room's seq moved on (the shutdown's departures); the marker and the counts did not.
       const withoutSeq = (list: Summary[]) => list.map((summary) => ({ ...summary, seq: undefined }));
@@ -109,7 +82,7 @@ describe('protocol v2: conversations, read markers, DMs and search', function ()
     });
     it('takes a marker past the end as the end, also for a room nobody is in just now', async () => {
       const dataDir = tempDir();
-      const server = await start({ dataDir, args: [...FAST, '--room-idle-ms', '100'] });
+      const server = await start({ dataDir, args: [...FAST_V2, '--room-idle-ms', '100'] });
       const alice = await v2(server.port, 'alice');
       await alice.join('quiet');
       await alice.say('quiet', 'hello');
@@ -129,7 +102,7 @@ describe('protocol v2: conversations, read markers, DMs and search', function ()
 
   describe('direct messages', () => {
     it('opens one DM per set of people, with an unguessable name, and refuses odd sets', async () => {
-      const server = await start({ memory: true, args: [...FAST, '--max-dm-participants', '3'] });
+      const server = await start({ memory: true, args: [...FAST_V2, '--max-dm-participants', '3'] });
       const alice = await v2(server.port, 'alice');
       await v2(server.port, 'bob');
       await v2(server.port, 'carol');
@@ -177,7 +150,7 @@ describe('protocol v2: conversations, read markers, DMs and search', function ()
       const wide = 'ｄｍ' + (room as string).slice(2);
       for (const spelling of [room as string, (room as string).toUpperCase(), wide]) {
         const old = await TestClient.connect(server.port);
-        closers.push(old);
+        made.keep(old);
         old.send({ type: 'hello', name: 'oldtimer', room: spelling });
         const reply = await old.nextFrame((frame) => frame.type === 'error' || frame.type === 'welcome');
         assert.equal(reply.type === 'error' && reply.code, 'bad_room', spelling);
@@ -212,7 +185,7 @@ describe('protocol v2: conversations, read markers, DMs and search', function ()
 
     it('keeps what is said while a participant is away, counted as unread when they come back', async () => {
       const dataDir = tempDir();
-      let server = await start({ dataDir, args: FAST });
+      let server = await start({ dataDir, args: FAST_V2 });
       const alice = await v2(server.port, 'alice');
       const aliceKey = alice.welcome!.key as string;
       alice.close();
@@ -223,7 +196,7 @@ describe('protocol v2: conversations, read markers, DMs and search', function ()
       await bob.say(room as string, 'call me');
       bob.close();
       await server.stop();
-      server = await start({ dataDir, args: FAST });
+      server = await start({ dataDir, args: FAST_V2 });
       const back = await v2(server.port, 'alice', { key: aliceKey });
       const list = await conversations(back);
       assert.equal(list.length, 1);
@@ -265,7 +238,7 @@ describe('protocol v2: conversations, read markers, DMs and search', function ()
     });
 
     it('scans at most --search-scan-events events a request, and allows --searches-per-minute', async () => {
-      const server = await start({ memory: true, args: [...FAST, '--search-scan-events', '30', '--searches-per-minute', '3'] });
+      const server = await start({ memory: true, args: [...FAST_V2, '--search-scan-events', '30', '--searches-per-minute', '3'] });
       const alice = await v2(server.port, 'alice');
       await alice.join('big');
       for (let index = 0; index < 70; index++) await alice.say('big', index === 5 ? 'the rare word' : `common ${index}`);

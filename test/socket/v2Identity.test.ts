@@ -8,8 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ErrorFrame, WelcomeFrame } from '../../shared/protocol';
@@ -17,35 +16,19 @@ import { DEFAULT_LIMITS_V2 } from '../../shared/protocolV2';
 import { SERVER_SCRIPT, ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
 import { V2Client } from '../support/v2Client';
+import { v2Fixture } from '../support/v2Fixture';
 
 const run = promisify(execFile);
 const DAY = 24 * 60 * 60 * 1000;
 
 describe('protocol v2: the hello and identities', function () {
   this.timeout(30_000);
-  const servers: ServerProcess[] = [];
-  const closers: { close(): void }[] = [];
-  const folders: string[] = [];
-
-  async function start(options: Parameters<typeof ServerProcess.start>[0] = { memory: true }): Promise<ServerProcess> {
-    const server = await ServerProcess.start(options);
-    servers.push(server);
-    return server;
-  }
-  function tempDir(): string {
-    const dir = mkdtempSync(join(tmpdir(), 'chat-room-v2-'));
-    folders.push(dir);
-    return dir;
-  }
-  async function v2(port: number, name: string, options: Parameters<typeof V2Client.hello>[2] = {}): Promise<V2Client> {
-    const client = await V2Client.hello(port, name, options);
-    closers.push(client);
-    return client;
-  }
+  const made = v2Fixture({ memory: true });
+  const { start, v2, tempDir } = made;
   /** A v2 hello that must be refused: the error, and whether the server then closed the connection. */
   async function refusedV2(port: number, name: string, options: Parameters<typeof V2Client.hello>[2] = {}): Promise<{ code: string; message: string; client: V2Client }> {
     const client = await V2Client.connect(port);
-    closers.push(client);
+    made.keep(client);
     client.sendHello(name, options);
     const reply = await client.next((frame) => frame.type === 'welcome' || frame.type === 'error');
     assert.equal(reply.type, 'error', `${name} was welcomed`);
@@ -53,16 +36,11 @@ describe('protocol v2: the hello and identities', function () {
   }
   async function v1(port: number, name: string, room = 'lobby'): Promise<WelcomeFrame | ErrorFrame> {
     const client = await TestClient.connect(port);
-    closers.push(client);
+    made.keep(client);
     client.send({ type: 'hello', name, room });
     return client.nextFrame<WelcomeFrame | ErrorFrame>((frame) => frame.type === 'welcome' || frame.type === 'error');
   }
 
-  afterEach(async () => {
-    for (const client of closers.splice(0)) client.close();
-    for (const server of servers.splice(0)) await server.dispose();
-    for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
-  });
 
   describe('choosing the version', () => {
     it('welcomes a protocol 2 hello with a new key, its expiry and the limits in force', async () => {
@@ -79,7 +57,7 @@ describe('protocol v2: the hello and identities', function () {
     it('refuses a version it does not speak with unsupported and leaves the connection open for another hello', async () => {
       const server = await start();
       const client = await V2Client.connect(server.port);
-      closers.push(client);
+      made.keep(client);
       client.write(JSON.stringify({ type: 'hello', protocol: 3, name: 'futurist', clientId: 'c' }) + '\n');
       const refusal = await client.next((frame) => frame.type === 'error');
       assert.equal(refusal.code, 'unsupported');
@@ -91,7 +69,7 @@ describe('protocol v2: the hello and identities', function () {
     it('needs a clientId in a protocol 2 hello (bad_frame, the connection stays open)', async () => {
       const server = await start();
       const client = await V2Client.connect(server.port);
-      closers.push(client);
+      made.keep(client);
       client.write(JSON.stringify({ type: 'hello', protocol: 2, name: 'noid' }) + '\n');
       assert.equal((await client.next((frame) => frame.type === 'error')).code, 'bad_frame');
       client.sendHello('noid');
@@ -101,15 +79,15 @@ describe('protocol v2: the hello and identities', function () {
     it('answers a v2 frame on a v1 connection with unsupported, before any hello with not_joined, and a second hello with already_joined', async () => {
       const server = await start();
       const early = await V2Client.connect(server.port);
-      closers.push(early);
+      made.keep(early);
       assert.equal(await early.refused({ type: 'join', id: 'j0', room: 'lobby' }), 'not_joined');
       const old = await TestClient.join(server.port, 'oldtimer');
-      closers.push(old);
+      made.keep(old);
       old.write(JSON.stringify({ type: 'join', id: 'j1', room: 'elsewhere' }) + '\n');
       const error = await old.nextFrame<ErrorFrame>((frame) => frame.type === 'error');
       assert.deepEqual([error.code, error.id], ['unsupported', 'j1']);
       const explicitV1 = await TestClient.connect(server.port);
-      closers.push(explicitV1);
+      made.keep(explicitV1);
       explicitV1.write(JSON.stringify({ type: 'hello', protocol: 1, name: 'explicit' }) + '\n');
       assert.equal((await explicitV1.nextFrame<WelcomeFrame>((frame) => frame.type === 'welcome')).protocol, 1);
       const alice = await v2(server.port, 'alice');
@@ -120,7 +98,7 @@ describe('protocol v2: the hello and identities', function () {
     it('reads the frames sent right behind a v2 hello in the same packet as v2', async () => {
       const server = await start();
       const client = await V2Client.connect(server.port);
-      closers.push(client);
+      made.keep(client);
       client.write(
         [JSON.stringify({ type: 'hello', protocol: 2, name: 'hasty', clientId: 'c-hasty' }), JSON.stringify({ type: 'join', id: 'j', room: 'fast' }), JSON.stringify({ type: 'say', id: 's', room: 'fast', text: 'at once' })].join('\n') + '\n',
       );
@@ -173,7 +151,7 @@ describe('protocol v2: the hello and identities', function () {
         assert.match(refusal.message, /reserved by its owner/);
       }
       const nc = await TestClient.connect(server.classicPort as number);
-      closers.push(nc);
+      made.keep(nc);
       await nc.nextLine();
       nc.write('alice\n');
       assert.match(await nc.nextLine(), /reserved by its owner\. Type another name/);
@@ -193,7 +171,7 @@ describe('protocol v2: the hello and identities', function () {
     it('does not let a v2 hello claim a name a v1 or classic member is using right now; once they leave it may', async () => {
       const server = await start({ memory: true, classic: true });
       const guest = await TestClient.join(server.port, 'bob', { room: 'somewhere' });
-      closers.push(guest);
+      made.keep(guest);
       const { code, client } = await refusedV2(server.port, 'B\u043Eb');
       assert.equal(code, 'name_taken', 'a look-alike of the guest is refused too');
       await client.waitForClose();
@@ -204,7 +182,7 @@ describe('protocol v2: the hello and identities', function () {
 
       // A classic member, in a room of its own, holds its name the same way until it quits.
       const nc = await TestClient.connect(server.classicPort as number);
-      closers.push(nc);
+      made.keep(nc);
       await nc.nextLine();
       nc.write('carol\n');
       assert.match(await nc.nextLine(), /^Welcome carol!/);

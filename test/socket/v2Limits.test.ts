@@ -7,27 +7,13 @@
 import assert from 'node:assert/strict';
 import { ServerProcess } from '../support/serverProcess';
 import { V2Client } from '../support/v2Client';
+import { FAST_V2, v2Fixture } from '../support/v2Fixture';
 
 describe('protocol v2: limits and refusals', function () {
   this.timeout(30_000);
-  const closers: { close(): void }[] = [];
-  const servers: ServerProcess[] = [];
-
-  async function start(args: string[] = ['--rate-burst', '2000', '--rate-per-second', '2000']): Promise<ServerProcess> {
-    const server = await ServerProcess.start({ memory: true, args });
-    servers.push(server);
-    return server;
-  }
-  async function v2(port: number, name: string, options: Parameters<typeof V2Client.hello>[2] = {}): Promise<V2Client> {
-    const client = await V2Client.hello(port, name, options);
-    closers.push(client);
-    return client;
-  }
-
-  afterEach(async () => {
-    for (const client of closers.splice(0)) client.close();
-    for (const server of servers.splice(0)) await server.dispose();
-  });
+  const made = v2Fixture();
+  const start = (args: string[] = FAST_V2): Promise<ServerProcess> => made.start({ memory: true, args });
+  const { v2 } = made;
 
   it('answers malformed frames with bad_frame and their id, and keeps the connection', async () => {
     const server = await start();
@@ -83,10 +69,8 @@ describe('protocol v2: limits and refusals', function () {
   });
 
   it('needs the token in a v2 hello on a server that has one', async () => {
-    const server = await ServerProcess.start({ memory: true, args: ['--token', 'sesame'] });
-    servers.push(server);
-    const stranger = await V2Client.connect(server.port);
-    closers.push(stranger);
+    const server = await made.start({ memory: true, args: ['--token', 'sesame'] });
+    const stranger = made.keep(await V2Client.connect(server.port));
     stranger.sendHello('stranger');
     assert.equal((await stranger.next((frame) => frame.type === 'error')).code, 'unauthorized');
     await stranger.waitForClose();
@@ -197,14 +181,14 @@ describe('protocol v2: answers that must stay under the server frame limit', fun
     for (const client of closers.splice(0)) client.close();
     await server?.dispose();
   });
-  const FAST = ['--rate-burst', '5000', '--rate-per-second', '5000', '--new-names-per-minute', '0'];
+  const FAST_V2 = ['--rate-burst', '5000', '--rate-per-second', '5000', '--new-names-per-minute', '0'];
   const under = (frame: unknown, what: string) => {
     const bytes = Buffer.byteLength(JSON.stringify(frame));
     assert.ok(bytes <= 64 * 1024, `${what}: ${bytes} bytes`);
   };
 
   it('keeps a message with the longest escaped text and every reaction of long-named people under 64 KiB, in replays, history and search', async () => {
-    server = await ServerProcess.start({ memory: true, args: [...FAST, '--max-frame-bytes', '65536'] });
+    server = await ServerProcess.start({ memory: true, args: [...FAST_V2, '--max-frame-bytes', '65536'] });
     const writer = await V2Client.hello(server.port, 'writer');
     closers.push(writer);
     await writer.join('room');
@@ -233,7 +217,7 @@ describe('protocol v2: answers that must stay under the server frame limit', fun
   });
 
   it('keeps a room list of rooms with the longest names and topics under 64 KiB', async () => {
-    server = await ServerProcess.start({ memory: true, args: FAST });
+    server = await ServerProcess.start({ memory: true, args: FAST_V2 });
     const owner = await V2Client.hello(server.port, 'owner');
     closers.push(owner);
     const topic = '𝄞'.repeat(256);

@@ -5,34 +5,19 @@
  * state; and a deleted message's text gone from the disk after compaction.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AckFrame, MessageEvent } from '../../shared/protocol';
 import { roomLogFileName } from '../../server/roomLog';
 import { sleep } from '../support/historyChecks';
-import { ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
 import { type AnyFrame, V2Client } from '../support/v2Client';
-
-const FAST = ['--rate-burst', '2000', '--rate-per-second', '2000'];
+import { FAST_V2, v2Fixture } from '../support/v2Fixture';
 
 describe('protocol v2: messages', function () {
   this.timeout(60_000);
-  const servers: ServerProcess[] = [];
-  const closers: { close(): void }[] = [];
-  const folders: string[] = [];
-
-  async function start(options: Parameters<typeof ServerProcess.start>[0] = { memory: true, args: FAST }): Promise<ServerProcess> {
-    const server = await ServerProcess.start(options);
-    servers.push(server);
-    return server;
-  }
-  async function v2(port: number, name: string, options: Parameters<typeof V2Client.hello>[2] = {}): Promise<V2Client> {
-    const client = await V2Client.hello(port, name, options);
-    closers.push(client);
-    return client;
-  }
+  const made = v2Fixture();
+  const { start, v2, tempDir } = made;
   async function pair(port: number, room = 'lobby'): Promise<[V2Client, V2Client]> {
     const alice = await v2(port, 'alice');
     const bob = await v2(port, 'bob');
@@ -41,11 +26,6 @@ describe('protocol v2: messages', function () {
     return [alice, bob];
   }
 
-  afterEach(async () => {
-    for (const client of closers.splice(0)) client.close();
-    for (const server of servers.splice(0)) await server.dispose();
-    for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
-  });
 
   describe('replies', () => {
     it('replies to a message the room holds, naming its author; a reply to a seq that is not a message the room holds is not_found', async () => {
@@ -73,7 +53,7 @@ describe('protocol v2: messages', function () {
       const edited = await bob.next((frame) => frame.type === 'edited');
       assert.deepEqual([edited.seq, edited.target, edited.text, edited.from], [edit.seq, seq, 'final', 'alice']);
       const old = await TestClient.join(server.port, 'vic');
-      closers.push(old);
+      made.keep(old);
       old.send({ type: 'say', id: 'v1', text: 'from the old client' });
       const v1Seq = (await old.nextFrame<AckFrame>((frame) => frame.type === 'ack')).seq;
       for (const client of [alice, bob]) assert.equal(await client.refused({ type: 'edit', room: 'lobby', target: v1Seq, text: 'mine now' }), 'forbidden');
@@ -122,12 +102,12 @@ describe('protocol v2: messages', function () {
 
   describe('what v1 and classic members see', () => {
     it('shows replies and edits as fair text, and sends nothing for deletions, reactions, topics, owners and typing', async () => {
-      const server = await start({ memory: true, classic: true, args: FAST });
+      const server = await start({ memory: true, classic: true, args: FAST_V2 });
       const [alice, bob] = await pair(server.port);
       const old = await TestClient.join(server.port, 'vic');
-      closers.push(old);
+      made.keep(old);
       const nc = await TestClient.connect(server.classicPort as number);
-      closers.push(nc);
+      made.keep(nc);
       await nc.nextLine();
       nc.write('nico\n');
       await nc.nextLine((text) => text.startsWith('Welcome'));
@@ -167,7 +147,7 @@ describe('protocol v2: messages', function () {
 
   describe('reactions', () => {
     it('takes one emoji, aggregates who reacted, is harmless twice, and caps distinct emoji per message', async () => {
-      const server = await start({ memory: true, args: [...FAST, '--max-reactions-per-message', '3'] });
+      const server = await start({ memory: true, args: [...FAST_V2, '--max-reactions-per-message', '3'] });
       const [alice, bob] = await pair(server.port);
       const seq = await alice.say('lobby', 'react to me');
       for (const emoji of ['', 'a', '👍👍', ':)', '👍 ', '\u200D']) {
@@ -196,11 +176,11 @@ describe('protocol v2: messages', function () {
 
   describe('typing', () => {
     it('passes typing on to the other v2 members only, at most once per 2 s per connection and room, and never stores it', async () => {
-      const server = await start({ memory: true, classic: true, args: FAST });
+      const server = await start({ memory: true, classic: true, args: FAST_V2 });
       const old = await TestClient.join(server.port, 'vic');
-      closers.push(old);
+      made.keep(old);
       const nc = await TestClient.connect(server.classicPort as number);
-      closers.push(nc);
+      made.keep(nc);
       await nc.nextLine();
       nc.write('nico\n');
       const [alice, bob] = await pair(server.port);
@@ -227,9 +207,8 @@ describe('protocol v2: messages', function () {
 
   describe('on disk', () => {
     it("has a deleted message's text gone from the room's log after the next compaction, and the state survives it", async () => {
-      const dataDir = mkdtempSync(join(tmpdir(), 'chat-room-v2-redact-'));
-      folders.push(dataDir);
-      let server = await start({ dataDir, args: [...FAST, '--retain-events', '20'] });
+      const dataDir = tempDir();
+      let server = await start({ dataDir, args: [...FAST_V2, '--retain-events', '20'] });
       const [alice, bob] = await pair(server.port, 'vault');
       const secret = await alice.say('vault', 'the password is hunter2');
       await alice.ok({ type: 'edit', room: 'vault', target: secret, text: 'the password is swordfish' });
@@ -247,7 +226,7 @@ describe('protocol v2: messages', function () {
       assert.ok(!/hunter2|swordfish/.test(onDisk), 'neither the text nor its edit is on disk');
       for (const file of readdirSync(dataDir).filter((entry) => statSync(join(dataDir, entry)).isFile())) assert.ok(!/hunter2|swordfish/.test(readFileSync(join(dataDir, file), 'utf8').toString()), file);
       await server.stop();
-      server = await start({ dataDir, args: [...FAST, '--retain-events', '20'] });
+      server = await start({ dataDir, args: [...FAST_V2, '--retain-events', '20'] });
       const carol = await v2(server.port, 'carol');
       await carol.join('vault', 0);
       const kept = carol.frames.find((frame) => frame.type === 'message' && frame.seq === liked) as AnyFrame;
@@ -260,9 +239,8 @@ describe('protocol v2: messages', function () {
     });
 
     it("rewrites a deleted message's text away when the room is unloaded, without waiting for the log to grow", async () => {
-      const dataDir = mkdtempSync(join(tmpdir(), 'chat-room-v2-unload-'));
-      folders.push(dataDir);
-      const server = await start({ dataDir, args: [...FAST, '--room-idle-ms', '200'] });
+      const dataDir = tempDir();
+      const server = await start({ dataDir, args: [...FAST_V2, '--room-idle-ms', '200'] });
       const alice = await v2(server.port, 'alice');
       await alice.join('quiet');
       const seq = await alice.say('quiet', 'oops, my token abc123');

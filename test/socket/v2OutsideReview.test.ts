@@ -4,35 +4,18 @@
  * Each test failed before its fix.
  */
 import assert from 'node:assert/strict';
-import { ServerProcess } from '../support/serverProcess';
 import { V2Client } from '../support/v2Client';
-
-const FAST = ['--rate-burst', '2000', '--rate-per-second', '2000'];
+import { FAST_V2, v2Fixture } from '../support/v2Fixture';
 
 describe('protocol v2: an outside review', function () {
   this.timeout(60_000);
-  const servers: ServerProcess[] = [];
-  const closers: { close(): void }[] = [];
-
-  async function start(options: Parameters<typeof ServerProcess.start>[0] = { args: FAST }): Promise<ServerProcess> {
-    const server = await ServerProcess.start(options);
-    servers.push(server);
-    return server;
-  }
-  async function v2(port: number, name: string, options: Parameters<typeof V2Client.hello>[2] = {}): Promise<V2Client> {
-    const client = await V2Client.hello(port, name, options);
-    closers.push(client);
-    return client;
-  }
+  const made = v2Fixture({ args: FAST_V2 });
+  const { start, v2 } = made;
   async function conversationRooms(client: V2Client): Promise<string[]> {
     const list = await client.ok({ type: 'conversations' });
     return (list.conversations as { room: string }[]).map((conversation) => conversation.room).sort();
   }
 
-  afterEach(async () => {
-    for (const client of closers.splice(0)) client.close();
-    for (const server of servers.splice(0)) await server.dispose();
-  });
 
   it('keeps the last of a join and a part sent back to back, in the conversations and after a restart', async () => {
     // A data folder: the directory's writes take a moment, so a part could overtake the join before it.
@@ -61,7 +44,7 @@ describe('protocol v2: an outside review', function () {
     alice.close();
 
     await server.stop();
-    const again = await start({ dataDir: server.dataDir, args: FAST });
+    const again = await start({ dataDir: server.dataDir, args: FAST_V2 });
     const back = await v2(again.port, 'alice', { key });
     assert.deepEqual(await conversationRooms(back), kept, 'the conversations after a restart');
   });
@@ -88,7 +71,7 @@ describe('protocol v2: an outside review', function () {
     assert.deepEqual(await conversationRooms(alice), [], 'the conversations after the acks');
     alice.close();
     await server.stop();
-    const again = await start({ dataDir: server.dataDir, args: FAST });
+    const again = await start({ dataDir: server.dataDir, args: FAST_V2 });
     assert.deepEqual(await conversationRooms(await v2(again.port, 'alice', { key })), [], 'the conversations after a restart');
   });
 });

@@ -6,45 +6,25 @@
  * may not, across restarts.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LeftEvent } from '../../shared/protocol';
 import { MAX_SERVER_FRAME_BYTES } from '../../shared/protocol';
 import { sleep } from '../support/historyChecks';
-import { ServerProcess } from '../support/serverProcess';
 import { TestClient } from '../support/testClient';
-import { type AnyFrame, V2Client } from '../support/v2Client';
-
-const FAST = ['--rate-burst', '2000', '--rate-per-second', '2000'];
+import type { AnyFrame } from '../support/v2Client';
+import { FAST_V2, v2Fixture } from '../support/v2Fixture';
 
 describe('protocol v2: rooms', function () {
   this.timeout(60_000);
-  const servers: ServerProcess[] = [];
-  const closers: { close(): void }[] = [];
-  const folders: string[] = [];
-
-  async function start(options: Parameters<typeof ServerProcess.start>[0] = { memory: true, args: FAST }): Promise<ServerProcess> {
-    const server = await ServerProcess.start(options);
-    servers.push(server);
-    return server;
-  }
-  async function v2(port: number, name: string, options: Parameters<typeof V2Client.hello>[2] = {}): Promise<V2Client> {
-    const client = await V2Client.hello(port, name, options);
-    closers.push(client);
-    return client;
-  }
+  const made = v2Fixture();
+  const { start, v2, tempDir } = made;
   async function v1(port: number, name: string, room: string): Promise<TestClient> {
     const client = await TestClient.join(port, name, { room });
-    closers.push(client);
+    made.keep(client);
     return client;
   }
 
-  afterEach(async () => {
-    for (const client of closers.splice(0)) client.close();
-    for (const server of servers.splice(0)) await server.dispose();
-    for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
-  });
 
   describe('joining and parting', () => {
     it('answers a join with the room state, the replay and an ack, and makes its creator the owner', async () => {
@@ -110,7 +90,7 @@ describe('protocol v2: rooms', function () {
     });
 
     it('caps the rooms of one connection with too_many_rooms and keeps it open; parting one makes room', async () => {
-      const server = await start({ memory: true, args: [...FAST, '--max-rooms-per-connection', '2'] });
+      const server = await start({ memory: true, args: [...FAST_V2, '--max-rooms-per-connection', '2'] });
       const alice = await v2(server.port, 'alice');
       await alice.join('one');
       await alice.join('two');
@@ -163,11 +143,11 @@ describe('protocol v2: rooms', function () {
     });
 
     it('pages the members of a big room, 500 a page, in name order', async () => {
-      const server = await start({ memory: true, args: [...FAST, '--max-clients', '0'] });
+      const server = await start({ memory: true, args: [...FAST_V2, '--max-clients', '0'] });
       const crowd: TestClient[] = [];
       for (let index = 0; index < 520; index++) {
         const client = await TestClient.connect(server.port);
-        closers.push(client);
+        made.keep(client);
         client.send({ type: 'hello', name: `m${String(index).padStart(3, '0')}`, room: 'crowd' });
         crowd.push(client);
       }
@@ -219,7 +199,7 @@ describe('protocol v2: rooms', function () {
 
   describe('owners', () => {
     it('lets only the owner set the topic, kick and hand the room on; the others get forbidden', async () => {
-      const server = await start({ memory: true, classic: true, args: FAST });
+      const server = await start({ memory: true, classic: true, args: FAST_V2 });
       const owner = await v2(server.port, 'olga');
       const member = await v2(server.port, 'max');
       await owner.join('club');
@@ -242,7 +222,7 @@ describe('protocol v2: rooms', function () {
     });
 
     it('kicks a v2 member (parted, left with reason kicked and by), who may join again; and a v1 and a classic member, who are closed', async () => {
-      const server = await start({ memory: true, classic: true, args: FAST });
+      const server = await start({ memory: true, classic: true, args: FAST_V2 });
       const owner = await v2(server.port, 'olga');
       await owner.join('lobby');
       const kicked = await v2(server.port, 'kim');
@@ -261,7 +241,7 @@ describe('protocol v2: rooms', function () {
       assert.equal(own.reason, 'kicked');
       await old.waitForClose();
       const nc = await TestClient.connect(server.classicPort as number);
-      closers.push(nc);
+      made.keep(nc);
       await nc.nextLine();
       nc.write('nico\n');
       await nc.nextLine((text) => text.startsWith('Welcome nico'));
@@ -272,9 +252,8 @@ describe('protocol v2: rooms', function () {
     });
 
     it('hands the room on; ownership and the topic survive a restart; a room a v1 member made has no owner', async () => {
-      const dataDir = mkdtempSync(join(tmpdir(), 'chat-room-v2-owner-'));
-      folders.push(dataDir);
-      let server = await start({ dataDir, args: FAST });
+      const dataDir = tempDir();
+      let server = await start({ dataDir, args: FAST_V2 });
       const olga = await v2(server.port, 'olga');
       const max = await v2(server.port, 'max');
       await olga.join('club');
@@ -290,7 +269,7 @@ describe('protocol v2: rooms', function () {
       await server.stop();
       v1Maker.close();
 
-      server = await start({ dataDir, args: FAST });
+      server = await start({ dataDir, args: FAST_V2 });
       const maxAgain = await v2(server.port, 'max', { key: max.welcome!.key });
       const state = await maxAgain.join('club');
       assert.deepEqual([state.owner, state.topic], ['max', 'before the restart']);
@@ -303,9 +282,8 @@ describe('protocol v2: rooms', function () {
     });
 
     it('brings the directory up to date from the room\'s log when a crash came between storing an owner or topic event and the directory entry', async () => {
-      const dataDir = mkdtempSync(join(tmpdir(), 'chat-room-v2-reconcile-'));
-      folders.push(dataDir);
-      let server = await start({ dataDir, args: FAST });
+      const dataDir = tempDir();
+      let server = await start({ dataDir, args: FAST_V2 });
       const olga = await v2(server.port, 'olga');
       const max = await v2(server.port, 'max');
       await olga.join('club');
@@ -321,7 +299,7 @@ describe('protocol v2: rooms', function () {
       writeFileSync(journal, lines.filter((_, index) => !dropped.has(index)).join('\n') + '\n');
       assert.ok(!readFileSync(journal, 'utf8').includes('stored in the log only'), 'the directory lost the topic');
 
-      server = await start({ dataDir, args: FAST });
+      server = await start({ dataDir, args: FAST_V2 });
       const maxAgain = await v2(server.port, 'max', { key: max.welcome!.key });
       const state = await maxAgain.join('club');
       assert.deepEqual([state.owner, state.topic], ['max', 'stored in the log only']);
