@@ -89,6 +89,8 @@ export class ServerController extends Disposable {
   /** Renewing the lease, watching the process and following the log, while a server runs. */
   private holding: IDisposable | undefined;
   private record: ServerRecord | undefined;
+  /** The ending under way (or the last one): the record it is for, and when it is through. */
+  private ending: { record: ServerRecord; done: Promise<void> } | undefined;
   private stopRequested = false;
   private attaching = false;
 
@@ -305,9 +307,20 @@ export class ServerController extends Disposable {
     this.log.info(startedHere ? 'This window holds the chat server while it is open.' : 'This window holds the chat server too.');
   }
 
-  /** The server process is gone: a stop (it left a clean exit note) or a crash. */
-  private async ended(record: ServerRecord): Promise<void> {
-    if (this.record !== record) return;
+  /**
+   * The server process is gone: a stop (it left a clean exit note) or a crash.
+   * Its exit, the liveness watch and stop() may each notice; all of them get
+   * the one ending, so stop() returns only once the record is forgotten.
+   */
+  private ended(record: ServerRecord): Promise<void> {
+    if (this.ending?.record === record) return this.ending.done;
+    if (this.record !== record) return Promise.resolve();
+    const done = this.settleEnding(record);
+    this.ending = { record, done };
+    return done;
+  }
+
+  private async settleEnding(record: ServerRecord): Promise<void> {
     this.record = undefined;
     this.letGo();
     // The note is written as the process exits; give the file system a moment.

@@ -36,6 +36,14 @@ const RECORD_FILE = 'server.json';
 const LOG_FILE = 'server.log';
 
 export class ServerHome {
+  /**
+   * This window's lease writes, one after another: two atomic writes in
+   * flight at once land in either order, and a fresh lease written as a server
+   * starts could replace a stop request made right after it (the server then
+   * never saw the stop, and was signalled after the grace period).
+   */
+  private leaseWrites: Promise<void> = Promise.resolve();
+
   constructor(readonly dataDir: string) {}
 
   get recordFile(): string {
@@ -75,7 +83,7 @@ export class ServerHome {
 
   /** Writes a fresh lease (a new server, or a changed keep-alive). */
   writeLease(keepAliveMs: number): Promise<void> {
-    return writeAtomically(this.leaseFile, JSON.stringify({ keepAliveMs } satisfies Lease) + '\n');
+    return this.writeLeaseFile({ keepAliveMs });
   }
 
   /**
@@ -93,7 +101,13 @@ export class ServerHome {
 
   /** Asks the server to stop gracefully (it watches the lease). */
   askToStop(keepAliveMs: number): Promise<void> {
-    return writeAtomically(this.leaseFile, JSON.stringify({ keepAliveMs, stop: true } satisfies Lease) + '\n');
+    return this.writeLeaseFile({ keepAliveMs, stop: true });
+  }
+
+  private writeLeaseFile(lease: Lease): Promise<void> {
+    const write = this.leaseWrites.then(() => writeAtomically(this.leaseFile, JSON.stringify(lease) + '\n'));
+    this.leaseWrites = write.catch(() => undefined);
+    return write;
   }
 
   /** The note the server left when it exited, if it was the process `pid`. */
