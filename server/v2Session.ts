@@ -417,6 +417,8 @@ export class V2Session implements SeatHolder {
       replyTo = room.replyTarget(frame.replyTo);
       if (!replyTo) return this.fail('not_found', `There is no message ${frame.replyTo} in ${room.name} to reply to.`, frame.id, room.name);
     }
+    // The message ends its author's typing (everyone's view drops it as it arrives): typing the next one is passed on at once.
+    membership.lastTypingAt = -Infinity;
     this.connection.oweAnswer(
       room.say(seat, frame.text, named, { authorId: this.identity.id, replyTo }).then((result) => {
         if (result.ok) this.ack(frame.id, result.seq);

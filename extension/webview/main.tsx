@@ -77,7 +77,11 @@ async function send(): Promise<void> {
   const replyTo = store.state.v2.replyTo?.seq;
   store.dispatch({ type: 'sendStarted' });
   const reply = await host.send(outgoing, replyTo);
-  if (reply?.accepted) v2({ type: 'cancelCompose' });
+  if (reply?.accepted) {
+    v2({ type: 'cancelCompose' });
+    // The message ends this typing run: the next keystroke starts a new one, shown at once.
+    lastTypingSignal = 0;
+  }
   store.dispatch(settled(text, reply));
 }
 

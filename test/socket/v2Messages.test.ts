@@ -203,6 +203,20 @@ describe('protocol v2: messages', function () {
       const history = await alice.ok({ type: 'history', room: 'lobby', before: 1000 });
       assert.ok(!(history.events as AnyFrame[]).some((event) => event.type === 'typing'), 'typing is never stored');
     });
+
+    it('ends a typing run with the typer\'s message: typing for the next one is passed on at once', async () => {
+      const server = await start();
+      const [alice, bob] = await pair(server.port);
+      bob.send({ type: 'typing', room: 'lobby' });
+      await alice.next((frame) => frame.type === 'typing');
+      await bob.say('lobby', 'done');
+      // Within 2 s of the first signal, but a new message is being written.
+      bob.send({ type: 'typing', room: 'lobby' });
+      await alice.next((frame) => frame.type === 'typing' && alice.all('typing').length === 2, 1_500);
+      bob.send({ type: 'typing', room: 'lobby' });
+      await sleep(300);
+      assert.equal(alice.all('typing').length, 2, 'the same run is still passed on at most once per 2 s');
+    });
   });
 
   describe('on disk', () => {

@@ -114,7 +114,10 @@ describe('Chat Room: conversations, replies, edits, reactions and slash commands
     await saveScreenshot(bob.page, 'v2-reply-edit-reactions-light');
   });
 
-  it('alice sees "bob is typing…" while he writes, and it goes once he sends', async () => {
+  it('alice sees "bob is typing…" while he writes, also right after his last message, and it goes once he sends', async () => {
+    // A message ends a typing run: what bob starts writing at once after it shows as typing too.
+    await sendInPanel(bob.page, 'one moment');
+    await eventually('bob\'s message at alice', async () => (await messageTexts(alice.page)).includes('one moment'));
     const bobInput = (await chatFrame(bob.page)).locator('#input');
     await bobInput.click();
     await bobInput.pressSequentially('let me check', { delay: 30 });
