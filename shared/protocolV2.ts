@@ -34,6 +34,19 @@ export const DM_ID_CHARS = 26;
 export const TYPING_TTL_MS = 5_000;
 /** The server passes on at most one typing signal per connection and room in this time; the rest are dropped. */
 export const TYPING_MIN_INTERVAL_MS = 2_000;
+/**
+ * A message ends its author's typing run, and a client signals the next run
+ * from this long after sending: not at once, or every message of someone
+ * sending quickly would cost a second frame of their rate (the server reads
+ * a connection's frames at a bounded rate), and not the usual 2 s after the
+ * last signal, or the next message would go unseen for as long.
+ */
+export const TYPING_AFTER_MESSAGE_MS = 1_000;
+
+/** The "last signal" time, for the usual throttle, that lets the next run signal TYPING_AFTER_MESSAGE_MS after a message. */
+export function typingRunEndedAt(sentAt: number): number {
+  return sentAt - TYPING_MIN_INTERVAL_MS + TYPING_AFTER_MESSAGE_MS;
+}
 export const TOPIC_MAX_CHARS = 256;
 export const SEARCH_MIN_CHARS = 2;
 export const SEARCH_MAX_CHARS = 128;

@@ -54,6 +54,7 @@ import {
   type SearchResultsFrame,
   type ServerFrameV2,
   TYPING_MIN_INTERVAL_MS,
+  typingRunEndedAt,
   type TypingEvent,
   type WelcomeV2Frame,
 } from '../../shared/protocolV2';
@@ -236,8 +237,8 @@ export class ChatClientV2 extends ReconnectingClient<ClientFrameV2, WelcomeV2Fra
     const track = this.rooms.get(roomKey(room));
     if (!track) throw new Error(`Not in ${room}.`);
     const id = randomUUID();
-    // The message ends this typing run (the server and the others end it too): typing the next one is sent at once.
-    this.lastTypingAt.delete(roomKey(room));
+    // The message ends this typing run (the server and the others end it too): the next one is signalled from a second after it.
+    this.lastTypingAt.set(roomKey(room), typingRunEndedAt(Date.now()));
     track.outbox.add({ id, text, createdAt: Date.now(), ...(replyTo !== undefined ? { replyTo } : {}) });
     if (track.joined && this.welcomed) this.writeSay(track, track.outbox.entries[track.outbox.entries.length - 1]);
     return id;

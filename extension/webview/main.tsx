@@ -5,6 +5,7 @@
  * rendered through markdown.ts, the panel's security boundary.
  */
 import { render } from 'preact';
+import { TYPING_MIN_INTERVAL_MS, typingRunEndedAt } from '../../shared/protocolV2';
 import type { HostToWebview, SendResultMessage } from '../../shared/webviewMessages';
 import { App } from './components/App';
 import { textBytes } from './components/Composer';
@@ -79,8 +80,8 @@ async function send(): Promise<void> {
   const reply = await host.send(outgoing, replyTo);
   if (reply?.accepted) {
     v2({ type: 'cancelCompose' });
-    // The message ends this typing run: the next keystroke starts a new one, shown at once.
-    lastTypingSignal = 0;
+    // The message ends this typing run: the next one is signalled from a second after it.
+    lastTypingSignal = typingRunEndedAt(Date.now());
   }
   store.dispatch(settled(text, reply));
 }
@@ -158,7 +159,7 @@ function reveal(seq: number): void {
 let lastTypingSignal = 0;
 document.addEventListener('input', (event) => {
   if ((event.target as HTMLElement | null)?.id !== 'input' || !store.state.v2.features.v2) return;
-  if (Date.now() - lastTypingSignal < 2_000) return;
+  if (Date.now() - lastTypingSignal < TYPING_MIN_INTERVAL_MS) return;
   lastTypingSignal = Date.now();
   host.post({ type: 'typing' });
 });

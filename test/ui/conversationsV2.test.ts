@@ -115,12 +115,12 @@ describe('Chat Room: conversations, replies, edits, reactions and slash commands
   });
 
   it('alice sees "bob is typing…" while he writes, also right after his last message, and it goes once he sends', async () => {
-    // A message ends a typing run: what bob starts writing at once after it shows as typing too.
+    // A message ends a typing run: what bob writes straight after it, at a person's pace, shows as typing too.
     await sendInPanel(bob.page, 'one moment');
     await eventually('bob\'s message at alice', async () => (await messageTexts(alice.page)).includes('one moment'));
     const bobInput = (await chatFrame(bob.page)).locator('#input');
     await bobInput.click();
-    await bobInput.pressSequentially('let me check', { delay: 30 });
+    await bobInput.pressSequentially('let me check', { delay: 120 });
     const aliceFrame = await chatFrame(alice.page);
     await eventually('the typing line', async () => (await aliceFrame.locator('#typing').innerText()) === 'bob is typing…', 10_000);
     await bobInput.press('Enter');
