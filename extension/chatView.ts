@@ -281,7 +281,7 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
     this.post({ type: 'notice', text, problem });
   }
 
-  private async reportAction(action: Promise<{ ok: true } | { ok: false; reason: string }>): Promise<void> {
+  private async reportAction(action: Promise<ActionOutcome>): Promise<void> {
     const outcome = await action;
     if (!outcome.ok) this.notice(outcome.reason, true);
   }
@@ -293,11 +293,9 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
    * as a notice.
    */
   private async answerCommand(action: Promise<ActionOutcome> | undefined, requestId: number | undefined, panel: ChatPanel | undefined): Promise<void> {
-    const outcome: ActionOutcome = action ? await action : { ok: false, reason: 'This needs a room on a server that speaks protocol 2.' };
-    if (requestId === undefined) {
-      if (!outcome.ok) this.notice(outcome.reason, true);
-      return;
-    }
+    const answered: Promise<ActionOutcome> = action ?? Promise.resolve({ ok: false, reason: 'This needs a room on a server that speaks protocol 2.' });
+    if (requestId === undefined) return this.reportAction(answered);
+    const outcome = await answered;
     panel?.post({ type: 'sendResult', inReplyTo: requestId, accepted: outcome.ok, ...(outcome.ok ? {} : { reason: outcome.reason }) });
   }
 
@@ -348,7 +346,7 @@ export class ChatView extends Disposable implements PanelSource, ChatVisibility,
       picker.show();
     });
     picker.dispose();
-    if (picked) await this.answerCommand(joinedOutcome(this.sessions.joinAnother(picked)), undefined, this.panel);
+    if (picked) await this.reportAction(joinedOutcome(this.sessions.joinAnother(picked)));
   }
 
   private async pasteInvite(): Promise<void> {

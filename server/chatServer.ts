@@ -17,7 +17,7 @@ import { PerAddressRate } from './addressLimits';
 import { ClassicConnection } from './classicConnection';
 import type { Connection } from './connection';
 import type { DataFolder } from './dataFolder';
-import { type Directory, type RoomMeta, StoredDirectory } from './directory';
+import { type Directory, namesOf, type RoomMeta, StoredDirectory } from './directory';
 import type { Logger } from './log';
 import { NdjsonConnection } from './ndjsonConnection';
 import { IdentitySeat, RemoteMember, type Room, type RoomMember } from './room';
@@ -410,7 +410,7 @@ export class ChatServer extends Disposable implements V2Host {
   /** A DM was made (here or, in a cluster, on another server): its participants' connections here hear of it at once. */
   private announceDm(meta: RoomMeta): void {
     const participantIds = meta.participantIds ?? [];
-    const participants = participantIds.map((id) => this.directory.nameOf(id)).filter((name) => name !== undefined);
+    const participants = namesOf(this.directory, participantIds);
     const added = encodeFrame({ type: 'conversationAdded', room: meta.name, kind: 'dm', participants });
     for (const id of participantIds) for (const session of this.sessionsOf(id)) session.tell(added);
   }

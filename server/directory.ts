@@ -526,6 +526,11 @@ function isDirectoryOperation(line: Buffer): boolean {
   }
 }
 
+/** The current names of these identities, in their order (one released meanwhile is left out). */
+export function namesOf(directory: Pick<Directory, 'nameOf'>, identityIds: readonly string[]): string[] {
+  return identityIds.map((id) => directory.nameOf(id)).filter((name) => name !== undefined);
+}
+
 /** Tells each listener of a directory change; one that throws is logged and does not keep the others from hearing. */
 export function tellListeners<Listener>(listeners: Iterable<Listener>, call: (listener: Listener) => void, logger: Logger, what: string): void {
   for (const listener of listeners) {

@@ -50,7 +50,7 @@ import {
   type TypingFrame,
 } from '../shared/protocolV2';
 import type { ConnectionHost } from './connection';
-import type { Identity, RoomMeta } from './directory';
+import { type Identity, namesOf, type RoomMeta } from './directory';
 import type { NdjsonConnection } from './ndjsonConnection';
 import { messageTextProblem } from './ndjsonConnection';
 import { TokenBucket } from './rateLimiter';
@@ -375,7 +375,7 @@ export class V2Session implements SeatHolder {
   }
 
   private namesOf(identityIds: readonly string[]): string[] {
-    return identityIds.map((id) => this.host.directory.nameOf(id)).filter((name) => name !== undefined);
+    return namesOf(this.host.directory, identityIds);
   }
 
   /**

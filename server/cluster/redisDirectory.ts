@@ -410,16 +410,14 @@ export class RedisDirectory extends Disposable implements Directory {
         return false;
       }
       const operation = JSON.parse(field.o) as DirectoryOperation;
-      if (operation.op === 'room' && operation.kind === 'dm' && this.copy.roomMeta(operation.room) === undefined) {
-        const { op: _op, ...meta } = operation;
-        newDms.push(meta);
-      }
+      const newDm = operation.op === 'room' && operation.kind === 'dm' && this.copy.roomMeta(operation.room) === undefined;
       this.copy.applyStored(operation);
       this.lastChange = counter;
       this.lastId = id;
       if (operation.op === 'room') {
         const { op: _op, ...meta } = operation;
         this.roomChanged(meta);
+        if (newDm) newDms.push(meta);
       } else if (operation.op === 'forget') {
         this.tell(this.forgottenListeners, (listener) => listener(operation.id));
       } else if (operation.op === 'part' && !this.takeWrittenHere('part', operation.id, operation.room)) {

@@ -5,6 +5,7 @@
 import * as assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import * as vscode from 'vscode';
+import { LineSplitter } from '../../shared/framing';
 import type { ChatRoomApi } from '../../extension/extension';
 import { chatRoomApi, type JoinResult, leaveAndCleanUpAfterEach, waitFor } from './chatRoomHelpers';
 
@@ -32,14 +33,10 @@ class FloodingServer {
   private serve(socket: Socket): void {
     this.client = socket;
     socket.on('error', () => undefined);
-    let buffered = '';
+    const splitter = new LineSplitter(1 << 20);
     socket.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('utf8');
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const frame = JSON.parse(buffered.slice(0, newline)) as { type: string; id?: string; room?: string; name?: string };
-        buffered = buffered.slice(newline + 1);
-        this.answer(frame);
+      for (const line of splitter.push(chunk)) {
+        if (line.kind === 'line') this.answer(JSON.parse(line.bytes.toString('utf8')) as { type: string; id?: string; room?: string; name?: string });
       }
     });
   }
